@@ -1,0 +1,27 @@
+"""The ``umed`` command line: a thin Typer shell; every command lives in its own module and calls the Python API."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals can hold patient data
+    add_completion=False,
+    help="Unlearnable medical image segmentation datasets: protect, audit, inspect.",
+)
+
+
+def _register() -> None:
+    """Import each command module; each one adds its command to ``app``."""
+    import importlib
+
+    for module in ("info", "protect", "audit", "demo", "export"):
+        try:
+            importlib.import_module(f"umed.cli.{module}")
+        except ModuleNotFoundError as error:  # a command not yet written
+            if error.name != f"umed.cli.{module}":
+                raise
+
+
+_register()

@@ -1,0 +1,45 @@
+"""Terminal helpers shared by the commands: a rich progress bar behind umed's ``ProgressCallback``, error exits."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_callback() -> Iterator[Callable[[str, int, int], None]]:
+    """Yield a ``callback(description, completed, total)`` that drives one rich task per description."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=error_console,
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    )
+    tasks: dict[str, int] = {}
+
+    def update(description: str, completed: int, total: int) -> None:
+        if description not in tasks:
+            tasks[description] = progress.add_task(description, total=total)
+        progress.update(tasks[description], completed=completed, total=total)
+
+    with progress:
+        yield update
+
+
+def fail(message: str) -> None:
+    """Print one error line on stderr (no traceback, no locals) and exit with status 1."""
+    import typer
+
+    error_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)

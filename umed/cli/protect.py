@@ -1,0 +1,77 @@
+"""``umed protect``: protect a folder of cases (thin shell over :func:`umed.protect.protect_dataset`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from umed.cli import app
+
+
+def _labels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers such as 1,3,4 (got {text!r})")
+
+
+@app.command("protect")
+def protect(
+    volumes: Annotated[Path, typer.Argument(help="Folder of images (NIfTI, DICOM series folders, PNG/TIFF), or an nnU-Net/Decathlon dataset.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (must not be inside an input folder).")],
+    masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML settings (see configs/).")] = None,
+    protector: Annotated[Optional[Path], typer.Option("--protector", help="Apply this saved protector (protector.json) instead of training one.")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="umed, em, tap, sep, salm, lsp, ar or random.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed: same seed, same bytes.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0).")] = None,
+    target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")] = None,
+) -> None:
+    """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
+    from rich.table import Table
+
+    from umed.cli._console import console, fail, progress_callback
+    from umed.errors import UmedError
+    from umed.protect import protect_dataset
+    from umed.settings import load_protect_config
+
+    try:
+        cfg = load_protect_config(
+            config,
+            images=volumes,
+            masks=masks,
+            out=out,
+            protector=protector,
+            method=method,
+            seed=seed,
+            structure_labels=_labels(labels),
+            target_psnr=target_psnr,
+        )
+        with progress_callback() as update:
+            summary = protect_dataset(cfg, progress=update)
+    except UmedError as error:
+        fail(str(error))
+        return
+    table = Table(title=f"umed protect ({cfg.method}, seed {cfg.seed})")
+    for column in ("case", "status", "eps (/255)", "PSNR dB", "ROI PSNR dB", "SSIM", "max |change| (/255)"):
+        table.add_column(column, justify="left" if column in ("case", "status") else "right")
+    for result in summary.results:
+        m = result.metrics
+        eps = result.details.get("eps_255")
+        table.add_row(
+            result.case_id,
+            result.status if result.status != "failed" else f"[red]failed[/red]: {result.error}",
+            f"{eps:.2f}" if eps is not None else "",
+            f"{m['psnr']:.2f}" if "psnr" in m else "",
+            f"{m['psnr_roi']:.2f}" if "psnr_roi" in m else "",
+            f"{m['ssim']:.4f}" if "ssim" in m else "",
+            f"{m['max_abs_change_255']:.2f}" if "max_abs_change_255" in m else "",
+        )
+    console.print(table)
+    console.print(f"manifest: {summary.manifest_path}")
+    if summary.failed:
+        fail(f"{len(summary.failed)} of {len(summary.results)} case(s) failed; the others were written")

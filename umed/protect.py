@@ -1,0 +1,531 @@
+"""``umed protect``: fit a protector on a dataset (or load one), apply it to every case, write each case back in its
+own format, and keep a manifest that makes the run auditable and resumable.
+
+The work is split into plain functions so that the MONAI transform (:mod:`umed.transforms`) and the CLI share them:
+
+- :func:`case_eps_scale` turns a target PSNR into a per-case budget;
+- :func:`protect_array` applies a fitted protector to one image array in file units, slice by slice and only where
+  there is structure, and returns the protected array in the same units, already representable in the file's dtype;
+- :func:`protect_dataset` runs the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from umed.case import Case, CaseMeta, CaseResult
+from umed.errors import ConfigError, UmedError
+from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.settings import ProtectConfig
+
+__all__ = [
+    "ProtectedArray",
+    "ProtectSummary",
+    "case_eps_scale",
+    "protect_array",
+    "protect_dataset",
+    "structure_slices",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+PROTECTOR_NAME = "protector.json"
+
+
+@dataclass(frozen=True)
+class ProtectedArray:
+    """Result of :func:`protect_array`.
+
+    Attributes:
+        array: protected image in file units, same shape as the input, values the file's dtype can store exactly.
+        eps: the L-inf budget that applied, normalised units (after the per-case scale).
+        eps_scale: the per-case multiplier of the protector's budget.
+        changed_slices: indices (last axis) of the slices that were perturbed.
+    """
+
+    array: np.ndarray
+    eps: float
+    eps_scale: float
+    changed_slices: tuple[int, ...]
+
+
+@dataclass
+class ProtectSummary:
+    """What a protect run did: one :class:`CaseResult` per case, the protector's JSON and the manifest path."""
+
+    results: list[CaseResult]
+    manifest_path: Path
+    protector_path: Path | None
+    protector_log: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        """The cases that could not be protected."""
+        return [result for result in self.results if result.status == "failed"]
+
+
+def _as_volume(array: np.ndarray) -> np.ndarray:
+    """View a 2D image ``(H, W)`` as a one-slice volume ``(H, W, 1)``; volumes pass unchanged."""
+    return array[..., None] if array.ndim == 2 else array
+
+
+def structure_slices(labels: np.ndarray, structure_labels: Sequence[int] | None) -> tuple[np.ndarray, list[int]]:
+    """The structure mask and the indices along the last axis of the slices that contain it.
+
+    Args:
+        labels: integer label map ``(H, W)`` or ``(X, Y, Z)``.
+        structure_labels: the labels that form the structure; ``None`` means every label > 0.
+
+    Returns:
+        ``(structure, slice_indices)``: a bool array of the input's shape, and the slices (last axis; ``[0]`` for 2D)
+        holding at least one structure voxel.
+    """
+    from umed.regions import foreground
+
+    structure = foreground(labels, structure_labels)
+    volume = _as_volume(structure)
+    indices = [int(z) for z in np.flatnonzero(volume.reshape(-1, volume.shape[-1]).any(axis=0))]
+    return structure, indices
+
+
+def case_eps_scale(
+    structure: np.ndarray, budget: Budget, *, target_psnr: float | None, eps_cap: float
+) -> float:
+    """Per-case multiplier of the budget so that the case keeps ``target_psnr`` (dB, data_range 1).
+
+    The bound assumes the worst case, every voxel of the support changed by the full budget, so the PSNR after
+    writing is at least the target: ``eps = sqrt(10 ** (-target / 10) * N / N_support)``, capped at ``eps_cap``.
+    The support is the structure plus its contour band, computed slice by slice as the protector sees it.
+    ``target_psnr=None`` keeps the protector's budget (scale 1).
+
+    Args:
+        structure: bool ``(H, W)`` or ``(X, Y, Z)``.
+        budget: the protector's budget (its ``eps_max`` is what the scale multiplies).
+        target_psnr: dB over the whole image (per volume for 3D, per image for 2D), or ``None``.
+        eps_cap: largest allowed budget, normalised units.
+
+    Returns:
+        The scale (``> 0``); ``1.0`` when there is no target or no structure.
+    """
+    if target_psnr is None:
+        return 1.0
+    from umed.regions import support
+
+    volume = _as_volume(structure)
+    n_support = sum(int(support(volume[..., z], budget.band_width).sum()) for z in range(volume.shape[-1]) if volume[..., z].any())
+    if n_support == 0:
+        return 1.0
+    eps = math.sqrt(10 ** (-target_psnr / 10) * volume.size / n_support)
+    return min(eps, eps_cap) / budget.eps_max
+
+
+def _integer_info(dtype: np.dtype) -> np.iinfo | None:
+    return np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+
+
+def _add_in_file_units(original: np.ndarray, delta_file: np.ndarray, meta: CaseMeta) -> np.ndarray:
+    """``original + delta`` rounded toward the original to values the file can store, so ``|change| <= |delta|``.
+
+    For integer on-disk dtypes the change is truncated to whole stored units (slope), never rounded up, and the
+    result is clipped to the dtype's range; float dtypes are cast to their precision.
+    """
+    info = _integer_info(np.dtype(meta.disk_dtype))
+    if info is None:
+        return (original.astype(np.float64) + delta_file).astype(meta.disk_dtype).astype(original.dtype, copy=False)
+    slope = meta.slope or 1.0
+    steps = np.trunc(delta_file / slope)
+    stored = np.rint((original.astype(np.float64) - meta.intercept) / slope) + steps
+    stored = np.clip(stored, info.min, info.max)
+    return (stored * slope + meta.intercept).astype(original.dtype, copy=False)
+
+
+def protect_array(
+    image: np.ndarray,
+    labels: np.ndarray,
+    meta: CaseMeta,
+    protector: Protector,
+    *,
+    mapping: Any,
+    structure_labels: Sequence[int] | None = None,
+    target_psnr: float | None = None,
+    eps_cap: float = 16 / 255,
+    batch_size: int = 16,
+) -> ProtectedArray:
+    """Apply a fitted protector to one image.
+
+    Works slice by slice along the last axis and only on the slices that contain the structure, so memory stays
+    at a copy of the image plus one batch of slices. Outside the structure and its contour band the output is the
+    input, bit for bit.
+
+    Args:
+        image: ``(H, W)`` or ``(X, Y, Z)`` in file units (as :func:`umed.io.load_case` returns it).
+        labels: integer label map of the same shape.
+        meta: the image's :class:`CaseMeta` (on-disk dtype, slope, intercept, case id).
+        protector: a fitted protector.
+        mapping: the :class:`umed.intensity.IntensityMapping` fitted on this image.
+        structure_labels: the labels that form the structure (``None``: every label > 0).
+        target_psnr: per-case budget rule, see :func:`case_eps_scale`.
+        eps_cap: cap of the per-case budget, normalised units.
+        batch_size: slices per forward pass.
+
+    Returns:
+        A :class:`ProtectedArray`; its array has the input's shape and dtype.
+    """
+    structure, indices = structure_slices(labels, structure_labels)
+    scale = case_eps_scale(structure, protector.budget, target_psnr=target_psnr, eps_cap=eps_cap)
+    eps = protector.budget.eps_max * scale
+    out = image.copy()
+    if not indices:
+        return ProtectedArray(out, eps, scale, ())
+    image_volume, structure_volume, out_volume = _as_volume(image), _as_volume(structure), _as_volume(out)
+    span = float(mapping.high - mapping.low)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        original = np.stack([image_volume[..., z] for z in chunk])
+        unit = mapping.to_unit(original).astype(np.float32)
+        batch = SliceBatch(
+            images=unit,
+            structures=np.stack([structure_volume[..., z] for z in chunk]),
+            keys=[f"{meta.case_id}/{z}" for z in chunk],
+            eps_scale=np.full(len(chunk), scale, dtype=np.float32),
+        )
+        delta = protector.perturb(batch).astype(np.float32)
+        # keep voxels inside [0, 1] (but never move a voxel that was already outside it further out)
+        lower, upper = np.minimum(unit, 0.0), np.maximum(unit, 1.0)
+        delta = np.clip(unit + delta, lower, upper) - unit
+        delta = np.clip(delta, -eps, eps)
+        protected = _add_in_file_units(original, delta.astype(np.float64) * span, meta)
+        for index, z in enumerate(chunk):
+            out_volume[..., z] = protected[index]
+    return ProtectedArray(out, eps, scale, tuple(indices))
+
+
+# --------------------------------------------------------------------------------------------------------- batch
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    """Copy a file or a DICOM folder byte for byte, through a temporary name in the target folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            shutil.copytree(source, temp, dirs_exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(temp, target)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+    else:
+        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(handle)
+        try:
+            shutil.copyfile(source, temp)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _fit_mapping(image: np.ndarray, cfg: ProtectConfig) -> Any:
+    from umed.intensity import fit_mapping
+
+    if cfg.intensity_mode == "window":
+        return fit_mapping(image, mode="window", window=cfg.window)
+    return fit_mapping(image, mode="percentile")
+
+
+def _collect_training_slices(
+    cases: Sequence[Case], cfg: ProtectConfig, budget: Budget, progress: ProgressCallback | None
+) -> tuple[SliceBatch | None, list[CaseResult]]:
+    """Validate every case and gather the slices that hold structure, normalised, for fitting.
+
+    Slices are taken evenly from each case, the ones with the most structure first, up to ``max_train_slices`` in
+    all. Returns the batch (``None`` if no case has structure) and a failed :class:`CaseResult` per bad case.
+    """
+    from umed.io import validate_case
+
+    failures: list[CaseResult] = []
+    per_case: list[tuple[str, np.ndarray, np.ndarray, float, list[int]]] = []
+    for done, case in enumerate(cases):
+        try:
+            image, meta, labels, _ = validate_case(case)
+        except UmedError as error:
+            failures.append(CaseResult(case.case_id, "failed", error=str(error)))
+            continue
+        finally:
+            if progress:
+                progress("checking cases", done + 1, len(cases))
+        structure, indices = structure_slices(labels, cfg.structure_labels)
+        if not indices:
+            continue
+        volume, structure_volume = _as_volume(image), _as_volume(structure)
+        order = sorted(indices, key=lambda z: -int(structure_volume[..., z].sum()))
+        scale = case_eps_scale(structure, budget, target_psnr=cfg.target_psnr, eps_cap=cfg.eps_cap)
+        mapping = _fit_mapping(image, cfg)
+        per_case.append(
+            (
+                case.case_id,
+                mapping.to_unit(np.stack([volume[..., z] for z in order])).astype(np.float32),
+                np.stack([structure_volume[..., z] for z in order]),
+                scale,
+                order,
+            )
+        )
+    if not per_case:
+        return None, failures
+    quota = max(1, cfg.max_train_slices // len(per_case))
+    images, structures, keys, scales = [], [], [], []
+    shapes = {entry[1].shape[1:] for entry in per_case}
+    for case_id, unit, struct, scale, chosen in per_case:
+        take = min(quota, len(chosen))
+        images.append(unit[:take])
+        structures.append(struct[:take])
+        keys.extend(f"{case_id}/{z}" for z in chosen[:take])
+        scales.append(np.full(take, scale, dtype=np.float32))
+    if len(shapes) > 1:  # slices of different sizes: pad to the largest, structure stays False in the padding
+        height = max(shape[0] for shape in shapes)
+        width = max(shape[1] for shape in shapes)
+        images = [np.pad(a, ((0, 0), (0, height - a.shape[1]), (0, width - a.shape[2]))) for a in images]
+        structures = [np.pad(a, ((0, 0), (0, height - a.shape[1]), (0, width - a.shape[2]))) for a in structures]
+    batch = SliceBatch(np.concatenate(images), np.concatenate(structures), keys, np.concatenate(scales))
+    return batch, failures
+
+
+def _make_or_load_protector(
+    cfg: ProtectConfig, cases: Sequence[Case], progress: ProgressCallback | None
+) -> tuple[Protector, Path, dict[str, Any], list[CaseResult]]:
+    """Load ``cfg.protector``, reuse a matching protector already in OUT (resume), or fit a new one."""
+    from umed.perturbators import make_protector
+    from umed.protector_io import load_protector, save_protector, sha256_file
+
+    budget = Budget(cfg.eps_contour, cfg.eps_texture, cfg.band_width)
+    if cfg.protector is not None:
+        protector, document = load_protector(cfg.protector)
+        return protector, Path(cfg.protector), document, []
+    fingerprint = sorted(
+        (case.case_id, sha256_file(case.image_path), sha256_file(case.mask_path) if case.mask_path else None)
+        for case in cases
+        if case.image_path.exists()
+    )
+    wanted = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
+    target = cfg.out / PROTECTOR_NAME
+    if target.is_file():
+        try:
+            existing, document = load_protector(target)
+        except UmedError:
+            existing, document = None, {}
+        if existing is not None and existing.config() == wanted.config() and document.get("training_data") == [
+            list(item) for item in fingerprint
+        ] and document.get("structure_labels") == (list(cfg.structure_labels) if cfg.structure_labels else None):
+            return existing, target, document, []  # each case is validated when it is applied
+    batch, failures = _collect_training_slices(cases, cfg, budget, progress)
+    if batch is None:
+        raise ConfigError(f"{cfg.masks or cfg.images}: no case has any structure voxel to protect")
+    started = time.perf_counter()
+    log = wanted.fit(batch, progress=progress)
+    extra = {
+        "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else None,
+        "intensity_mode": cfg.intensity_mode,
+        "window": list(cfg.window) if cfg.window else None,
+        "target_psnr": cfg.target_psnr,
+        "eps_cap": cfg.eps_cap,
+        "training_slices": int(batch.images.shape[0]),
+        "training_seconds": round(time.perf_counter() - started, 2),
+        "training_log": log,
+        "training_data": [list(item) for item in fingerprint],
+    }
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    path = save_protector(wanted, target, extra=extra)
+    import json
+
+    return wanted, path, json.loads(path.read_text()), failures
+
+
+def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = None) -> ProtectSummary:
+    """Protect every case of a dataset and write OUT/ (cases in their own format, protector, manifest.json).
+
+    A bad case is recorded in the summary and the manifest and the run goes on; a case with an empty mask is copied
+    unchanged (with a warning) so that the released dataset stays complete. A case already written by an earlier,
+    interrupted run with the same settings is checked by SHA-256 and skipped: the final bytes are the same as an
+    uninterrupted run's.
+
+    Raises:
+        ConfigError: OUT inside an input folder, no usable case, unknown method.
+        InputError: the image folder cannot be read.
+    """
+    from umed.io import check_output_location, discover_cases, output_path_for, save_case, validate_case
+    from umed.protector_io import package_versions, sha256_file, write_json_atomic
+
+    inputs = [cfg.images] + ([cfg.masks] if cfg.masks else [])
+    check_output_location(cfg.out, inputs)
+    cases = discover_cases(cfg.images, cfg.masks)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = cfg.out / MANIFEST_NAME
+    previous = _read_manifest(manifest_path)
+
+    protector, protector_path, protector_doc, failures = _make_or_load_protector(cfg, cases, progress)
+    protector_config = protector.config()
+    same_run = previous.get("protector") == protector_config and previous.get("settings", {}).get(
+        "structure_labels"
+    ) == cfg.to_dict()["structure_labels"] and previous.get("settings", {}).get("target_psnr") == cfg.target_psnr
+    done_before = previous.get("cases", {}) if same_run else {}
+
+    failed_ids = {result.case_id: result for result in failures}
+    manifest: dict[str, Any] = {
+        "umed": package_versions()["umed"],
+        "settings": cfg.to_dict(),
+        "protector": protector_config,
+        "protector_file": protector_path.name if protector_path.parent == cfg.out else str(protector_path),
+        "data_range": "normalised intensity, 1.0 = the case's intensity mapping span",
+        "versions": package_versions(),
+        "cases": {},
+        "failed": {},
+    }
+    results: list[CaseResult] = []
+    for done, case in enumerate(cases):
+        if progress:
+            progress("protecting cases", done, len(cases))
+        if case.case_id in failed_ids:
+            results.append(failed_ids[case.case_id])
+            manifest["failed"][case.case_id] = failed_ids[case.case_id].error
+            continue
+        try:
+            result, entry = _protect_one(case, cfg, protector, done_before.get(case.case_id))
+        except UmedError as error:
+            result, entry = CaseResult(case.case_id, "failed", error=str(error)), None
+            manifest["failed"][case.case_id] = str(error)
+        results.append(result)
+        if entry is not None:
+            manifest["cases"][case.case_id] = entry
+        write_json_atomic(manifest, manifest_path)
+    if progress:
+        progress("protecting cases", len(cases), len(cases))
+    write_json_atomic(manifest, manifest_path)
+    return ProtectSummary(results, manifest_path, protector_path, protector_doc.get("training_log", {}))
+
+
+def _protect_one(
+    case: Case, cfg: ProtectConfig, protector: Protector, earlier: dict[str, Any] | None
+) -> tuple[CaseResult, dict[str, Any]]:
+    """Protect one case (or confirm an earlier run's output) and return its result and manifest entry."""
+    from umed.io import output_path_for, save_case, validate_case
+    from umed.protector_io import sha256_file
+
+    input_sha = sha256_file(case.image_path)
+    if earlier and earlier.get("input_sha256") == input_sha:
+        target = cfg.out / earlier["output"]
+        if target.exists() and sha256_file(target) == earlier.get("output_sha256"):
+            return CaseResult(case.case_id, "skipped", target, metrics=earlier.get("metrics", {})), earlier
+
+    image, meta, labels, _ = validate_case(case)
+    target = output_path_for(case, meta, cfg.out)
+    structure, indices = structure_slices(labels, cfg.structure_labels)
+    if not indices:
+        logger.warning("%s: the mask has no structure voxel; the case is copied unchanged", case.mask_path)
+        _copy_atomic(case.image_path, target)
+        entry = {
+            "status": "passed_through",
+            "input": str(case.image_path),
+            "output": target.name,
+            "input_sha256": input_sha,
+            "output_sha256": sha256_file(target),
+            "warning": "mask has no structure voxel: copied unchanged",
+            "metrics": {},
+        }
+        return CaseResult(case.case_id, "passed_through", target, details=entry), entry
+
+    started = time.perf_counter()
+    mapping = _fit_mapping(image, cfg)
+    protected = protect_array(
+        image,
+        labels,
+        meta,
+        protector,
+        mapping=mapping,
+        structure_labels=cfg.structure_labels,
+        target_psnr=cfg.target_psnr,
+        eps_cap=cfg.eps_cap,
+    )
+    metrics = change_metrics(image, protected.array, structure, mapping=mapping, band_width=protector.budget.band_width)
+    _check_guarantees(case, metrics, protected.eps)
+    save_case(protected.array, meta, target, derived=True)
+    entry = {
+        "status": "protected",
+        "input": str(case.image_path),
+        "mask": str(case.mask_path),
+        "output": target.name,
+        "input_sha256": input_sha,
+        "output_sha256": sha256_file(target),
+        "format": meta.format,
+        "seed": protector.seed,
+        "eps": protected.eps,
+        "eps_255": protected.eps * 255,
+        "eps_scale": protected.eps_scale,
+        "intensity_mapping": mapping.to_dict(),
+        "changed_slices": len(protected.changed_slices),
+        "seconds": round(time.perf_counter() - started, 3),
+        "metrics": metrics,
+    }
+    return CaseResult(case.case_id, "protected", target, metrics=metrics, details=entry), entry
+
+
+def change_metrics(
+    original: np.ndarray, protected: np.ndarray, structure: np.ndarray, *, mapping: Any, band_width: int
+) -> dict[str, float]:
+    """Imperceptibility of one protected case, in normalised units (data_range 1).
+
+    PSNR is over the whole image (per volume for 3D, per image for 2D) and over the structure (ROI); SSIM over the
+    whole image (scikit-image, data_range 1); ``max_abs_change`` in normalised units and in /255;
+    ``outside_support_changes`` counts voxels changed outside structure plus band (must be 0).
+    """
+    from umed.metrics import psnr, ssim
+    from umed.regions import support
+
+    reference = mapping.to_unit(original).astype(np.float32)
+    test = mapping.to_unit(protected).astype(np.float32)
+    change = np.abs(protected.astype(np.float64) - original.astype(np.float64)) / float(mapping.high - mapping.low)
+    volume = _as_volume(structure)
+    allowed = np.stack([support(volume[..., z], band_width) for z in range(volume.shape[-1])], axis=-1)
+    allowed = allowed.reshape(structure.shape)
+    return {
+        "psnr": float(psnr(reference, test, data_range=1.0)),
+        "psnr_roi": float(psnr(reference, test, data_range=1.0, mask=structure)),
+        "ssim": float(ssim(reference, test, data_range=1.0)),
+        "max_abs_change": float(change.max()),
+        "max_abs_change_255": float(change.max() * 255),
+        "changed_voxels": int((change > 0).sum()),
+        "outside_support_changes": int(((change > 0) & ~allowed).sum()),
+    }
+
+
+def _check_guarantees(case: Case, metrics: dict[str, float], eps: float) -> None:
+    """Refuse to write a case that breaks the promises (budget, support); a bug, never expected."""
+    from umed.errors import UmedError
+
+    if metrics["outside_support_changes"]:
+        raise UmedError(f"{case.image_path}: {metrics['outside_support_changes']} voxels changed outside the support")
+    if metrics["max_abs_change"] > eps * (1 + 1e-5) + 1e-7:
+        raise UmedError(
+            f"{case.image_path}: largest change exceeds the budget (expected <= {eps:.6f}, got {metrics['max_abs_change']:.6f})"
+        )
