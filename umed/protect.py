@@ -208,6 +208,13 @@ def protect_array(
         protected = _add_in_file_units(original, delta.astype(np.float64) * span, meta)
         for index, z in enumerate(chunk):
             out_volume[..., z] = protected[index]
+    if meta.source.exists():  # a real file: snap to what it stores (per-slice DICOM rescale, BitsStored)
+        from umed.io import quantize
+
+        out = np.asarray(quantize(out, meta)).astype(image.dtype, copy=False)
+        # a rounding that overshoots the budget (another slice's rescale) gives the voxel back its original value
+        overshoot = np.abs(out.astype(np.float64) - image) > eps * span * (1 + 1e-9)
+        out[overshoot] = image[overshoot]
     return ProtectedArray(out, eps, scale, tuple(indices))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from umed.errors import ConfigError, InputError
 from umed.perturbators.base import Budget, Protector
 
-__all__ = ["save_protector", "load_protector", "package_versions", "sha256_file", "write_json_atomic"]
+__all__ = ["save_protector", "load_protector", "export_protector", "package_versions", "sha256_file", "write_json_atomic"]
 
 FORMAT_VERSION = 1
 
@@ -142,3 +142,22 @@ def load_protector(path: Path) -> tuple[Protector, dict[str, Any]]:
             raise InputError(f"{weights}: cannot read the weights ({error})") from error
         protector.load_state_dict(state)
     return protector, document
+
+
+def export_protector(source: Path, folder: Path) -> Path:
+    """Load a saved protector (checking its weights) and save it again into ``folder`` as ``protector.json/.pt``.
+
+    The copy is rewritten from the loaded objects, so it is known to load; the JSON keeps every recorded fact
+    (intensity rule, structure labels, training log, versions).
+
+    Returns:
+        The new JSON path.
+    """
+    protector, document = load_protector(source)
+    extra = {key: value for key, value in document.items() if key not in _CORE_KEYS}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_protector(protector, folder / "protector.json", extra=extra)
+
+
+_CORE_KEYS = {"format", "format_version", "method", "budget", "seed", "settings", "weights", "weights_sha256", "versions"}

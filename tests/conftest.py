@@ -1,0 +1,163 @@
+"""Shared fixtures: tiny real files written to ``tmp_path`` (NIfTI, DICOM, PNG, TIFF) and the shared real datasets.
+
+The small files are written with the format libraries themselves (nibabel, pillow, tifffile), not with umed, so that
+the I/O tests check umed against an independent writer. The DICOM fixture uses :func:`umed.io.make_dicom_series`;
+tests/io/test_dicom.py checks that writer against SimpleITK's reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def oblique_affine(spacing=(0.7, 0.9, 2.5), degrees: float = 20.0, origin=(-40.0, 25.5, 12.0)) -> np.ndarray:
+    """Voxel-to-RAS affine rotated about z by ``degrees`` then about x by half of it, with anisotropic spacing."""
+    a, b = np.deg2rad(degrees), np.deg2rad(degrees / 2)
+    rz = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rz @ rx @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return affine
+
+
+@dataclass(frozen=True)
+class NiftiPair:
+    """An image and its label map on disk, plus the arrays and affine they were written from."""
+
+    image: Path
+    mask: Path
+    data: np.ndarray
+    labels: np.ndarray
+    affine: np.ndarray
+
+
+def _labels(shape: tuple[int, ...]) -> np.ndarray:
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[2:7, 3:9, ...] = 1
+    labels[3:5, 4:6, ...] = 2
+    return labels
+
+
+@pytest.fixture
+def nifti_float(tmp_path: Path) -> NiftiPair:
+    """float32 ``(10, 12, 8)`` image + uint8 mask, oblique affine, 0.7 x 0.9 x 2.5 mm, in ``tmp_path/data``."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    data = (rng.normal(100.0, 30.0, (10, 12, 8))).astype(np.float32)
+    affine = oblique_affine()
+    image = nib.Nifti1Image(data, affine)
+    image.header["descrip"] = b"umed test fixture"
+    image.header.set_xyzt_units("mm", "sec")
+    labels = _labels(data.shape)
+    nib.save(image, folder / "case_a.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), folder / "case_a_mask.nii.gz")
+    return NiftiPair(folder / "case_a.nii.gz", folder / "case_a_mask.nii.gz", data, labels, affine)
+
+
+@pytest.fixture
+def nifti_int16_scaled(tmp_path: Path) -> NiftiPair:
+    """int16 ``(9, 11, 5)`` image stored with ``scl_slope = 0.5``, ``scl_inter = -10`` (file units = raw * 0.5 - 10)."""
+    folder = tmp_path / "scaled"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    raw = rng.integers(-2000, 2000, (9, 11, 5)).astype(np.int16)
+    raw[0, 0, 0], raw[1, 0, 0] = -32768, 32767  # the dtype's extremes
+    affine = oblique_affine((1.1, 0.8, 3.0), degrees=-15.0)
+    image = nib.Nifti1Image(raw, affine)
+    image.header.set_slope_inter(0.5, -10.0)
+    nib.save(image, folder / "scaled.nii.gz")
+    labels = _labels(raw.shape)
+    nib.save(nib.Nifti1Image(labels, affine), folder / "scaled_mask.nii.gz")
+    return NiftiPair(folder / "scaled.nii.gz", folder / "scaled_mask.nii.gz", raw, labels, affine)
+
+
+@pytest.fixture
+def dicom_series(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A 3-slice int16 MR series (rescale slope 2, intercept -100, oblique, 0.8 x 0.6 x 3 mm).
+
+    Returns:
+        ``(folder, values, affine)`` with ``values`` ``(12, 10, 3)`` in file units (exactly representable).
+    """
+    from umed.io import make_dicom_series
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(-500, 1500, (12, 10, 3)).astype(np.float64) * 2.0 - 100.0
+    affine = oblique_affine((0.8, 0.6, 3.0), degrees=30.0)
+    folder = make_dicom_series(values, affine, tmp_path / "dicom" / "series_a", patient_id="PAT-42", slope=2.0,
+                               intercept=-100.0)
+    return folder, values, affine
+
+
+@pytest.fixture
+def png_files(tmp_path: Path) -> dict[str, Path]:
+    """Grey PNGs written by pillow: ``uint8`` (13 x 17), ``uint16`` (9 x 6), a palette image and a 1-bit image."""
+    from PIL import Image
+
+    folder = tmp_path / "png"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (13, 17)).astype(np.uint8)).save(folder / "grey8.png")
+    Image.fromarray(rng.integers(0, 65536, (9, 6)).astype(np.uint16)).save(folder / "grey16.png")
+    palette = Image.fromarray(rng.integers(0, 4, (8, 8)).astype(np.uint8)).convert("L")
+    palette = palette.convert("P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0, 0, 0] * 252)
+    palette.save(folder / "palette.png")
+    Image.fromarray(rng.integers(0, 2, (7, 5)).astype(bool)).save(folder / "bits.png")
+    return {name: folder / f"{name}.png" for name in ("grey8", "grey16", "palette", "bits")}
+
+
+@pytest.fixture
+def tiff_files(tmp_path: Path) -> dict[str, Path]:
+    """Single-page grey TIFFs written by tifffile: ``uint16`` (11 x 7), ``float32`` (5 x 6, deflate-compressed)."""
+    import tifffile
+
+    folder = tmp_path / "tiff"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    tifffile.imwrite(folder / "grey16.tif", rng.integers(0, 65536, (11, 7)).astype(np.uint16))
+    tifffile.imwrite(folder / "float.tiff", rng.normal(size=(5, 6)).astype(np.float32), compression="zlib")
+    return {"grey16": folder / "grey16.tif", "float": folder / "float.tiff"}
+
+
+@pytest.fixture(scope="session")
+def brats_dir() -> Path:
+    """The shared BraTS 2015 sample (six cases, 240 x 240 x 155 float32); skips when it is not there."""
+    folder = SHARED_DATA / "brats2015"
+    if not (folder / "volumes").is_dir():
+        pytest.skip(f"{folder}: shared BraTS data not available")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def isbi_dir() -> Path:
+    """The shared ISBI 2012 EM sample (30 pairs of 512 x 512 uint8 PNG); skips when it is not there."""
+    folder = SHARED_DATA / "isbi2012"
+    if not (folder / "images").is_dir():
+        pytest.skip(f"{folder}: shared ISBI 2012 data not available")
+    return folder
+
+
+def listing(folder: Path) -> list[str]:
+    """Every path under ``folder`` (hidden temporary files included), relative, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+@pytest.fixture
+def list_files():
+    """The :func:`listing` helper, for tests that check no stray (temporary) file was left behind."""
+    return listing
+
+
+@pytest.fixture
+def make_affine():
+    """The :func:`oblique_affine` helper."""
+    return oblique_affine

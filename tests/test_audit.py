@@ -1,0 +1,137 @@
+"""``run_audit`` on a tiny phantom dataset and its protected copy: report contents, saved predictions, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PROTECTED, AuditConfig, AuditRun, run_audit
+from umed.errors import ConfigError, GeometryError, InputError
+from umed.intensity import fit_mapping
+from umed.io import discover_cases, load_case, save_case
+from umed.metrics import dice, psnr
+from umed.phantom import make_phantom_dataset
+from umed.victims import VictimRun
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP's two threads wait on each other (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_protected_dataset(root: Path, *, n_cases: int = 3, shape=(32, 32, 8)) -> tuple[Path, Path, Path]:
+    """A phantom dataset and a copy with +-4/255 (of each case's percentile span) inside the structure."""
+    images, masks = make_phantom_dataset(root / "phantom", n_cases=n_cases, shape=shape, seed=0)
+    protected = root / "protected"
+    protected.mkdir()
+    rng = np.random.default_rng(0)
+    for case in discover_cases(images, masks):
+        image, meta = load_case(case.image_path)
+        labels, _ = load_case(case.mask_path)
+        span = fit_mapping(image).span
+        change = (labels > 0) * rng.choice([-1.0, 1.0], image.shape) * 4 / 255 * span
+        save_case(image + change, meta, protected / case.image_path.name)
+    return images, protected, masks
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return make_protected_dataset(tmp_path_factory.mktemp("audit"))
+
+
+def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Path) -> None:
+    images, protected, masks = dataset
+    out = tmp_path / "report"
+    cfg = AuditConfig(clean=images, protected=protected, masks=masks, out=out, test_cases=("phantom_001",),
+                      epochs=2, size=32, batch_size=8, defenses=("none", "gaussian"))
+    report = run_audit(cfg)
+
+    assert report.train_cases == ["phantom_000", "phantom_002"] and report.test_cases == ["phantom_001"]
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "figures", "predictions.npz"}
+    assert {p.name for p in (out / "figures").iterdir()} == {"examples.png", "curves.png", "dice.png"}
+    document = json.loads((out / "report.json").read_text())
+    assert document["settings"]["defenses"] == ["none", "gaussian"] and "torch" in document["versions"]
+
+    saved = np.load(out / "predictions.npz")
+    target = saved["test_labels"] > 0
+    assert target.shape[1:] == (32, 32) and target.shape[0] == document["data"]["test_slices"]
+    assert len(document["runs"]) == 2
+    for run in document["runs"]:
+        for kind in ("clean", "protected"):
+            pred = saved[f"unet__{run['defense']}__{kind}"]
+            assert run[kind]["last_dice"] == pytest.approx(dice(pred, target))
+            assert run[kind]["best_dice"] == pytest.approx(max(run[kind]["test_dice"]))
+            assert len(run[kind]["test_dice"]) == 2
+        assert run["verdict"] in (NOT_PROTECTED, PROTECTED, INCONCLUSIVE)
+    assert document["threshold_floor"]["dice"] == pytest.approx(report.floor.dice)
+
+    # imperceptibility: one mapping fitted on the clean image, applied to both
+    case = next(c for c in report.cases if c.case_id == "phantom_000")
+    clean, _ = load_case(images / "phantom_000.nii.gz")
+    prot, _ = load_case(protected / "phantom_000.nii.gz")
+    mapping = fit_mapping(clean)
+    assert case.psnr == pytest.approx(psnr(mapping.to_unit(clean), mapping.to_unit(prot), data_range=1.0))
+    assert case.psnr_roi < case.psnr and case.max_abs_change_outside_roi_255 == 0.0
+    assert 3.5 < case.max_abs_change_255 < 4.5 and case.role == "train"
+    markdown = (out / "report.md").read_text()
+    assert "Threshold floor" in markdown and "![dice](figures/dice.png)" in markdown
+    assert report.runs[0].verdict in markdown
+
+
+def test_split_quick_and_2d_images(tmp_path: Path) -> None:
+    images, masks = make_phantom_dataset(tmp_path / "p2", n_cases=4, ndim=2, shape=(32, 32), seed=1)
+    cfg = AuditConfig(clean=images, protected=images, masks=masks, split=0.25, quick=True, size=32, epochs=1,
+                      victims=("unet", "segresnet"))
+    assert cfg.effective().victims == ("unet",) and cfg.effective().size == 32
+    report = run_audit(cfg)
+    assert len(report.test_cases) == 1 and not set(report.test_cases) & set(report.train_cases)
+    assert report.data["ndim"] == 2 and report.data["train_slices"] == 3
+    assert math.isinf(report.cases[0].psnr) and report.imperceptibility["unchanged_cases"] == 4
+    assert [r.victim for r in report.runs] == ["unet"]
+    assert report.paths == {}  # no out: nothing written
+
+
+def test_refusals(dataset, tmp_path: Path) -> None:
+    images, protected, masks = dataset
+    with pytest.raises(ConfigError, match="not both"):
+        AuditConfig(clean=images, protected=protected, masks=masks, test_cases=("phantom_000",), split=0.3)
+    with pytest.raises(ConfigError, match="unknown victim"):
+        AuditConfig(clean=images, protected=protected, masks=masks, victims=("resnet",))
+    with pytest.raises(ConfigError, match="unknown defense"):
+        AuditConfig(clean=images, protected=protected, masks=masks, defenses="none,cutout")
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        AuditConfig(clean=images, protected=protected, masks=masks, size=40)
+    with pytest.raises(ConfigError, match="unknown case ids"):
+        run_audit(AuditConfig(clean=images, protected=protected, masks=masks, test_cases=("nope",)))
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=images / "report"))
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "phantom_000.nii.gz").write_bytes((protected / "phantom_000.nii.gz").read_bytes())
+    with pytest.raises(InputError, match=r"missing \['phantom_001', 'phantom_002'\]"):
+        run_audit(AuditConfig(clean=images, protected=partial, masks=masks))
+
+    other = make_protected_dataset(tmp_path / "other", shape=(32, 32, 6))[1]
+    with pytest.raises(GeometryError, match="differs in shape"):
+        run_audit(AuditConfig(clean=images, protected=other, masks=masks))
+
+
+def _run(best: float, last: float) -> VictimRun:
+    return VictimRun("unet", "none", 0, 1, [1.0], [best], [1.0], best, 1, last, 1.0, 1.0, {}, np.zeros((1, 2, 2), np.uint8))
+
+
+def test_verdicts_compare_best_dice_with_the_floor() -> None:
+    assert AuditRun("unet", "none", _run(0.8, 0.8), _run(0.7, 0.6), floor=0.7).verdict == NOT_PROTECTED
+    assert AuditRun("unet", "none", _run(0.8, 0.8), _run(0.3, 0.1), floor=0.7).verdict == PROTECTED
+    assert AuditRun("unet", "none", _run(0.5, 0.5), _run(0.3, 0.1), floor=0.7).verdict == INCONCLUSIVE
+    assert NOT_PROTECTED == "not protected beyond what a threshold finds"

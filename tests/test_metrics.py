@@ -1,0 +1,118 @@
+"""umed.metrics against scikit-image and MONAI on the same arrays; conventions (inf, empty masks); threshold floor."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from monai.metrics import DiceMetric
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from umed.errors import ConfigError, GeometryError
+from umed.metrics import dice, max_abs_change, psnr, ssim, threshold_floor
+
+
+@pytest.fixture
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ref = rng.random((20, 24, 9)).astype(np.float32)
+    return ref, ref + rng.normal(0, 0.02, ref.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_psnr_and_ssim_equal_scikit_image(pair, ndim: int) -> None:
+    ref, test = pair
+    if ndim == 2:
+        ref, test = ref[..., 0], test[..., 0]
+    assert psnr(ref, test, data_range=1.0) == pytest.approx(peak_signal_noise_ratio(ref, test, data_range=1.0), rel=1e-9)
+    assert ssim(ref, test, data_range=1.0) == pytest.approx(structural_similarity(ref, test, data_range=1.0), rel=1e-12)
+    ref64, test64 = ref.astype(np.float64), test.astype(np.float64)
+    assert ssim(ref64, test64, data_range=1.0) == pytest.approx(structural_similarity(ref64, test64, data_range=1.0), rel=1e-12)
+
+
+def test_psnr_equals_scikit_image_on_uint8() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    test = np.clip(ref.astype(int) + rng.integers(-3, 4, ref.shape), 0, 255).astype(np.uint8)
+    assert psnr(ref, test, data_range=255) == pytest.approx(peak_signal_noise_ratio(ref, test, data_range=255))
+
+
+def test_psnr_conventions_and_mask(pair) -> None:
+    ref, test = pair
+    assert psnr(ref, ref, data_range=1.0) == math.inf
+    mask = np.zeros(ref.shape, bool)
+    mask[2:8, 3:9, 1:4] = True
+    expected = peak_signal_noise_ratio(ref[mask], test[mask], data_range=1.0)
+    assert psnr(ref, test, data_range=1.0, mask=mask) == pytest.approx(expected)
+    assert math.isnan(psnr(ref, test, data_range=1.0, mask=np.zeros(ref.shape, bool)))
+    with pytest.raises(GeometryError, match=r"expected \(20, 24, 9\)"):
+        psnr(ref, test[:-1], data_range=1.0)
+    with pytest.raises(ConfigError):
+        psnr(ref, test, data_range=0)
+
+
+def test_ssim_small_axis_shrinks_the_window() -> None:
+    rng = np.random.default_rng(2)
+    ref = rng.random((12, 12, 5))
+    test = ref + 0.01
+    assert ssim(ref, test, data_range=1.0) == pytest.approx(structural_similarity(ref, test, data_range=1.0, win_size=5))
+    assert ssim(ref, ref, data_range=1.0) == pytest.approx(1.0)
+
+
+def test_max_abs_change() -> None:
+    ref = np.zeros((4, 4), np.float32)
+    test = ref.copy()
+    test[1, 2], test[3, 3] = -0.5, 0.25
+    assert max_abs_change(ref, test) == 0.5
+    mask = np.zeros((4, 4), bool)
+    mask[3, 3] = True
+    assert max_abs_change(ref, test, mask=mask) == 0.25
+    assert max_abs_change(ref, test, mask=np.zeros((4, 4), bool)) == 0.0
+
+
+def _monai_dice(pred: np.ndarray, target: np.ndarray) -> float:
+    """MONAI's Dice of the whole stack as one image (so all voxels count jointly)."""
+    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
+    p = torch.from_numpy(pred != 0)[None, None]
+    t = torch.from_numpy(target != 0)[None, None]
+    metric(torch.cat([~p, p], 1).float(), torch.cat([~t, t], 1).float())
+    return float(metric.aggregate())
+
+
+def test_dice_equals_monai_dicemetric() -> None:
+    rng = np.random.default_rng(3)
+    pred = rng.random((5, 16, 16)) > 0.6
+    target = rng.random((5, 16, 16)) > 0.5
+    assert dice(pred, target) == pytest.approx(_monai_dice(pred, target))
+    empty = np.zeros((5, 16, 16), bool)
+    assert dice(empty, empty) == 1.0 == pytest.approx(_monai_dice(empty, empty))
+    assert dice(pred, empty) == 0.0 == pytest.approx(_monai_dice(pred, empty))
+    with pytest.raises(GeometryError):
+        dice(pred, target[:-1])
+
+
+def test_threshold_floor_finds_the_cut_and_polarity() -> None:
+    rng = np.random.default_rng(4)
+    train_y = rng.random((4, 16, 16)) > 0.7
+    test_y = rng.random((2, 16, 16)) > 0.7
+    bright = lambda y: np.where(y, 0.8, 0.2) + rng.normal(0, 0.02, y.shape)  # noqa: E731
+    threshold, polarity, score, train_score = threshold_floor(bright(train_y), train_y, bright(test_y), test_y)
+    assert polarity == "above" and 0.3 < threshold < 0.7 and score == 1.0 and train_score == 1.0
+    result = threshold_floor(1 - bright(train_y), train_y, 1 - bright(test_y), test_y)
+    assert result.polarity == "below" and result.dice == 1.0
+
+
+def test_threshold_floor_matches_brute_force() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.random((3, 12, 12))
+    y = x + rng.normal(0, 0.3, x.shape) > 0.7
+    xt = rng.random((2, 12, 12))
+    yt = xt + rng.normal(0, 0.3, xt.shape) > 0.7
+    floor = threshold_floor(list(x), list(y), xt, yt, bins=256)
+    edges = np.linspace(x.min(), x.max(), 257)[1:-1]
+    best = max(max(dice(x >= t, y), dice(x < t, y)) for t in edges)
+    assert floor.train_dice == pytest.approx(best)
+    rule = xt >= floor.threshold if floor.polarity == "above" else xt < floor.threshold
+    assert floor.dice == pytest.approx(dice(rule, yt))

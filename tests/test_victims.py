@@ -1,0 +1,128 @@
+"""Victim networks and their training loop: shapes, reported Dice = recomputed Dice, seeding, HD95, per-label Dice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.metrics import compute_hausdorff_distance
+
+from umed.errors import ConfigError, GeometryError
+from umed.metrics import dice
+from umed.victims import VICTIM_NAMES, build_victim, dice_per_label, hd95_per_image, train_victim
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP's two threads wait on each other (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _discs(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bright discs (labels 1 and 2 on the two halves) on a noisy background: ``(n, size, size)``."""
+    yy, xx = np.mgrid[:size, :size]
+    x = (0.3 * rng.random((n, size, size))).astype(np.float32)
+    y = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < (size // 6) ** 2
+        y[i][disc] = 1
+        y[i][disc & (xx > cx)] = 2
+        x[i][disc] += 0.5
+    return x, y
+
+
+@pytest.mark.parametrize("name", VICTIM_NAMES)
+def test_build_victim_maps_images_to_two_class_logits(name: str) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_victim(name)
+    shape = (1, 1, 16, 16, 16) if name == "unet3d" else (2, 1, 32, 32)
+    with torch.no_grad():
+        out = model(torch.rand(shape))
+    assert out.shape == (shape[0], 2, *shape[2:])
+
+
+def test_unknown_victim_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown victim 'vnet'"):
+        build_victim("vnet")
+
+
+def test_train_victim_reports_what_its_predictions_score_and_keeps_global_rng() -> None:
+    rng = np.random.default_rng(0)
+    train_x, train_y = _discs(12, 32, rng)
+    test_x, test_y = _discs(6, 32, rng)
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    calls = []
+    run = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=2, batch_size=6, seed=3,
+                       progress=lambda d, c, t: calls.append((d, c, t)))
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert run.predictions.dtype == np.uint8 and run.predictions.shape == test_x.shape
+    assert run.last_dice == dice(run.predictions, test_y > 0)
+    assert len(run.train_loss) == len(run.test_dice) == len(run.test_hd95) == 2
+    assert run.best_dice == max(run.test_dice) and run.test_dice[run.best_epoch - 1] == run.best_dice
+    assert run.dice_per_label == dice_per_label(run.predictions, test_y) and set(run.dice_per_label) == {1, 2}
+    assert calls[0] == ("unet none", 0, 2) and calls[-1] == ("unet none", 2, 2)
+    assert run.to_dict()["last_dice"] == run.last_dice and "predictions" not in run.to_dict()
+
+    again = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=2, batch_size=6, seed=3)
+    assert again.train_loss == run.train_loss and np.array_equal(again.predictions, run.predictions)
+
+
+def test_train_victim_patch_mode_for_unet3d() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 24, 16, 16)).astype(np.float32)
+    y = (x > 0.8).astype(np.uint8)
+    run = train_victim(x, y, x[:1], y[:1], victim="unet3d", epochs=1, batch_size=2, seed=0,
+                       patch_size=(16, 16, 16), patches_per_epoch=2, test_spacing=[(1.0, 1.0, 2.0)])
+    assert run.predictions.shape == (1, 24, 16, 16) and run.n_train == 2
+    with pytest.raises(GeometryError, match="at least 16"):
+        train_victim(x, y, x, y, victim="unet3d", epochs=1, batch_size=1, seed=0, patch_size=(8, 8, 8))
+    with pytest.raises(GeometryError, match="divisible by 8"):
+        train_victim(x, y, x[:, :12], y[:, :12], victim="unet3d", epochs=1, batch_size=1, seed=0)
+
+
+def test_train_victim_refuses_bad_shapes() -> None:
+    x = np.zeros((2, 30, 32), np.float32)
+    with pytest.raises(GeometryError, match="divisible by 8"):
+        train_victim(x, x, x, x, victim="unet", epochs=1, batch_size=1, seed=0)
+    with pytest.raises(GeometryError, match="differ in shape"):
+        train_victim(x, x[:1], x, x, victim="unet", epochs=1, batch_size=1, seed=0)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # raised inside MONAI 1.6
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_hd95_matches_monai(ndim: int) -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(ndim)
+    shape = (4,) + (12,) * ndim
+    pred = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=1)
+    target = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=1)
+    pred[:, 0], target[:, -1] = True, True  # structure touching the border
+    spacing = [(1.0, 2.0, 0.5)[:ndim]] * shape[0]
+    one_hot = lambda m: torch.cat([~m, m], 1).float()  # noqa: E731
+    p, t = torch.from_numpy(pred)[:, None], torch.from_numpy(target)[:, None]
+    expected = compute_hausdorff_distance(one_hot(p), one_hot(t), percentile=95, spacing=spacing).reshape(-1).numpy()
+    np.testing.assert_allclose(hd95_per_image(pred, target, spacing=spacing), expected, rtol=1e-6)
+
+
+def test_hd95_penalises_missed_images_and_skips_empty_targets() -> None:
+    pred = np.zeros((3, 20, 20), bool)
+    target = np.zeros((3, 20, 20), bool)
+    pred[0, 4:10, 4:10], target[0, 5:12, 4:9] = True, True
+    target[1, 2:5, 2:5] = True  # missed: diagonal
+    pred[2, 1:3, 1:3] = True  # nothing to find
+    hd = hd95_per_image(pred, target, spacing=[(1.0, 2.0)] * 3)
+    assert np.isfinite(hd[0]) and hd[1] == pytest.approx(np.hypot(20 * 1.0, 20 * 2.0)) and np.isnan(hd[2])
+
+
+def test_dice_per_label_ignores_the_other_labels() -> None:
+    labels = np.array([[0, 1, 1, 2, 2, 0]])
+    assert dice_per_label(labels > 0, labels) == {1: 1.0, 2: 1.0}
+    assert dice_per_label(labels == 1, labels) == {1: 1.0, 2: 0.0}
+    assert dice_per_label(labels == 1, labels == 1) == {}

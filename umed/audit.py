@@ -1,0 +1,677 @@
+"""``umed audit``: does a protected dataset stop a segmentation network from learning, and at what visual cost?
+
+The audit pairs a clean dataset with its protected version (same case names and geometry) and the label maps, then:
+
+1. **Imperceptibility**, per case, in umed's normalised space: each case's percentile mapping
+   (:func:`umed.intensity.fit_mapping`) is fitted on the *clean* image and the *same* mapping is applied to the
+   protected image, so both live in one space with ``data_range = 1``. PSNR over the whole image (per volume for 3D,
+   per image for 2D) and inside the ROI (the structure dilated by ``roi_dilation`` voxels, Euclidean), SSIM, and the
+   largest change in /255.
+2. **Threshold floor**: the best single intensity threshold fitted on the protected training slices and scored on the
+   clean test slices (:func:`umed.metrics.threshold_floor`). A victim trained on protected data that still reaches it
+   is "not protected beyond what a threshold finds".
+3. **Victims**: for every victim and defense, the victim is trained twice with the same seed and settings, on the
+   protected and on the clean training cases, and scored every epoch on the clean test cases (Dice over all test
+   slices jointly, HD95 in mm). Test cases are never used for training.
+
+Training data for the slice victims are the axial slices (last axis) holding structure, plus ``empty_ratio`` as many
+slices without it (drawn per case with the run seed), resampled to ``size x size`` (area averaging for images,
+nearest for labels). The ``unet3d`` victim sees whole volumes resampled to ``(size/2)^3`` and trains on random
+``(size/4)^3`` patches (at least 16^3). Test slices are chosen the same way from the clean test cases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from umed.case import Case
+from umed.errors import ConfigError, GeometryError, InputError
+from umed.metrics import ThresholdFloor, max_abs_change, psnr, ssim, threshold_floor
+from umed.victims import VictimRun
+
+if TYPE_CHECKING:
+    from umed.perturbators.base import ProgressCallback
+
+__all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "run_audit"]
+
+NOT_PROTECTED = "not protected beyond what a threshold finds"
+PROTECTED = "protected: below the threshold floor"
+INCONCLUSIVE = "inconclusive: the clean victim is also below the threshold floor"
+
+
+def _as_tuple(value: Any) -> tuple | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """What ``umed audit`` does.
+
+    Attributes:
+        clean: folder of the clean images.
+        protected: folder of the protected images (same case names, shapes and affines as ``clean``).
+        masks: folder of label maps paired with both by case name (``None`` when ``clean`` is an nnU-Net/Decathlon
+            dataset folder holding them).
+        out: report folder (``report.json``, ``report.md``, figures); ``None`` writes nothing. Must not be inside an
+            input folder.
+        test_cases: case ids held out for testing; exclusive with ``split``.
+        split: fraction of cases held out for testing, drawn with ``seed`` (default 0.33 when neither is given).
+        structure_labels: labels forming the structure; ``None`` means every label > 0.
+        victims: victim names (see :data:`umed.victims.VICTIM_NAMES`).
+        defenses: defense names (see :data:`umed.defenses.DEFENSE_NAMES`).
+        epochs: training epochs per victim run.
+        size: slices are resampled to ``size x size`` pixels (divisible by 16).
+        empty_ratio: slices without structure per slice with it, in training and test sets.
+        seed: run seed (split, slice choice, every victim run).
+        quick: a smoke run: size 64, 3 epochs, the first victim only.
+        batch_size: slices per training step.
+        lr: Adam learning rate of the victims.
+        roi_dilation: ROI for the ROI-PSNR = structure dilated by this many voxels.
+    """
+
+    clean: Path
+    protected: Path
+    masks: Path | None
+    out: Path | None = None
+    test_cases: tuple[str, ...] | None = None
+    split: float | None = None
+    structure_labels: tuple[int, ...] | None = None
+    victims: tuple[str, ...] = ("unet",)
+    defenses: tuple[str, ...] = ("none",)
+    epochs: int = 15
+    size: int = 128
+    empty_ratio: float = 1.0
+    seed: int = 0
+    quick: bool = False
+    batch_size: int = 16
+    lr: float = 1e-3
+    roi_dilation: int = 3
+
+    def __post_init__(self) -> None:
+        from umed.defenses import get_defense
+        from umed.victims import victim_divisor
+
+        for name in ("clean", "protected", "masks", "out"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        object.__setattr__(self, "victims", tuple(v.strip().lower() for v in _as_tuple(self.victims) or ()))
+        object.__setattr__(self, "defenses", tuple(d.strip().lower() for d in _as_tuple(self.defenses) or ()))
+        object.__setattr__(self, "test_cases", _as_tuple(self.test_cases))
+        if self.structure_labels is not None:
+            object.__setattr__(self, "structure_labels", tuple(int(v) for v in _as_tuple(self.structure_labels)))
+        if not self.victims:
+            raise ConfigError("victims: at least one victim is needed (expected e.g. unet)")
+        if not self.defenses:
+            raise ConfigError("defenses: at least one defense is needed (expected e.g. none)")
+        for victim in self.victims:
+            victim_divisor(victim)
+        for defense in self.defenses:
+            get_defense(defense)
+        if self.test_cases is not None and self.split is not None:
+            raise ConfigError("test_cases, split: give one of them, not both")
+        if self.split is not None and not 0 < self.split < 1:
+            raise ConfigError(f"split: expected a fraction in (0, 1) (got {self.split})")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs: expected >= 1 (got {self.epochs})")
+        if self.size < 16 or self.size % 16:
+            raise ConfigError(f"size: expected a multiple of 16 (got {self.size})")
+        if not 0 <= self.empty_ratio <= 100:
+            raise ConfigError(f"empty_ratio: expected 0..100 empty slices per structure slice (got {self.empty_ratio})")
+        if self.batch_size < 1 or not self.lr > 0:
+            raise ConfigError(f"batch_size, lr: expected >= 1 and > 0 (got {self.batch_size}, {self.lr})")
+        if self.roi_dilation < 0:
+            raise ConfigError(f"roi_dilation: expected >= 0 voxels (got {self.roi_dilation})")
+
+    def effective(self) -> AuditConfig:
+        """The settings that actually run: with ``quick``, size 64, 3 epochs and the first victim only."""
+        if not self.quick:
+            return self
+        return dataclasses.replace(self, size=min(self.size, 64), epochs=min(self.epochs, 3), victims=self.victims[:1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy (paths as strings, tuples as lists)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class CaseAudit:
+    """Imperceptibility of one case, in normalised units (``data_range`` 1; changes also in /255).
+
+    Attributes:
+        case_id: the case.
+        role: ``"train"`` or ``"test"``.
+        psnr: dB over the whole image (per volume / per image); ``inf`` when unchanged.
+        psnr_roi: dB inside the ROI (structure dilated by ``roi_dilation``); ``nan`` without structure.
+        ssim: mean SSIM over the whole image.
+        max_abs_change_255: largest |protected - clean|, in /255.
+        max_abs_change_outside_roi_255: largest change outside the ROI, in /255.
+        changed_fraction: fraction of voxels that changed at all.
+        roi_voxels: voxels in the ROI.
+        structure_slices: slices holding structure (1 for a 2D image with structure).
+        mapping: the clean image's intensity mapping (file units).
+    """
+
+    case_id: str
+    role: str
+    psnr: float
+    psnr_roi: float
+    ssim: float
+    max_abs_change_255: float
+    max_abs_change_outside_roi_255: float
+    changed_fraction: float
+    roi_voxels: int
+    structure_slices: int
+    mapping: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExampleSlice:
+    """One slice for the report's figure, at native resolution, normalised units.
+
+    Attributes:
+        case_id: the case.
+        index: slice index along the last axis (0 for 2D images).
+        clean: ``(H, W)`` float32.
+        protected: ``(H, W)`` float32.
+        structure: ``(H, W)`` bool.
+    """
+
+    case_id: str
+    index: int
+    clean: np.ndarray = field(repr=False)
+    protected: np.ndarray = field(repr=False)
+    structure: np.ndarray = field(repr=False)
+
+
+@dataclass
+class AuditRun:
+    """One victim under one defense, trained on clean and on protected data with the same seed and settings."""
+
+    victim: str
+    defense: str
+    clean: VictimRun
+    protected: VictimRun
+    floor: float
+
+    @property
+    def verdict(self) -> str:
+        """Plain-language result against the threshold floor (best-epoch Dice, i.e. with early stopping)."""
+        if self.protected.best_dice >= self.floor:
+            return NOT_PROTECTED
+        if self.clean.best_dice < self.floor:
+            return INCONCLUSIVE
+        return PROTECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary."""
+        return {
+            "victim": self.victim,
+            "defense": self.defense,
+            "verdict": self.verdict,
+            "dice_drop_best": self.clean.best_dice - self.protected.best_dice,
+            "dice_drop_last": self.clean.last_dice - self.protected.last_dice,
+            "clean": self.clean.to_dict(),
+            "protected": self.protected.to_dict(),
+        }
+
+
+@dataclass
+class AuditReport:
+    """Everything :func:`run_audit` found; :func:`umed.report.write_report` turns it into files.
+
+    Attributes:
+        config: the effective settings (after ``quick``).
+        train_cases: case ids trained on.
+        test_cases: case ids tested on (clean images only).
+        cases: imperceptibility per case (all cases).
+        imperceptibility: means over cases (finite values), with the count of unchanged cases.
+        floor: threshold floor fitted on the protected training slices, scored on the clean test slices.
+        floor_clean: the same fitted on the clean training slices (how much the protection moved the threshold).
+        runs: one :class:`AuditRun` per victim and defense.
+        data: slice counts, sizes and the ROI definition.
+        examples: up to 3 slices for the figure.
+        test_labels: the test labels at victim resolution ``(M, size, size)`` (structure labels, others 0), the
+            targets of every run's ``predictions``; ``test_labels_3d`` likewise for ``unet3d``.
+        versions: package versions.
+        seconds: wall time.
+        notes: caveats worth reading (skipped cases, ...).
+        paths: files written (filled by :func:`umed.report.write_report`).
+    """
+
+    config: AuditConfig
+    train_cases: list[str]
+    test_cases: list[str]
+    cases: list[CaseAudit]
+    imperceptibility: dict[str, float]
+    floor: ThresholdFloor
+    floor_clean: ThresholdFloor
+    runs: list[AuditRun]
+    data: dict[str, Any]
+    examples: list[ExampleSlice] = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+    test_labels_3d: np.ndarray | None = field(default=None, repr=False)
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (no arrays; non-finite floats as ``None``, ``inf`` PSNR as the string ``"inf"``)."""
+
+        def num(v: Any) -> Any:
+            if isinstance(v, float):
+                if math.isinf(v) and v > 0:
+                    return "inf"
+                return v if math.isfinite(v) else None
+            return v
+
+        return {
+            "umed_audit": 1,
+            "settings": self.config.to_dict(),
+            "versions": self.versions,
+            "seconds": round(self.seconds, 1),
+            "train_cases": self.train_cases,
+            "test_cases": self.test_cases,
+            "data": self.data,
+            "imperceptibility": {
+                "mean": {k: num(v) for k, v in self.imperceptibility.items()},
+                "cases": [{k: num(v) for k, v in dataclasses.asdict(c).items()} for c in self.cases],
+            },
+            "threshold_floor": _floor_dict(self.floor),
+            "threshold_floor_clean_train": _floor_dict(self.floor_clean),
+            "runs": [run.to_dict() for run in self.runs],
+            "notes": self.notes,
+        }
+
+
+def _floor_dict(floor: ThresholdFloor) -> dict[str, Any]:
+    return {"threshold": floor.threshold, "polarity": floor.polarity, "dice": floor.dice, "train_dice": floor.train_dice}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages an audit's numbers depend on."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("umed", "torch", "monai", "numpy", "scipy", "scikit-image", "nibabel", "matplotlib", "pillow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class _Loaded:
+    """One case after loading: normalised clean and protected images, structure labels, spacing (the arrays are
+    dropped, set to ``None``, once the slices are cut)."""
+
+    case_id: str
+    clean: np.ndarray | None  # (X, Y, Z) or (H, W) float32, normalised
+    protected: np.ndarray | None
+    labels: np.ndarray | None  # structure labels kept, others 0, same shape
+    spacing: tuple[float, ...]
+    audit: CaseAudit | None = None
+
+
+def _pair_cases(cfg: AuditConfig) -> list[tuple[Case, Path]]:
+    """``(clean case with mask, protected image path)`` for every case, sorted by case id."""
+    from umed.io import discover_cases
+
+    clean = discover_cases(cfg.clean, cfg.masks)
+    protected = {case.case_id: case for case in discover_cases(cfg.protected, None)}
+    clean_ids = {case.case_id for case in clean}
+    missing = sorted(clean_ids - set(protected))
+    extra = sorted(set(protected) - clean_ids)
+    if missing or extra:
+        raise InputError(
+            f"{cfg.protected}: protected cases differ from the clean cases in {cfg.clean} "
+            f"(expected the same case names; missing {missing[:5]}, unexpected {extra[:5]})"
+        )
+    return [(case, protected[case.case_id].image_path) for case in clean]
+
+
+def _split(ids: list[str], cfg: AuditConfig) -> tuple[list[str], list[str]]:
+    if cfg.test_cases is not None:
+        unknown = sorted(set(cfg.test_cases) - set(ids))
+        if unknown:
+            raise ConfigError(f"test_cases: unknown case ids {unknown[:5]} (expected some of {ids[:10]})")
+        test = sorted(set(cfg.test_cases))
+    else:
+        if len(ids) < 2:
+            raise ConfigError(f"split: need at least 2 cases to hold some out for testing (got {len(ids)})")
+        fraction = 0.33 if cfg.split is None else cfg.split
+        n_test = min(max(1, int(round(fraction * len(ids)))), len(ids) - 1)
+        rng = np.random.default_rng(cfg.seed)
+        test = sorted(ids[i] for i in rng.permutation(len(ids))[:n_test])
+    train = [case_id for case_id in ids if case_id not in test]
+    if not train:
+        raise ConfigError(f"test_cases: every case is a test case (expected at least one training case, got {len(ids)} test)")
+    return train, test
+
+
+def _roi(structure: np.ndarray, dilation: int) -> np.ndarray:
+    from scipy import ndimage
+
+    if dilation == 0 or not structure.any():
+        return structure.copy()
+    # the distance transform only inside the structure's bounding box grown by the dilation (tumours are small)
+    where = np.argwhere(structure)
+    low = np.maximum(where.min(axis=0) - dilation - 1, 0)
+    high = np.minimum(where.max(axis=0) + dilation + 2, structure.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    roi = np.zeros(structure.shape, bool)
+    roi[box] = ndimage.distance_transform_edt(~structure[box]) <= dilation
+    return roi
+
+
+def _load(case: Case, protected_path: Path, role: str, cfg: AuditConfig) -> _Loaded:
+    from umed.intensity import fit_mapping
+    from umed.io import load_case, validate_case
+    from umed.regions import foreground
+
+    image, meta, labels, _ = validate_case(case)
+    protected, pmeta = load_case(protected_path)
+    if protected.shape != image.shape:
+        raise GeometryError(
+            f"{protected_path}: protected image differs in shape from {case.image_path} "
+            f"(expected {image.shape}, got {protected.shape})"
+        )
+    if not np.allclose(np.asarray(pmeta.affine), np.asarray(meta.affine), atol=1e-3):
+        raise GeometryError(f"{protected_path}: protected image differs in affine from {case.image_path} (expected the same)")
+    mapping = fit_mapping(image, mode="percentile", percentiles=(0.5, 99.5))
+    clean_u, prot_u = mapping.to_unit(image), mapping.to_unit(protected)
+    structure = foreground(labels, cfg.structure_labels)
+    roi = _roi(structure, cfg.roi_dilation)
+    diff = np.abs(prot_u.astype(np.float64) - clean_u)
+    n_slices = 1 if image.ndim == 2 else int(structure.reshape(-1, structure.shape[-1]).any(axis=0).sum())
+    audit = CaseAudit(
+        case_id=case.case_id,
+        role=role,
+        psnr=psnr(clean_u, prot_u, data_range=1.0),
+        psnr_roi=psnr(clean_u, prot_u, data_range=1.0, mask=roi),
+        ssim=ssim(clean_u, prot_u, data_range=1.0),
+        max_abs_change_255=max_abs_change(clean_u, prot_u) * 255,
+        max_abs_change_outside_roi_255=max_abs_change(clean_u, prot_u, mask=~roi) * 255,
+        changed_fraction=float(np.count_nonzero(diff > 0) / diff.size),
+        roi_voxels=int(roi.sum()),
+        structure_slices=n_slices if structure.any() else 0,
+        mapping=mapping.to_dict(),
+    )
+    kept = np.where(structure, labels, 0).astype(np.int16)
+    return _Loaded(case.case_id, clean_u, prot_u, kept, tuple(float(s) for s in meta.spacing), audit)
+
+
+# ------------------------------------------------------------------------------------------------------- sampling
+
+
+def _case_rng(seed: int, case_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(case_id.encode("utf-8"))])
+
+
+def _slice_indices(item: _Loaded, cfg: AuditConfig) -> list[int]:
+    """Slices (last axis) the slice victims see: all with structure, plus ``empty_ratio`` as many without."""
+    if item.clean.ndim == 2:
+        return [0]
+    has = item.labels.reshape(-1, item.labels.shape[-1]).any(axis=0)
+    flat = item.clean.reshape(-1, item.clean.shape[-1])
+    varied = flat.max(axis=0) > flat.min(axis=0)
+    structure = np.flatnonzero(has)
+    candidates = np.flatnonzero(~has & varied)
+    n_empty = min(len(candidates), int(round(cfg.empty_ratio * len(structure))))
+    empty = _case_rng(cfg.seed, item.case_id).choice(candidates, size=n_empty, replace=False) if n_empty else []
+    return sorted(int(z) for z in [*structure, *empty])
+
+
+def _resample(stack: np.ndarray, size: Sequence[int], *, labels: bool) -> np.ndarray:
+    """``(N, *spatial)`` to ``(N, *size)``: area averaging for images, nearest for labels."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
+    if tuple(t.shape[2:]) == tuple(size):
+        out = t
+    elif labels:
+        out = F.interpolate(t, size=tuple(size), mode="nearest-exact")
+    else:
+        out = F.interpolate(t, size=tuple(size), mode="area")
+    out = out[:, 0].numpy()
+    return np.rint(out).astype(np.int16) if labels else out.astype(np.float32)
+
+
+@dataclass
+class _SliceSet:
+    clean: np.ndarray  # (N, size, size)
+    protected: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray  # (N,) case index
+    spacing: np.ndarray  # (N, 2) mm
+
+
+def _slices(items: list[_Loaded], cfg: AuditConfig) -> _SliceSet:
+    clean, protected, labels, groups, spacing = [], [], [], [], []
+    for k, item in enumerate(items):
+        index = _slice_indices(item, cfg)
+        if not index:
+            continue
+        if item.clean.ndim == 2:
+            c, p, y = item.clean[None], item.protected[None], item.labels[None]
+        else:
+            c, p, y = (np.moveaxis(a[..., index], -1, 0) for a in (item.clean, item.protected, item.labels))
+        shape = c.shape[1:]
+        clean.append(_resample(c, (cfg.size, cfg.size), labels=False))
+        protected.append(_resample(p, (cfg.size, cfg.size), labels=False))
+        labels.append(_resample(y, (cfg.size, cfg.size), labels=True))
+        groups.append(np.full(len(index), k))
+        pixel = [item.spacing[a] * shape[a] / cfg.size for a in range(2)]
+        spacing.append(np.tile(pixel, (len(index), 1)))
+    if not clean:
+        empty = np.zeros((0, cfg.size, cfg.size), np.float32)
+        return _SliceSet(empty, empty, empty.astype(np.int16), np.zeros(0, int), np.zeros((0, 2)))
+    return _SliceSet(*(np.concatenate(a) for a in (clean, protected, labels, groups, spacing)))
+
+
+def _volumes(items: list[_Loaded], side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(clean, protected, labels, spacing)``: every volume resampled to ``side^3`` for the 3D victim."""
+    size = (side, side, side)
+    clean = np.stack([_resample(i.clean[None], size, labels=False)[0] for i in items])
+    protected = np.stack([_resample(i.protected[None], size, labels=False)[0] for i in items])
+    labels = np.stack([_resample(i.labels[None], size, labels=True)[0] for i in items])
+    spacing = np.array([[i.spacing[a] * i.clean.shape[a] / side for a in range(3)] for i in items])
+    return clean, protected, labels, spacing
+
+
+def _examples(items: list[_Loaded], count: int = 3) -> list[ExampleSlice]:
+    """Up to ``count`` slices with structure from the training case holding the most (2D: the images holding most)."""
+    with_structure = [i for i in items if i.labels.any()]
+    if not with_structure:
+        return []
+    if with_structure[0].clean.ndim == 2:
+        chosen = sorted(with_structure, key=lambda i: -int(np.count_nonzero(i.labels)))[:count]
+        return [ExampleSlice(i.case_id, 0, i.clean, i.protected, i.labels > 0) for i in chosen]
+    item = max(with_structure, key=lambda i: int(np.count_nonzero(i.labels)))
+    zs = np.flatnonzero(item.labels.reshape(-1, item.labels.shape[-1]).any(axis=0))
+    picks = sorted({int(zs[int(round(q * (len(zs) - 1)))]) for q in np.linspace(0.25, 0.75, count)})
+    return [
+        ExampleSlice(item.case_id, z, item.clean[..., z], item.protected[..., z], item.labels[..., z] > 0) for z in picks
+    ]
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------------- main
+
+
+def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> AuditReport:
+    """Run the audit described by ``cfg`` and return its report (and write it when ``cfg.out`` is set).
+
+    Args:
+        cfg: settings; ``cfg.quick`` shrinks them (see :meth:`AuditConfig.effective`).
+        progress: ``callback(description, completed, total)`` for the loading step and every victim run.
+
+    Returns:
+        :class:`AuditReport`; ``report.paths`` lists the files written.
+
+    Raises:
+        InputError: unreadable cases, missing masks, clean and protected folders with different cases.
+        GeometryError: a protected image differs from its clean image in shape or affine.
+        ConfigError: bad settings, unknown test cases, no structure in the training cases, ``unet3d`` on 2D images,
+            a report folder inside an input folder.
+
+    Example:
+        >>> report = run_audit(AuditConfig(clean=Path("ct"), protected=Path("ct_prot"), masks=Path("labels")))  # doctest: +SKIP
+        >>> report.runs[0].verdict  # doctest: +SKIP
+    """
+    from umed.victims import train_victim
+
+    started = time.perf_counter()
+    requested = cfg
+    cfg = cfg.effective()
+    if cfg.out is not None:
+        from umed.io import check_output_location
+
+        check_output_location(cfg.out, [d for d in (cfg.clean, cfg.protected, cfg.masks) if d is not None])
+    pairs = _pair_cases(cfg)
+    ids = [case.case_id for case, _ in pairs]
+    train_ids, test_ids = _split(ids, cfg)
+    notes: list[str] = []
+
+    items: dict[str, _Loaded] = {}
+    for k, (case, protected_path) in enumerate(pairs):
+        if progress:
+            progress("loading cases", k, len(pairs))
+        items[case.case_id] = _load(case, protected_path, "test" if case.case_id in test_ids else "train", cfg)
+    if progress:
+        progress("loading cases", len(pairs), len(pairs))
+    ndims = {item.clean.ndim for item in items.values()}
+    if len(ndims) > 1:
+        raise InputError(f"{cfg.clean}: mixes 2D images and 3D volumes (expected one kind)")
+    ndim = ndims.pop()
+    if ndim == 2 and "unet3d" in cfg.victims:
+        raise ConfigError(f"victims: unet3d needs volumes (got 2D images in {cfg.clean})")
+    if "unet3d" in cfg.victims and cfg.size < 32:
+        raise ConfigError(f"size: unet3d trains on (size/2)^3 volumes and needs size >= 32 (got {cfg.size})")
+    for case_id in ids:
+        if items[case_id].audit.structure_slices == 0:
+            notes.append(f"{case_id}: no structure voxels; it contributes only to the imperceptibility table")
+
+    train_items = [items[i] for i in train_ids]
+    test_items = [items[i] for i in test_ids]
+    train, test = _slices(train_items, cfg), _slices(test_items, cfg)
+    if not (train.labels > 0).any():
+        raise ConfigError(
+            f"{cfg.masks or cfg.clean}: no structure voxels in the training cases "
+            f"(labels {list(cfg.structure_labels) if cfg.structure_labels else '> 0'})"
+        )
+    if len(test.labels) == 0:
+        raise ConfigError(f"{cfg.masks or cfg.clean}: no test slices (the test cases hold no structure)")
+    floor = threshold_floor(train.protected, train.labels > 0, test.clean, test.labels > 0)
+    floor_clean = threshold_floor(train.clean, train.labels > 0, test.clean, test.labels > 0)
+
+    vol = None
+    side = cfg.size // 2
+    if "unet3d" in cfg.victims:
+        vol = (_volumes(train_items, side), _volumes(test_items, side))
+    examples = _examples(train_items)
+    for item in items.values():  # the full-resolution volumes are no longer needed
+        item.clean = item.protected = item.labels = None
+
+    runs: list[AuditRun] = []
+    for victim in cfg.victims:
+        for defense in cfg.defenses:
+            results = {}
+            for kind in ("clean", "protected"):
+                common = dict(
+                    victim=victim, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                    defense=defense, progress=progress, description=f"{victim} / {defense} / {kind} data",
+                )
+                if victim == "unet3d":
+                    (c_x, p_x, y, _), (t_x, _, t_y, t_sp) = vol
+                    results[kind] = train_victim(
+                        p_x if kind == "protected" else c_x, y, t_x, t_y,
+                        clean_train_x=c_x, train_groups=np.arange(len(c_x)),
+                        patch_size=(max(side // 2, 16),) * 3, test_spacing=t_sp, **common,
+                    )
+                else:
+                    results[kind] = train_victim(
+                        train.protected if kind == "protected" else train.clean, train.labels, test.clean, test.labels,
+                        clean_train_x=train.clean, train_groups=train.groups, test_spacing=test.spacing, **common,
+                    )
+            runs.append(AuditRun(victim, defense, results["clean"], results["protected"], floor.dice))
+
+    cases = [items[i].audit for i in ids]
+    imperceptibility = {
+        "psnr": _mean([c.psnr for c in cases]),
+        "psnr_roi": _mean([c.psnr_roi for c in cases]),
+        "ssim": _mean([c.ssim for c in cases]),
+        "max_abs_change_255": float(max(c.max_abs_change_255 for c in cases)),
+        "max_abs_change_outside_roi_255": float(max(c.max_abs_change_outside_roi_255 for c in cases)),
+        "changed_fraction": _mean([c.changed_fraction for c in cases]),
+        "unchanged_cases": float(sum(1 for c in cases if math.isinf(c.psnr))),
+    }
+    if imperceptibility["unchanged_cases"]:
+        notes.append(f"{int(imperceptibility['unchanged_cases'])} case(s) are identical in both folders (PSNR inf, "
+                     "left out of the mean PSNR)")
+    data = {
+        "ndim": ndim,
+        "size": cfg.size,
+        "train_slices": int(len(train.labels)),
+        "train_structure_slices": int((train.labels > 0).reshape(len(train.labels), -1).any(axis=1).sum()),
+        "test_slices": int(len(test.labels)),
+        "test_structure_slices": int((test.labels > 0).reshape(len(test.labels), -1).any(axis=1).sum()),
+        "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else "every label > 0",
+        "roi": f"structure dilated by {cfg.roi_dilation} voxels (Euclidean distance <= {cfg.roi_dilation})",
+        "intensity": "percentile 0.5/99.5 mapping fitted on each clean image, applied to clean and protected",
+        "resampling": f"slices resampled to {cfg.size}x{cfg.size}: area averaging for images, nearest for labels",
+        "hd95_units": "mm (pixel size after resampling)",
+        "quick": requested.quick,
+    }
+    if "unet3d" in cfg.victims:
+        data["volume_side"] = side
+        data["patch_side"] = max(side // 2, 16)
+    report = AuditReport(
+        config=cfg,
+        train_cases=train_ids,
+        test_cases=test_ids,
+        cases=cases,
+        imperceptibility=imperceptibility,
+        floor=floor,
+        floor_clean=floor_clean,
+        runs=runs,
+        data=data,
+        examples=examples,
+        test_labels=test.labels,
+        test_labels_3d=vol[1][2] if vol is not None else None,
+        versions=package_versions(),
+        notes=notes,
+    )
+    report.seconds = time.perf_counter() - started
+    if cfg.out is not None:
+        from umed.report import write_report
+
+        write_report(report, cfg.out)
+    return report

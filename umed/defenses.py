@@ -1,0 +1,448 @@
+"""Defenses a data user may apply, knowingly or not, when training on protected data; the audit runs each of them.
+
+Published work shows that unlearnable examples weaken under adversarial training, JPEG or other quantisation,
+Gaussian/median filtering, strong augmentation, early stopping and mixing protected with clean data (see
+``METHODS.md``). Each defense here is either a transform of the training arrays (applied once, before training, at the
+victim's resolution) or a transform of each training batch inside the loop, or both:
+
+=============  ==========  ===========================================================================================
+name           kind        what it does
+=============  ==========  ===========================================================================================
+``none``       -           nothing (early stopping is covered by reporting the best-epoch Dice, not only the last)
+``adversarial`` batch      PGD on the training loss (Madry et al. 2018): L-inf 8/255, 3 steps, random start
+``jpeg``       data        each 2D slice rescaled to uint8 by its min/max, JPEG quality 75 (pillow), mapped back
+``quantize``   data        each 2D slice rescaled to 8 bits by its min/max and back (quantisation without JPEG)
+``gaussian``   data        Gaussian filter, sigma 1 voxel over every spatial axis of each sample
+``median``     data        median filter, 3x3 (3x3x3 for volumes)
+``augment``    batch       nnU-Net-style strong augmentation (Isensee et al. 2021): rotation/scale, noise, blur,
+                           brightness, contrast, low resolution, gamma, mirroring
+``mix``        data        poison ratio 0.5: half the training cases (whole cases) replaced by their clean versions
+=============  ==========  ===========================================================================================
+
+Arrays are in umed's normalised intensity space (``data_range`` 1, see :mod:`umed.intensity`): training arrays
+``(N, H, W)`` (slices) or ``(N, X, Y, Z)`` (volumes or patches, axial slices on the last axis), float32; labels of the
+same shape, integer. Batch tensors are ``(B, 1, *spatial)``. Randomness comes only from the generators passed in.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from umed.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported lazily so that ``umed --help`` stays fast
+    import torch
+
+__all__ = [
+    "DEFENSE_NAMES",
+    "Defense",
+    "get_defense",
+    "gaussian_filter_samples",
+    "jpeg_slices",
+    "median_filter_samples",
+    "mix_clean",
+    "pgd_attack",
+    "quantize_slices",
+    "strong_augment",
+]
+
+DEFENSE_NAMES = ("none", "adversarial", "jpeg", "quantize", "gaussian", "median", "augment", "mix")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# data-level transforms (numpy in, numpy out, never in place)
+
+
+def _slices_2d(x: np.ndarray) -> np.ndarray:
+    """View ``(N, H, W)`` or ``(N, X, Y, Z)`` as a stack of 2D slices ``(M, H, W)`` (a copy for volumes)."""
+    if x.ndim == 3:
+        return x
+    if x.ndim == 4:
+        return np.moveaxis(x, -1, 1).reshape(-1, x.shape[1], x.shape[2])
+    raise ConfigError(f"defense: expected samples (N, H, W) or (N, X, Y, Z) (got shape {x.shape})")
+
+
+def _unslice_2d(slices: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if like.ndim == 3:
+        return slices
+    n, sx, sy, sz = like.shape
+    return np.moveaxis(slices.reshape(n, sz, sx, sy), 1, -1)
+
+
+def _per_slice_uint8(x: np.ndarray, codec: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Rescale each 2D slice to uint8 by its own min/max, apply ``codec`` (uint8 -> uint8), map back to float32."""
+    x = np.asarray(x, dtype=np.float32)
+    slices = _slices_2d(x)
+    out = np.empty(slices.shape, np.float32)
+    for i, s in enumerate(slices):
+        lo, hi = float(s.min()), float(s.max())
+        if hi <= lo:
+            out[i] = s
+            continue
+        scale = (hi - lo) / 255.0
+        code = np.clip(np.rint((s - lo) / scale), 0, 255).astype(np.uint8)
+        out[i] = codec(code).astype(np.float32) * scale + lo
+    return np.ascontiguousarray(_unslice_2d(out, x))
+
+
+def jpeg_slices(x: np.ndarray, *, quality: int = 75) -> np.ndarray:
+    """JPEG-compress every 2D slice (pillow, greyscale, given quality) after rescaling it to uint8 by its min/max.
+
+    Args:
+        x: ``(N, H, W)`` slices or ``(N, X, Y, Z)`` volumes (axial slices on the last axis), float.
+
+    Returns:
+        float32 array of the same shape, values in each slice's original ``[min, max]``.
+    """
+    from PIL import Image
+
+    def codec(code: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(code, mode="L").save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+
+    return _per_slice_uint8(x, codec)
+
+
+def quantize_slices(x: np.ndarray) -> np.ndarray:
+    """Quantise every 2D slice to 8 bits (256 levels between its min and max) and back.
+
+    Args:
+        x: ``(N, H, W)`` or ``(N, X, Y, Z)``, float.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    return _per_slice_uint8(x, lambda code: code)
+
+
+def gaussian_filter_samples(x: np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
+    """Gaussian-filter each sample over its spatial axes (sigma in voxels, reflect at the borders).
+
+    Args:
+        x: ``(N, *spatial)`` float.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    from scipy import ndimage
+
+    x = np.asarray(x, dtype=np.float32)
+    return ndimage.gaussian_filter(x, sigma=(0.0,) + (sigma,) * (x.ndim - 1), mode="reflect")
+
+
+def median_filter_samples(x: np.ndarray, *, size: int = 3) -> np.ndarray:
+    """Median-filter each sample with a ``size`` window on every spatial axis (3x3 for slices).
+
+    Args:
+        x: ``(N, *spatial)`` float.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    from scipy import ndimage
+
+    x = np.asarray(x, dtype=np.float32)
+    return ndimage.median_filter(x, size=(1,) + (size,) * (x.ndim - 1), mode="reflect")
+
+
+def mix_clean(
+    x: np.ndarray, clean_x: np.ndarray, groups: np.ndarray, *, ratio: float, rng: np.random.Generator
+) -> tuple[np.ndarray, list[int]]:
+    """Replace whole cases of protected training data by their clean versions so that only ``ratio`` stays protected.
+
+    Args:
+        x: protected samples ``(N, *spatial)``.
+        clean_x: the same samples before protection, same shape.
+        groups: ``(N,)`` integer case index of every sample (slices of one case share it).
+        ratio: poison ratio in ``[0, 1]``: the fraction of cases kept protected (rounded, at least one case clean
+            when ``ratio < 1`` and there are two or more cases).
+        rng: draws which cases stay protected.
+
+    Returns:
+        ``(mixed, clean_groups)``: float32 array of the same shape, and the sorted case indices made clean.
+
+    Raises:
+        ConfigError: shapes disagree or ``ratio`` is outside ``[0, 1]``.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"mix: poison ratio must be in [0, 1] (got {ratio})")
+    groups = np.asarray(groups)
+    if clean_x.shape != x.shape or groups.shape != (x.shape[0],):
+        raise ConfigError(
+            f"mix: protected {x.shape}, clean {clean_x.shape} and groups {groups.shape} must describe the same samples"
+        )
+    cases = np.unique(groups)
+    n_clean = int(round((1.0 - ratio) * len(cases)))
+    if ratio < 1.0 and len(cases) > 1:
+        n_clean = min(max(n_clean, 1), len(cases))
+    chosen = sorted(int(c) for c in rng.permutation(cases)[:n_clean])
+    out = np.array(x, dtype=np.float32, copy=True)
+    replace = np.isin(groups, chosen)
+    out[replace] = clean_x[replace]
+    return out, chosen
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# batch-level transforms (torch)
+
+
+def pgd_attack(
+    model: "torch.nn.Module",
+    loss_fn: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"],
+    x: "torch.Tensor",
+    y: "torch.Tensor",
+    *,
+    eps: float = 8 / 255,
+    steps: int = 3,
+    step_size: float | None = None,
+    generator: "torch.Generator | None" = None,
+) -> "torch.Tensor":
+    """Projected gradient ascent on the training loss inside an L-inf ball (Madry et al., ICLR 2018).
+
+    The model's parameters get no gradient (``torch.autograd.grad`` on the input only) and keep their mode.
+
+    Args:
+        model: the network being trained.
+        loss_fn: ``loss_fn(logits, y)``.
+        x: images ``(B, 1, *spatial)`` float32 in normalised units.
+        y: labels ``(B, 1, *spatial)``.
+        eps: L-inf radius in normalised units (8/255 = 8 grey levels of an 8-bit image).
+        steps: number of ascent steps.
+        step_size: step length; default ``2.5 * eps / steps``.
+        generator: draws the random start in the ball.
+
+    Returns:
+        The adversarial images, same shape and dtype, detached; ``|x_adv - x| <= eps``.
+    """
+    import torch
+
+    step = 2.5 * eps / steps if step_size is None else step_size
+    delta = (torch.rand(x.shape, generator=generator, dtype=x.dtype) * 2 - 1) * eps
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = loss_fn(model(x + delta), y)
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + step * grad.sign()).clamp_(-eps, eps)
+    return (x + delta).detach()
+
+
+def _uniform(generator: "torch.Generator", low: float, high: float) -> float:
+    import torch
+
+    return float(low + (high - low) * torch.rand((), generator=generator))
+
+
+def _gaussian_blur(t: "torch.Tensor", sigma: float) -> "torch.Tensor":
+    """Separable Gaussian blur of ``(1, 1, *spatial)`` with replicate padding."""
+    import torch
+    import torch.nn.functional as F
+
+    radius = max(1, int(math.ceil(3 * sigma)))
+    coords = torch.arange(-radius, radius + 1, dtype=t.dtype)
+    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    ndim = t.ndim - 2
+    conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
+    for axis in range(ndim):
+        shape = [1, 1] + [1] * ndim
+        shape[2 + axis] = kernel.numel()
+        pad = [0, 0] * ndim
+        pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = radius
+        t = conv(F.pad(t, pad, mode="replicate"), kernel.reshape(shape))
+    return t
+
+
+def strong_augment(
+    x: "torch.Tensor", y: "torch.Tensor", *, generator: "torch.Generator"
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """nnU-Net-style strong augmentation, drawn per sample (Isensee et al., Nature Methods 2021, default pipeline).
+
+    Probabilities and ranges follow nnU-Net's defaults where they carry over to data in ``[0, 1]``: rotation
+    +-15 deg (in the axial plane) p 0.2, scale 0.85..1.25 p 0.2, Gaussian noise p 0.1 (variance up to 0.1 of the
+    sample's variance), Gaussian blur sigma 0.5..1 p 0.2, brightness x0.75..1.25 p 0.15, contrast x0.75..1.25 p 0.15
+    (range kept), low resolution (zoom 0.5..1, nearest down, linear up) p 0.25, gamma 0.7..1.5 p 0.3 (inverted p 0.1,
+    statistics kept), mirroring p 0.5 per axis. Labels follow the spatial transforms (nearest).
+
+    Args:
+        x: images ``(B, 1, *spatial)`` float32 (2 or 3 spatial axes).
+        y: labels ``(B, 1, *spatial)`` (any numeric dtype).
+        generator: the only source of randomness.
+
+    Returns:
+        ``(x_aug, y_aug)`` of the same shapes and dtypes (new tensors).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ndim = x.ndim - 2
+    xs, ys = [], []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].clone()
+        yi = y[i : i + 1].clone()
+        # spatial: rotation in the first two spatial axes (the axial plane), isotropic scale
+        rotate = _uniform(generator, 0, 1) < 0.2
+        scale = _uniform(generator, 0, 1) < 0.2
+        if rotate or scale:
+            angle = math.radians(_uniform(generator, -15, 15)) if rotate else 0.0
+            zoom = _uniform(generator, 0.85, 1.25) if scale else 1.0
+            theta = torch.eye(ndim, ndim + 1, dtype=x.dtype)
+            # affine_grid's coordinates run in reverse axis order: (W, H) in 2D, (Z, Y, X) in 3D
+            a, b = (0, 1) if ndim == 2 else (1, 2)
+            c, s = math.cos(angle) / zoom, math.sin(angle) / zoom
+            theta[a, a], theta[a, b], theta[b, a], theta[b, b] = c, -s, s, c
+            if ndim == 3:
+                theta[0, 0] = 1.0 / zoom
+            grid = F.affine_grid(theta[None], list(xi.shape), align_corners=False)
+            xi = F.grid_sample(xi, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            yi = F.grid_sample(yi.to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False).to(y.dtype)
+        if _uniform(generator, 0, 1) < 0.1:  # Gaussian noise
+            std = math.sqrt(_uniform(generator, 0, 0.1)) * float(xi.std())
+            xi = xi + std * torch.randn(xi.shape, generator=generator, dtype=xi.dtype)
+        if _uniform(generator, 0, 1) < 0.2:  # Gaussian blur
+            xi = _gaussian_blur(xi, _uniform(generator, 0.5, 1.0))
+        if _uniform(generator, 0, 1) < 0.15:  # brightness
+            xi = xi * _uniform(generator, 0.75, 1.25)
+        if _uniform(generator, 0, 1) < 0.15:  # contrast, range preserved
+            lo, hi, mean = xi.min(), xi.max(), xi.mean()
+            xi = ((xi - mean) * _uniform(generator, 0.75, 1.25) + mean).clamp(lo, hi)
+        if _uniform(generator, 0, 1) < 0.25:  # simulated low resolution
+            zoom = _uniform(generator, 0.5, 1.0)
+            size = list(xi.shape[2:])
+            small = [max(1, int(round(n * zoom))) for n in size]
+            mode = "bilinear" if ndim == 2 else "trilinear"
+            xi = F.interpolate(F.interpolate(xi, size=small, mode="nearest"), size=size, mode=mode, align_corners=False)
+        if _uniform(generator, 0, 1) < 0.3:  # gamma, statistics kept
+            invert = _uniform(generator, 0, 1) < 0.1
+            gamma = _uniform(generator, 0.7, 1.5)
+            v = -xi if invert else xi
+            mean, std = v.mean(), v.std()
+            lo, hi = v.min(), v.max()
+            if float(hi - lo) > 0:
+                v = ((v - lo) / (hi - lo)).pow(gamma) * (hi - lo) + lo
+                new_std = v.std()
+                if float(new_std) > 0:
+                    v = (v - v.mean()) / new_std * std + mean
+            xi = -v if invert else v
+        for axis in range(ndim):  # mirroring
+            if _uniform(generator, 0, 1) < 0.5:
+                xi = torch.flip(xi, dims=(2 + axis,))
+                yi = torch.flip(yi, dims=(2 + axis,))
+        xs.append(xi)
+        ys.append(yi)
+    return torch.cat(xs).to(x.dtype), torch.cat(ys).to(y.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the defense objects the audit and ``train_victim`` use
+
+
+@dataclass(frozen=True)
+class Defense:
+    """One named defense: a data part (:meth:`prepare`) and a training-loop part (:meth:`on_batch`).
+
+    Attributes:
+        name: one of :data:`DEFENSE_NAMES`.
+        summary: one line for reports.
+        eps: PGD radius for ``adversarial`` (normalised units).
+        steps: PGD steps for ``adversarial``.
+        quality: JPEG quality for ``jpeg``.
+        sigma: Gaussian sigma (voxels) for ``gaussian``.
+        size: median window for ``median``.
+        poison_ratio: fraction of training cases kept protected for ``mix``.
+    """
+
+    name: str
+    summary: str
+    eps: float = 8 / 255
+    steps: int = 3
+    quality: int = 75
+    sigma: float = 1.0
+    size: int = 3
+    poison_ratio: float = 0.5
+
+    def prepare(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        clean_x: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Transform the training arrays once before training.
+
+        Args:
+            x: training images ``(N, *spatial)`` float32, normalised units.
+            y: labels, same shape.
+            clean_x: the unprotected images (``mix`` only; for a clean run pass ``x`` itself or ``None``).
+            groups: ``(N,)`` case index per sample (``mix`` only; ``None`` treats every sample as its own case).
+            rng: randomness for ``mix``.
+
+        Returns:
+            ``(x, y)``; new arrays when changed, the inputs themselves otherwise.
+        """
+        if self.name == "jpeg":
+            return jpeg_slices(x, quality=self.quality), y
+        if self.name == "quantize":
+            return quantize_slices(x), y
+        if self.name == "gaussian":
+            return gaussian_filter_samples(x, sigma=self.sigma), y
+        if self.name == "median":
+            return median_filter_samples(x, size=self.size), y
+        if self.name == "mix" and clean_x is not None:
+            groups = np.arange(len(x)) if groups is None else groups
+            mixed, _ = mix_clean(x, clean_x, groups, ratio=self.poison_ratio, rng=rng or np.random.default_rng(0))
+            return mixed, y
+        return x, y
+
+    def on_batch(
+        self,
+        x: "torch.Tensor",
+        y: "torch.Tensor",
+        *,
+        model: "torch.nn.Module",
+        loss_fn: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"],
+        generator: "torch.Generator",
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Transform one training batch ``(B, 1, *spatial)`` inside the loop; identity for data-level defenses."""
+        if self.name == "adversarial":
+            return pgd_attack(model, loss_fn, x, y, eps=self.eps, steps=self.steps, generator=generator), y
+        if self.name == "augment":
+            return strong_augment(x, y, generator=generator)
+        return x, y
+
+
+_SUMMARIES = {
+    "none": "no defense",
+    "adversarial": "PGD adversarial training on the training loss, L-inf 8/255, 3 steps",
+    "jpeg": "JPEG quality 75 of every slice (uint8 by slice min/max)",
+    "quantize": "8-bit quantisation of every slice (by slice min/max)",
+    "gaussian": "Gaussian filter, sigma 1 voxel",
+    "median": "median filter, 3 voxels per axis",
+    "augment": "nnU-Net-style strong augmentation per batch",
+    "mix": "poison ratio 0.5: half the training cases replaced by their clean versions",
+}
+
+
+def get_defense(name: str) -> Defense:
+    """The :class:`Defense` called ``name`` (case-insensitive), with its default settings.
+
+    Raises:
+        ConfigError: unknown name.
+
+    Example:
+        >>> get_defense("gaussian").sigma
+        1.0
+    """
+    key = str(name).strip().lower()
+    if key not in _SUMMARIES:
+        raise ConfigError(f"defense: unknown defense {name!r} (expected one of {', '.join(DEFENSE_NAMES)})")
+    return Defense(name=key, summary=_SUMMARIES[key])

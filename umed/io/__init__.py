@@ -1,0 +1,40 @@
+"""Reading, writing and pairing cases: NIfTI, DICOM series, PNG/TIFF; dataset layouts; validation; atomic writes."""
+
+from umed.io.atomic import atomic_dir, atomic_file
+from umed.io.dataset import (
+    case_name,
+    check_output_location,
+    discover_cases,
+    load_case,
+    load_mask,
+    output_path_for,
+    quantize,
+    save_case,
+)
+from umed.io.dicom import load_dicom_series, make_dicom_series, save_dicom_series
+from umed.io.natural import load_natural, save_natural
+from umed.io.nifti import load_nifti, save_nifti
+from umed.io.validate import check_finite, mask_is_empty, validate_case
+
+__all__ = [
+    "load_case",
+    "load_mask",
+    "save_case",
+    "quantize",
+    "discover_cases",
+    "validate_case",
+    "mask_is_empty",
+    "check_finite",
+    "check_output_location",
+    "output_path_for",
+    "case_name",
+    "make_dicom_series",
+    "load_nifti",
+    "save_nifti",
+    "load_dicom_series",
+    "save_dicom_series",
+    "load_natural",
+    "save_natural",
+    "atomic_file",
+    "atomic_dir",
+]

@@ -1,0 +1,273 @@
+"""Image and segmentation metrics used by the audit: imperceptibility (PSNR, SSIM, max change), Dice, and the
+threshold floor (how well the best single intensity threshold segments the structure).
+
+Plain functions on numpy arrays. Every intensity metric takes ``data_range`` explicitly (as
+``skimage.metrics.peak_signal_noise_ratio`` and MONAI's ``PSNRMetric(max_val)`` do): umed computes them in its
+normalised intensity space, where ``data_range=1`` and one grey level of an 8-bit image is ``1/255``.
+
+Conventions:
+
+- PSNR of identical images is ``inf`` (no error); over an empty mask it is ``nan``.
+- Dice of an empty prediction against an empty target is ``1.0`` (nothing to find, nothing found); of a non-empty
+  prediction against an empty target ``0.0``. This is MONAI ``DiceMetric(ignore_empty=False)``; the audit always
+  scores many images jointly, so the empty case only arises when a whole test set has no structure.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, Sequence
+
+import numpy as np
+
+from umed.errors import ConfigError, GeometryError
+
+__all__ = [
+    "ThresholdFloor",
+    "dice",
+    "max_abs_change",
+    "psnr",
+    "ssim",
+    "threshold_floor",
+]
+
+
+def _as_float_pair(reference: np.ndarray, test: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays as float64 numpy arrays of the same shape (float64 so that reductions are exact enough)."""
+    reference = np.asarray(reference)
+    test = np.asarray(test)
+    if reference.shape != test.shape:
+        raise GeometryError(f"{name}: arrays differ in shape (expected {reference.shape}, got {test.shape})")
+    return reference.astype(np.float64, copy=False), test.astype(np.float64, copy=False)
+
+
+def _check_range(data_range: float) -> float:
+    if not np.isfinite(data_range) or data_range <= 0:
+        raise ConfigError(f"data_range: must be a positive finite number (got {data_range})")
+    return float(data_range)
+
+
+def psnr(
+    reference: np.ndarray, test: np.ndarray, *, data_range: float, mask: np.ndarray | None = None
+) -> float:
+    """Peak signal-to-noise ratio ``10 log10(data_range^2 / MSE)`` in dB.
+
+    Args:
+        reference: the clean image, any shape, e.g. ``(H, W)`` or ``(X, Y, Z)``, any real dtype.
+        test: the changed image, same shape.
+        data_range: the intensity range the peak refers to, in the arrays' units (1 in umed's normalised space).
+        mask: optional bool array of the same shape; the MSE is then taken over the masked voxels only.
+
+    Returns:
+        PSNR in dB; ``inf`` when the images are identical (over the mask), ``nan`` when the mask is empty.
+        Without a mask it equals ``skimage.metrics.peak_signal_noise_ratio(reference, test, data_range=...)``.
+
+    Raises:
+        GeometryError: shapes differ. ConfigError: ``data_range`` is not positive.
+
+    Example:
+        >>> psnr(np.zeros((4, 4)), np.full((4, 4), 0.01), data_range=1.0)
+        40.0
+    """
+    ref, tst = _as_float_pair(reference, test, "psnr")
+    data_range = _check_range(data_range)
+    diff = ref - tst
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != ref.shape:
+            raise GeometryError(f"psnr: mask differs in shape from the images (expected {ref.shape}, got {mask.shape})")
+        if not mask.any():
+            return float("nan")
+        diff = diff[mask]
+    mse = float(np.mean(np.square(diff)))
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(data_range**2 / mse))
+
+
+def ssim(reference: np.ndarray, test: np.ndarray, *, data_range: float) -> float:
+    """Mean structural similarity (Wang et al. 2004) via ``skimage.metrics.structural_similarity``.
+
+    2D images use a 7x7 window, volumes a 7x7x7 window (skimage's default); an axis shorter than 7 shrinks the window
+    to the largest odd size that fits (at least 3), and singleton axes are dropped first. float32 (and float16)
+    inputs are computed in float32, everything else in float64, as skimage itself does.
+
+    Args:
+        reference: the clean image ``(H, W)`` or ``(X, Y, Z)``.
+        test: the changed image, same shape.
+        data_range: the intensity range in the arrays' units (1 in umed's normalised space).
+
+    Returns:
+        Mean SSIM in ``[-1, 1]``; 1 for identical images.
+
+    Raises:
+        GeometryError: shapes differ, or an axis is shorter than 3 voxels. ConfigError: bad ``data_range``.
+    """
+    from skimage.metrics import structural_similarity
+
+    reference, test = np.asarray(reference), np.asarray(test)
+    if reference.shape != test.shape:
+        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
+    data_range = _check_range(data_range)
+    # float32 inputs stay float32 (as skimage's own promotion does: 1.6x faster on a BraTS volume), others float64
+    small = all(a.dtype in (np.float16, np.float32) for a in (reference, test))
+    dtype = np.float32 if small else np.float64
+    ref, tst = np.squeeze(reference.astype(dtype, copy=False)), np.squeeze(test.astype(dtype, copy=False))
+    smallest = min(ref.shape) if ref.ndim else 0
+    if ref.ndim < 2 or smallest < 3:
+        raise GeometryError(f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {reference.shape})")
+    win_size = min(7, smallest if smallest % 2 else smallest - 1)
+    return float(structural_similarity(ref, tst, data_range=data_range, win_size=win_size))
+
+
+def max_abs_change(reference: np.ndarray, test: np.ndarray, *, mask: np.ndarray | None = None) -> float:
+    """Largest absolute voxel difference ``max |test - reference|``, in the arrays' units.
+
+    Args:
+        reference: the clean image, any shape.
+        test: the changed image, same shape.
+        mask: optional bool array of the same shape: the maximum over the masked voxels only (0 when empty).
+
+    Returns:
+        The L-inf distance as a float (0 for identical images).
+
+    Raises:
+        GeometryError: shapes differ.
+    """
+    ref, tst = _as_float_pair(reference, test, "max_abs_change")
+    diff = np.abs(tst - ref)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != ref.shape:
+            raise GeometryError(f"max_abs_change: mask differs in shape (expected {ref.shape}, got {mask.shape})")
+        diff = diff[mask]
+    return float(diff.max()) if diff.size else 0.0
+
+
+def dice(pred: np.ndarray, target: np.ndarray) -> float:
+    """Dice overlap ``2 |P & T| / (|P| + |T|)`` of two binary masks, over all their voxels jointly.
+
+    Pass a stack of test images ``(N, H, W)`` to get the dataset-level Dice (sum of intersections over sum of sizes),
+    which weights every voxel equally instead of every image.
+
+    Args:
+        pred: predicted mask, any shape; nonzero means structure.
+        target: ground-truth mask, same shape; nonzero means structure.
+
+    Returns:
+        Dice in ``[0, 1]``. Empty policy: both empty gives 1.0, an empty target with a non-empty prediction gives 0.0
+        (MONAI ``DiceMetric(ignore_empty=False)``).
+
+    Raises:
+        GeometryError: shapes differ.
+
+    Example:
+        >>> dice(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
+        0.6666666666666666
+    """
+    pred = np.asarray(pred) != 0
+    target = np.asarray(target) != 0
+    if pred.shape != target.shape:
+        raise GeometryError(f"dice: prediction and target differ in shape (expected {target.shape}, got {pred.shape})")
+    total = int(pred.sum(dtype=np.int64)) + int(target.sum(dtype=np.int64))
+    if total == 0:
+        return 1.0
+    return float(2.0 * np.logical_and(pred, target).sum(dtype=np.int64) / total)
+
+
+class ThresholdFloor(NamedTuple):
+    """Result of :func:`threshold_floor` (unpacks as ``threshold, polarity, dice``).
+
+    Attributes:
+        threshold: intensity cut in the images' units.
+        polarity: ``"above"`` (structure is ``x >= threshold``) or ``"below"`` (structure is ``x < threshold``).
+        dice: Dice of that rule on the test images, all voxels jointly.
+        train_dice: Dice of that rule on the images it was fitted on.
+    """
+
+    threshold: float
+    polarity: Literal["above", "below"]
+    dice: float
+    train_dice: float
+
+
+def _flat(arrays: np.ndarray | Sequence[np.ndarray], dtype: type) -> np.ndarray:
+    if isinstance(arrays, np.ndarray):
+        return arrays.ravel().astype(dtype, copy=False)
+    parts = [np.asarray(a).ravel().astype(dtype, copy=False) for a in arrays]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+def _plateau_middle(scores: np.ndarray) -> int:
+    """Index of the middle of the first run of maximal scores (a cut in the middle of a gap generalises best)."""
+    best = np.flatnonzero(scores >= scores.max() - 1e-12)
+    end = 0
+    while end + 1 < len(best) and best[end + 1] == best[end] + 1:
+        end += 1
+    return int(best[end // 2])
+
+
+def threshold_floor(
+    train_images: np.ndarray | Sequence[np.ndarray],
+    train_masks: np.ndarray | Sequence[np.ndarray],
+    test_images: np.ndarray | Sequence[np.ndarray],
+    test_masks: np.ndarray | Sequence[np.ndarray],
+    *,
+    bins: int = 4096,
+) -> ThresholdFloor:
+    """The best single intensity threshold, fitted on training voxels and scored on test voxels.
+
+    This is the Dice a trivial segmenter reaches: if a victim trained on protected data still scores at or above it,
+    the protection hid nothing a threshold would not find. The threshold and its polarity maximise the Dice over all
+    training voxels jointly (candidate cuts at ``bins`` equal steps between the training minimum and maximum, both
+    polarities; among equally good cuts, the middle of the first such range); the same rule is then scored over all test voxels jointly. In an audit the training images are the
+    protected ones and the test images clean, as a victim would see them.
+
+    Args:
+        train_images: one array or a sequence of arrays (any shapes), float intensities.
+        train_masks: matching binary masks (nonzero = structure), same shapes.
+        test_images: arrays to score on.
+        test_masks: their masks.
+        bins: number of candidate thresholds.
+
+    Returns:
+        :class:`ThresholdFloor` ``(threshold, polarity, dice, train_dice)``.
+
+    Raises:
+        GeometryError: an image and its mask differ in size. ConfigError: no training voxels, or ``bins < 2``.
+    """
+    if bins < 2:
+        raise ConfigError(f"bins: need at least 2 candidate thresholds (got {bins})")
+    x = _flat(train_images, np.float64)
+    y = _flat(train_masks, bool)
+    xt = _flat(test_images, np.float64)
+    yt = _flat(test_masks, bool)
+    if x.shape != y.shape or xt.shape != yt.shape:
+        raise GeometryError(
+            f"threshold_floor: images and masks differ in voxel count (train {x.size} vs {y.size}, test {xt.size} vs {yt.size})"
+        )
+    if x.size == 0:
+        raise ConfigError("threshold_floor: no training voxels")
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:  # constant image: the only rules are "all" or "nothing"
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    all_hist, _ = np.histogram(x, bins=edges)
+    fg_hist, _ = np.histogram(x[y], bins=edges)
+    n_fg = int(y.sum())
+    # cut after bin k (k = 0..bins-1 -> threshold edges[k+1]); "below" = bins 0..k, "above" = bins k+1..end
+    below_all = np.cumsum(all_hist)[:-1].astype(np.float64)
+    below_fg = np.cumsum(fg_hist)[:-1].astype(np.float64)
+    above_all = all_hist.sum() - below_all
+    above_fg = n_fg - below_fg
+    thresholds = edges[1:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice_below = np.where(below_all + n_fg > 0, 2 * below_fg / (below_all + n_fg), 1.0)
+        dice_above = np.where(above_all + n_fg > 0, 2 * above_fg / (above_all + n_fg), 1.0)
+    k_below, k_above = _plateau_middle(dice_below), _plateau_middle(dice_above)
+    if dice_above[k_above] >= dice_below[k_below]:
+        threshold, polarity, train_dice = float(thresholds[k_above]), "above", float(dice_above[k_above])
+    else:
+        threshold, polarity, train_dice = float(thresholds[k_below]), "below", float(dice_below[k_below])
+    # histogram bins are [a, b): a value equal to the cut counts as "above", in training and in the test rule
+    test_pred = xt >= threshold if polarity == "above" else xt < threshold
+    return ThresholdFloor(threshold, polarity, dice(test_pred, yt), train_dice)

@@ -1,0 +1,74 @@
+"""LSP: linearly separable synthetic perturbations (Yu et al., "Availability Attacks Create Shortcuts", KDD 2022),
+for segmentation slices.
+
+Model-free. Each "class" gets one random patch-wise constant pattern of signs: one for the structure (ROI) and one
+for the background part of the contour band. A pattern is a ``tile x tile`` table of patches of ``patch x patch``
+voxels, repeated over the image from its top-left corner, so every image size gets the same pattern; each voxel
+takes ``+-eps`` from its class's table (``eps = budget.eps_max * eps_scale``). The tables are drawn from the run
+seed when the protector is made; ``fit`` has nothing to learn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from umed.perturbators._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
+from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+
+__all__ = ["LSPProtector", "patch_pattern"]
+
+
+def patch_pattern(table: np.ndarray, shape: tuple[int, int], patch: int) -> np.ndarray:
+    """Repeat a ``(T, T)`` table of patch values over an image: voxel ``(h, w)`` gets ``table[h // patch % T, w // patch % T]``.
+
+    Shape:
+        ``table (T, T) -> (H, W)`` of the table's dtype.
+    """
+    rows = (np.arange(shape[0]) // patch) % table.shape[0]
+    cols = (np.arange(shape[1]) // patch) % table.shape[1]
+    return table[rows[:, None], cols[None, :]]
+
+
+class LSPProtector(Protector):
+    """Class-wise patch patterns of ``+-eps``: one for the ROI, one for the band outside it (Yu et al., KDD 2022).
+
+    Settings (all optional):
+        patch (8): patch side in voxels.
+        tile (8): patches per side of the repeating table.
+
+    Example:
+        >>> protector = LSPProtector(Budget(), seed=0)
+        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+    """
+
+    name = "lsp"
+    SETTINGS = {"patch": Setting(8, int, low=1), "tile": Setting(8, int, low=1)}
+
+    def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
+        check_budget(self.name, budget)
+        super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
+        rng = key_rng(self.seed, self.name, "pattern")
+        tile = self.settings["tile"]
+        while True:  # two different patterns (a 1x1 table would otherwise match half the time)
+            tables = np.where(rng.random((2, tile, tile)) < 0.5, -1.0, 1.0).astype(np.float32)
+            if not np.array_equal(tables[0], tables[1]):
+                break
+        self.tables = tables
+        """``(2, tile, tile)`` signs: index 0 the ROI pattern, 1 the band-background pattern."""
+
+    def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Nothing to learn: the patterns come from the seed."""
+        if progress is not None:
+            progress("lsp: patterns drawn from the seed", 1, 1)
+        return {"model_free": True}
+
+    def perturb(self, batch: SliceBatch) -> np.ndarray:
+        """``(B, H, W)`` float32: the ROI pattern on the structure, the background pattern on the rest of the band."""
+        prepared = prepare_slices(batch, self.budget)
+        shape = prepared.images.shape[1:]
+        roi = patch_pattern(self.tables[0], shape, self.settings["patch"])
+        background = patch_pattern(self.tables[1], shape, self.settings["patch"])
+        signs = np.where(prepared.fg, roi[None], background[None])
+        return finalize(signs * prepared.bound, prepared.bound)

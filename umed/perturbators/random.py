@@ -1,0 +1,46 @@
+"""Random noise of the same budget: the control every table of unlearnable examples needs.
+
+Model-free: uniform noise in ``[-eps, eps]`` on the support (structure plus contour band), ``eps =
+budget.eps_max * eps_scale``, drawn per slice from the run seed and the slice key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from umed.perturbators._surrogate import check_budget, finalize, key_rng, prepare_slices, resolve_settings
+from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+
+__all__ = ["RandomProtector"]
+
+
+class RandomProtector(Protector):
+    """Uniform noise in ``+-eps`` on the support (no settings).
+
+    Example:
+        >>> delta = RandomProtector(Budget(), seed=0).perturb(batch)  # doctest: +SKIP
+    """
+
+    name = "random"
+    SETTINGS: dict = {}
+
+    def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
+        check_budget(self.name, budget)
+        super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
+
+    def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Nothing to learn."""
+        if progress is not None:
+            progress("random: nothing to fit", 1, 1)
+        return {"model_free": True}
+
+    def perturb(self, batch: SliceBatch) -> np.ndarray:
+        """``(B, H, W)`` float32 uniform noise on the support, one seeded draw per slice key."""
+        prepared = prepare_slices(batch, self.budget)
+        shape = prepared.images.shape[1:]
+        noise = np.stack(
+            [key_rng(self.seed, self.name, key).uniform(-1.0, 1.0, size=shape) for key in prepared.keys]
+        ).astype(np.float32)
+        return finalize(noise * prepared.bound, prepared.bound)

@@ -1,0 +1,324 @@
+"""Write an :class:`umed.audit.AuditReport` to a folder: ``report.json`` (everything), ``report.md`` (for people),
+PNG figures and the test predictions.
+
+Files (all written atomically):
+
+- ``report.json``: settings, package versions, split, imperceptibility per case and mean, threshold floor, every
+  victim run with per-epoch curves, verdicts, notes.
+- ``report.md``: the same in tables, with the verdicts in plain words and the figures.
+- ``figures/examples.png``: three slices: clean image, perturbation (diverging colours, colour bar in /255),
+  protected image, structure contour.
+- ``figures/curves.png``: clean-test Dice per epoch, clean vs protected training, one panel per victim and defense.
+- ``figures/dice.png``: Dice (best and last epoch) by victim and defense, with the threshold floor.
+- ``predictions.npz``: ``test_labels`` and, per run, ``{victim}__{defense}__{clean|protected}`` last-epoch
+  predictions (uint8), so that every reported Dice can be recomputed.
+
+Figures use matplotlib's object API (``matplotlib.figure.Figure``), never pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from umed.io.atomic import atomic_file
+
+if TYPE_CHECKING:
+    from umed.audit import AuditReport
+
+__all__ = ["write_report"]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else ("inf" if value > 0 else None)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    with atomic_file(path) as temp:
+        fig.savefig(temp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _show(image: np.ndarray, ndim: int) -> tuple[np.ndarray, str]:
+    """Volumes' slices are (X, Y): show them transposed with the origin at the bottom, as radiology viewers do."""
+    return (image.T, "lower") if ndim == 3 else (image, "upper")
+
+
+def _figure_examples(report: AuditReport, path: Path) -> bool:
+    from matplotlib.figure import Figure
+
+    examples = report.examples
+    if not examples:
+        return False
+    ndim = int(report.data.get("ndim", 3))
+    fig = Figure(figsize=(14, 3.2 * len(examples)))
+    axes = fig.subplots(len(examples), 4, squeeze=False, gridspec_kw={"wspace": 0.35})
+    for row, example in zip(axes, examples):
+        delta = (example.protected.astype(np.float64) - example.clean) * 255.0
+        limit = float(np.abs(delta).max()) or 1.0
+        clean, origin = _show(example.clean, ndim)
+        protected, _ = _show(example.protected, ndim)
+        change, _ = _show(delta, ndim)
+        structure, _ = _show(example.structure.astype(float), ndim)
+        where = f"{example.case_id}" + (f", slice {example.index}" if ndim == 3 else "")
+        row[0].imshow(clean, cmap="gray", vmin=0, vmax=1, origin=origin)
+        row[0].set_title(f"clean ({where})", fontsize=9)
+        shown = row[1].imshow(change, cmap="RdBu_r", vmin=-limit, vmax=limit, origin=origin)
+        row[1].set_title(f"perturbation, amplified (scale +-{limit:.1f}/255)", fontsize=9)
+        fig.colorbar(shown, ax=row[1], fraction=0.046, pad=0.04).set_label("change (/255)", fontsize=8)
+        row[2].imshow(protected, cmap="gray", vmin=0, vmax=1, origin=origin)
+        row[2].set_title("protected", fontsize=9)
+        row[3].imshow(protected, cmap="gray", vmin=0, vmax=1, origin=origin)
+        if structure.any():
+            row[3].contour(structure, levels=[0.5], colors="yellow", linewidths=0.8, origin=origin)
+        row[3].set_title("protected + structure contour", fontsize=9)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    _save_figure(fig, path)
+    return True
+
+
+def _figure_curves(report: AuditReport, path: Path) -> bool:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    runs = report.runs
+    if not runs:
+        return False
+    cols = min(3, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig = Figure(figsize=(4.6 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, run in zip(axes, runs):
+        epochs = np.arange(1, run.clean.epochs + 1)
+        ax.plot(epochs, run.clean.test_dice, "o-", color="tab:blue", label="trained on clean", markersize=3)
+        ax.plot(epochs, run.protected.test_dice, "o-", color="tab:red", label="trained on protected", markersize=3)
+        ax.axhline(report.floor.dice, color="gray", linestyle=":", label="threshold floor")
+        loss_ax = ax.twinx()
+        loss_ax.plot(epochs, run.clean.train_loss, "--", color="tab:blue", alpha=0.4, linewidth=1)
+        loss_ax.plot(epochs, run.protected.train_loss, "--", color="tab:red", alpha=0.4, linewidth=1)
+        loss_ax.set_ylabel("training loss (dashed)", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("clean-test Dice")
+        ax.set_title(f"{run.victim} / {run.defense}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes[len(runs) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return True
+
+
+def _figure_dice(report: AuditReport, path: Path) -> bool:
+    from matplotlib.figure import Figure
+
+    runs = report.runs
+    if not runs:
+        return False
+    fig = Figure(figsize=(max(5.0, 1.6 * len(runs) + 2), 3.8))
+    ax = fig.subplots()
+    x = np.arange(len(runs))
+    width = 0.2
+    bars = [
+        ("clean, best epoch", [r.clean.best_dice for r in runs], "tab:blue", 1.0),
+        ("clean, last epoch", [r.clean.last_dice for r in runs], "tab:blue", 0.5),
+        ("protected, best epoch", [r.protected.best_dice for r in runs], "tab:red", 1.0),
+        ("protected, last epoch", [r.protected.last_dice for r in runs], "tab:red", 0.5),
+    ]
+    for k, (label, values, color, alpha) in enumerate(bars):
+        ax.bar(x + (k - 1.5) * width, values, width, label=label, color=color, alpha=alpha)
+    ax.axhline(report.floor.dice, color="black", linestyle="--", linewidth=1,
+               label=f"threshold floor ({report.floor.dice:.2f})")
+    ax.set_xticks(x, [f"{r.victim}\n{r.defense}" for r in runs])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("clean-test Dice")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save_figure(fig, path)
+    return True
+
+
+def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
+    cfg = report.config
+    floor = report.floor
+    lines = [
+        "# umed audit",
+        "",
+        f"- clean: `{cfg.clean}`; protected: `{cfg.protected}`; masks: `{cfg.masks}`",
+        f"- training cases ({len(report.train_cases)}): {', '.join(report.train_cases)}",
+        f"- test cases ({len(report.test_cases)}, clean images, never trained on): {', '.join(report.test_cases)}",
+        f"- structure: {report.data['structure_labels']}; victims: {', '.join(cfg.victims)}; "
+        f"defenses: {', '.join(cfg.defenses)}; epochs {cfg.epochs}; seed {cfg.seed}"
+        + ("; **quick run** (a smoke test of the pipeline, not a measurement)" if cfg.quick else ""),
+        f"- slices: {report.data['train_slices']} training ({report.data['train_structure_slices']} with structure), "
+        f"{report.data['test_slices']} test ({report.data['test_structure_slices']} with structure), "
+        f"{cfg.size}x{cfg.size} pixels, {cfg.empty_ratio:g} empty slice(s) per structure slice",
+        f"- run time: {report.seconds / 60:.1f} min",
+        "",
+        "## Verdict",
+        "",
+        f"Threshold floor: the best single intensity threshold (structure {floor.polarity} {floor.threshold:.3f} "
+        f"in normalised units), fitted on the protected training slices, reaches **Dice {floor.dice:.3f}** on the "
+        f"clean test slices. A victim trained on protected data that scores at or above it is not protected beyond "
+        f"what a threshold finds.",
+        "",
+    ]
+    for run in report.runs:
+        lines.append(
+            f"- **{run.victim} / {run.defense}**: trained on protected data, best clean-test Dice "
+            f"{run.protected.best_dice:.3f} (epoch {run.protected.best_epoch}), last {run.protected.last_dice:.3f}; "
+            f"trained on clean data, best {run.clean.best_dice:.3f}, last {run.clean.last_dice:.3f}. "
+            f"**{run.verdict}**."
+        )
+    imp = report.imperceptibility
+    lines += [
+        "",
+        "## Imperceptibility",
+        "",
+        f"Normalised units (data range 1): {report.data['intensity']}. ROI = {report.data['roi']}. "
+        "PSNR per volume (3D) or per image (2D); changes in /255 of the data range.",
+        "",
+        "| case | role | PSNR dB | ROI PSNR dB | SSIM | max change /255 | max change outside ROI /255 | changed voxels |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in report.cases:
+        lines.append(
+            f"| {c.case_id} | {c.role} | {_fmt(c.psnr, 2)} | {_fmt(c.psnr_roi, 2)} | {_fmt(c.ssim, 4)} | "
+            f"{_fmt(c.max_abs_change_255, 2)} | {_fmt(c.max_abs_change_outside_roi_255, 2)} | "
+            f"{100 * c.changed_fraction:.2f}% |"
+        )
+    lines.append(
+        f"| **mean** (max for changes) | | {_fmt(imp['psnr'], 2)} | {_fmt(imp['psnr_roi'], 2)} | {_fmt(imp['ssim'], 4)} | "
+        f"{_fmt(imp['max_abs_change_255'], 2)} | {_fmt(imp['max_abs_change_outside_roi_255'], 2)} | "
+        f"{100 * imp['changed_fraction']:.2f}% |"
+    )
+    lines += [
+        "",
+        "## Victims",
+        "",
+        "Clean-test Dice of the structure over all test slices jointly; best = the best epoch (early stopping), last = "
+        "after the last epoch. HD95 in mm (per test slice with structure, averaged; a slice where the victim finds "
+        "nothing counts as the slice diagonal).",
+        "",
+        "| victim | defense | clean best (epoch) | clean last | protected best (epoch) | protected last | "
+        "HD95 clean / protected (last) | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in report.runs:
+        lines.append(
+            f"| {run.victim} | {run.defense} | {run.clean.best_dice:.3f} ({run.clean.best_epoch}) | "
+            f"{run.clean.last_dice:.3f} | {run.protected.best_dice:.3f} ({run.protected.best_epoch}) | "
+            f"{run.protected.last_dice:.3f} | {_fmt(run.clean.last_hd95, 1)} / {_fmt(run.protected.last_hd95, 1)} | "
+            f"{run.verdict} |"
+        )
+    per_label = [r for r in report.runs if r.protected.dice_per_label]
+    if per_label:
+        lines += ["", "Per-label Dice (last epoch; the victim segments the union, other structure labels ignored):", ""]
+        for run in per_label:
+            clean = ", ".join(f"{k}: {v:.3f}" for k, v in run.clean.dice_per_label.items())
+            prot = ", ".join(f"{k}: {v:.3f}" for k, v in run.protected.dice_per_label.items())
+            lines.append(f"- {run.victim} / {run.defense}: clean {{{clean}}}; protected {{{prot}}}")
+    from umed.defenses import get_defense
+
+    lines += ["", "Defenses:", ""]
+    for name in cfg.defenses:
+        lines.append(f"- `{name}`: {get_defense(name).summary}")
+    lines += [
+        "",
+        f"Threshold fitted on clean training slices instead: Dice {report.floor_clean.dice:.3f} "
+        f"({report.floor_clean.polarity} {report.floor_clean.threshold:.3f}).",
+        "",
+        "## Figures",
+        "",
+    ]
+    if figures.get("examples"):
+        lines += ["Clean, perturbation (amplified), protected and structure contour:", "", "![examples](figures/examples.png)", ""]
+    if figures.get("curves"):
+        lines += ["Learning curves (clean-test Dice per epoch, training loss dashed):", "", "![curves](figures/curves.png)", ""]
+    if figures.get("dice"):
+        lines += ["Dice by victim and defense:", "", "![dice](figures/dice.png)", ""]
+    lines += [
+        "## Notes",
+        "",
+        f"- {report.data['resampling']}. Averaging attenuates fine perturbation patterns when slices are larger than "
+        "the victim's size; that is what a data user who resamples would see, but run with `--size` equal to the "
+        "image size for the strictest test.",
+        "- Dice policy: an empty prediction against an empty target counts 1, otherwise the usual 2|P&T|/(|P|+|T|), "
+        "over all test slices jointly.",
+    ]
+    lines += [f"- {note}" for note in report.notes]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()), ""]
+    return "\n".join(lines)
+
+
+def write_report(report: AuditReport, out_dir: Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``figures/*.png`` and ``predictions.npz`` into ``out_dir``.
+
+    Args:
+        report: from :func:`umed.audit.run_audit`.
+        out_dir: the report folder (created if needed).
+
+    Returns:
+        ``{"json", "markdown", "predictions", "examples", "curves", "dice"}`` paths of the files written (a figure
+        without data is left out); also stored in ``report.paths``.
+
+    Raises:
+        OutputError: a file cannot be written.
+    """
+    out_dir = Path(out_dir)
+    figures_dir = out_dir / "figures"
+    paths: dict[str, Path] = {}
+    made = {
+        "examples": _figure_examples(report, figures_dir / "examples.png"),
+        "curves": _figure_curves(report, figures_dir / "curves.png"),
+        "dice": _figure_dice(report, figures_dir / "dice.png"),
+    }
+    for name, ok in made.items():
+        if ok:
+            paths[name] = figures_dir / f"{name}.png"
+
+    arrays: dict[str, np.ndarray] = {"test_labels": report.test_labels}
+    if report.test_labels_3d is not None:
+        arrays["test_labels_3d"] = report.test_labels_3d
+    for run in report.runs:
+        for kind in ("clean", "protected"):
+            arrays[f"{run.victim}__{run.defense}__{kind}"] = getattr(run, kind).predictions
+    paths["predictions"] = out_dir / "predictions.npz"
+    with atomic_file(paths["predictions"]) as temp:
+        with open(temp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    document = _json_safe(report.to_dict())
+    paths["json"] = out_dir / "report.json"
+    paths["markdown"] = out_dir / "report.md"
+    document["files"] = {k: str(v.relative_to(out_dir)) for k, v in paths.items()}
+    with atomic_file(paths["json"]) as temp:
+        temp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    with atomic_file(paths["markdown"]) as temp:
+        temp.write_text(_markdown(report, made), encoding="utf-8")
+    report.paths = dict(paths)
+    return paths
