@@ -100,6 +100,17 @@ def test_split_quick_and_2d_images(tmp_path: Path) -> None:
     assert report.paths == {}  # no out: nothing written
 
 
+def test_unet3d_trains_on_resampled_volumes(dataset, tmp_path: Path) -> None:
+    images, protected, masks = dataset
+    report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=tmp_path / "r3",
+                                   test_cases="phantom_002", victims="unet3d", epochs=1, size=32))
+    saved = np.load(tmp_path / "r3" / "predictions.npz")
+    assert saved["test_labels_3d"].shape == (1, 16, 16, 16) and report.data["patch_side"] == 16
+    for kind in ("clean", "protected"):
+        pred = saved[f"unet3d__none__{kind}"]
+        assert getattr(report.runs[0], kind).last_dice == dice(pred, saved["test_labels_3d"] > 0)
+
+
 def test_refusals(dataset, tmp_path: Path) -> None:
     images, protected, masks = dataset
     with pytest.raises(ConfigError, match="not both"):

@@ -333,7 +333,7 @@ def _make_or_load_protector(
     fingerprint = sorted(
         (case.case_id, sha256_file(case.image_path), sha256_file(case.mask_path) if case.mask_path else None)
         for case in cases
-        if case.image_path.exists()
+        if case.image_path.exists() and (cfg.fit_cases is None or case.case_id in cfg.fit_cases)
     )
     wanted = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
     target = cfg.out / PROTECTOR_NAME
@@ -342,11 +342,22 @@ def _make_or_load_protector(
             existing, document = load_protector(target)
         except UmedError:
             existing, document = None, {}
-        if existing is not None and existing.config() == wanted.config() and document.get("training_data") == [
-            list(item) for item in fingerprint
-        ] and document.get("structure_labels") == (list(cfg.structure_labels) if cfg.structure_labels else None):
+        same_fit = {
+            "training_data": [list(item) for item in fingerprint],
+            "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else None,
+            "target_psnr": cfg.target_psnr,
+            "eps_cap": cfg.eps_cap,
+            "intensity_mode": cfg.intensity_mode,
+        }
+        if existing is not None and existing.config() == wanted.config() and all(
+            document.get(key) == value for key, value in same_fit.items()
+        ):
             return existing, target, document, []  # each case is validated when it is applied
-    batch, failures = _collect_training_slices(cases, cfg, budget, progress)
+    fit_on = [case for case in cases if cfg.fit_cases is None or case.case_id in cfg.fit_cases]
+    if cfg.fit_cases is not None and len(fit_on) != len(set(cfg.fit_cases)):
+        missing = sorted(set(cfg.fit_cases) - {case.case_id for case in fit_on})
+        raise ConfigError(f"{cfg.images}: fit_cases not found in the dataset ({missing})")
+    batch, failures = _collect_training_slices(fit_on, cfg, budget, progress)
     if batch is None:
         raise ConfigError(f"{cfg.masks or cfg.images}: no case has any structure voxel to protect")
     started = time.perf_counter()
@@ -443,7 +454,7 @@ def _protect_one(
     if earlier and earlier.get("input_sha256") == input_sha:
         target = cfg.out / earlier["output"]
         if target.exists() and sha256_file(target) == earlier.get("output_sha256"):
-            return CaseResult(case.case_id, "skipped", target, metrics=earlier.get("metrics", {})), earlier
+            return CaseResult(case.case_id, "skipped", target, metrics=earlier.get("metrics", {}), details=earlier), earlier
 
     image, meta, labels, _ = validate_case(case)
     target = output_path_for(case, meta, cfg.out)

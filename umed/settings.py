@@ -38,6 +38,8 @@ class ProtectConfig:
         intensity_mode: ``percentile`` (robust 0.5/99.5 percentiles per volume) or ``window``.
         window: ``(low, high)`` in file units for ``intensity_mode="window"`` (e.g. CT -1000, 1000 HU).
         max_train_slices: cap on the slices used to fit the protector (the ones with the most structure first).
+        fit_cases: case ids whose slices fit the protector (``None``: every case); the protector is then applied to
+            every case. An audit keeps its test cases out of the fit this way.
         protector: a saved protector (``protector.json``) to apply instead of training one.
         method_settings: method-specific settings (epochs, lr, ...), passed to the protector.
     """
@@ -56,6 +58,7 @@ class ProtectConfig:
     intensity_mode: str = "percentile"
     window: tuple[float, float] | None = None
     max_train_slices: int = 1024
+    fit_cases: tuple[str, ...] | None = None
     protector: Path | None = None
     method_settings: dict[str, Any] = field(default_factory=dict)
 
@@ -83,7 +86,7 @@ class ProtectConfig:
 
 
 _PATH_FIELDS = {"images", "masks", "out", "protector"}
-_TUPLE_FIELDS = {"structure_labels", "window"}
+_TUPLE_FIELDS = {"structure_labels", "window", "fit_cases"}
 
 
 def load_protect_config(path: Path | None = None, **overrides: Any) -> ProtectConfig:

@@ -46,7 +46,7 @@ def protect(im: np.ndarray, m: np.ndarray, args, i: int) -> np.ndarray:
     b = args.block
     p = np.ones(im.shape) if args.pattern == "flat" else (((yy // b) + (xx // b)) % 2 * 2 - 1).astype(float)
     po = {"opposite": -1.0, "same": 1.0, "none": 0.0}[args.outer]
-    sign = np.where(m, p, po * p)
+    sign = np.where(m, p, 0.0) + np.where(reg["outer"], po * p, 0.0)
     supp = sign != 0
     budget = im.size * 65025 * 10 ** (-args.target_db / 10)  # total squared grey levels allowed
     q = min(1.0, budget / (args.amp**2 * supp.sum()))

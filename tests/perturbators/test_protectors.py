@@ -274,7 +274,8 @@ def test_umed_options_pattern_saturation_epochs_reinit(batch):
 
 def test_sign_pattern_init_spends_the_budget(batch):
     """With pattern_init='sign' and a large gain the untrained generators already give a label-aligned pattern."""
-    protector = make_protector("umed", BUDGET, seed=1, pattern_init="sign", pattern_gain=20.0, **{**TINY["umed"], "steps": 0})
+    settings = {**TINY["umed"], "steps": 0, "pattern_init": "sign", "pattern_gain": 20.0}
+    protector = make_protector("umed", BUDGET, seed=1, **settings)
     protector.fit(batch)
     delta = protector.perturb(batch)
     band = regions.contour_band(batch.structures, BUDGET.band_width, batch=True)

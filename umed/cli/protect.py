@@ -32,9 +32,7 @@ def protect(
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
-    from rich.table import Table
-
-    from umed.cli._console import console, fail, progress_callback
+    from umed.cli._console import fail, progress_callback
     from umed.errors import UmedError
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
@@ -56,7 +54,18 @@ def protect(
     except UmedError as error:
         fail(str(error))
         return
-    table = Table(title=f"umed protect ({cfg.method}, seed {cfg.seed})")
+    print_protect_summary(summary, title=f"umed protect ({cfg.method}, seed {cfg.seed})")
+    if summary.failed:
+        fail(f"{len(summary.failed)} of {len(summary.results)} case(s) failed; the others were written")
+
+
+def print_protect_summary(summary, *, title: str) -> None:
+    """Print one row per case (status, budget, PSNR, ROI PSNR, SSIM, largest change) and the manifest path."""
+    from rich.table import Table
+
+    from umed.cli._console import console
+
+    table = Table(title=title)
     for column in ("case", "status", "eps (/255)", "PSNR dB", "ROI PSNR dB", "SSIM", "max |change| (/255)"):
         table.add_column(column, justify="left" if column in ("case", "status") else "right")
     for result in summary.results:
@@ -73,5 +82,3 @@ def protect(
         )
     console.print(table)
     console.print(f"manifest: {summary.manifest_path}")
-    if summary.failed:
-        fail(f"{len(summary.failed)} of {len(summary.results)} case(s) failed; the others were written")

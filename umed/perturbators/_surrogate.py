@@ -48,6 +48,11 @@ __all__ = [
     "pgd",
     "top_k_mask",
     "plain_state",
+    "sub_state",
+    "to_tensor",
+    "curve",
+    "finalize",
+    "SURROGATE_SETTINGS",
     "SurrogateProtector",
 ]
 
@@ -433,7 +438,12 @@ def fit_surrogate(
         if progress is not None:
             progress(description, step, steps)
     model.eval()
-    return {"steps": steps, "loss_first": _round(losses[:1]), "loss_last": _round(losses[-1:]), "loss_curve": curve(losses)}
+    return {
+        "steps": steps,
+        "loss_first": _round(losses[:1]),
+        "loss_last": _round(losses[-1:]),
+        "loss_curve": curve(losses),
+    }
 
 
 def _round(values: Sequence[float]) -> float | None:
@@ -575,7 +585,11 @@ class SurrogateProtector(Protector):
 
     # -- subclass hooks
     def _fit(
-        self, prepared: PreparedSlices, sampler: CropSampler, rng: np.random.Generator, progress: ProgressCallback | None
+        self,
+        prepared: PreparedSlices,
+        sampler: CropSampler,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         raise NotImplementedError
 
@@ -614,16 +628,15 @@ class SurrogateProtector(Protector):
                 continue
             bound_np = prepared.bound[chunk]
             if self.settings["random_init"]:
-                init_np = np.stack(
-                    [
-                        key_rng(self.seed, self.name, key).uniform(-1.0, 1.0, size=bound_np.shape[1:]).astype(np.float32)
-                        for key in prepared.keys[chunk]
-                    ]
-                ) * bound_np
+                shape = bound_np.shape[1:]
+                keys = prepared.keys[chunk]
+                starts = [key_rng(self.seed, self.name, key).uniform(-1.0, 1.0, size=shape) for key in keys]
+                init_np = np.stack(starts).astype(np.float32) * bound_np
             else:
                 init_np = np.zeros_like(bound_np)
             x, y, bound = to_tensor(prepared.images[chunk]), to_tensor(prepared.fg[chunk]), to_tensor(bound_np)
-            delta = self._attack(x, y, bound, project(to_tensor(init_np), x, bound), to_tensor(prepared.support[chunk]) > 0)
+            support = to_tensor(prepared.support[chunk]) > 0
+            delta = self._attack(x, y, bound, project(to_tensor(init_np), x, bound), support)
             out[chunk] = delta.squeeze(1).numpy()
         return finalize(out, prepared.bound)
 

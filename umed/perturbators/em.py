@@ -50,7 +50,11 @@ class EMProtector(SurrogateProtector):
     SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(5, int, low=1)}
 
     def _fit(
-        self, prepared: PreparedSlices, sampler: CropSampler, rng: np.random.Generator, progress: ProgressCallback | None
+        self,
+        prepared: PreparedSlices,
+        sampler: CropSampler,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
         model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))

@@ -21,7 +21,9 @@ __all__ = ["LSPProtector", "patch_pattern"]
 
 
 def patch_pattern(table: np.ndarray, shape: tuple[int, int], patch: int) -> np.ndarray:
-    """Repeat a ``(T, T)`` table of patch values over an image: voxel ``(h, w)`` gets ``table[h // patch % T, w // patch % T]``.
+    """Repeat a ``(T, T)`` table of patch values over an image from its top-left corner.
+
+    Voxel ``(h, w)`` gets ``table[h // patch % T, w // patch % T]``.
 
     Shape:
         ``table (T, T) -> (H, W)`` of the table's dtype.

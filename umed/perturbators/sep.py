@@ -48,7 +48,11 @@ class SEPProtector(SurrogateProtector):
     SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(5, int, low=1)}
 
     def _fit(
-        self, prepared: PreparedSlices, sampler: CropSampler, rng: np.random.Generator, progress: ProgressCallback | None
+        self,
+        prepared: PreparedSlices,
+        sampler: CropSampler,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
         total, count = settings["train_steps"], settings["checkpoints"]

@@ -42,7 +42,11 @@ class TAPProtector(SurrogateProtector):
     name = "tap"
 
     def _fit(
-        self, prepared: PreparedSlices, sampler: CropSampler, rng: np.random.Generator, progress: ProgressCallback | None
+        self,
+        prepared: PreparedSlices,
+        sampler: CropSampler,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
         model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))

@@ -190,8 +190,9 @@ class UMedProtector(Protector):
         """Min-min training of G_c and G_t against a surrogate U-Net on random crops of ``batch``.
 
         Returns:
-            Log: steps, surrogate steps, loss curves (at most 20 points), mean budget use ``|delta| / bound``
-            over the support at the end.
+            Log: steps, surrogate steps and re-initialisations, curves of at most 20 points (generator loss =
+            surrogate CE + Dice on ``x + delta`` plus the saturation term; that CE + Dice alone; surrogate loss;
+            budget use = mean ``|delta| / bound`` over the support) and the last budget use.
         """
         s = self.settings
         images = np.asarray(batch.images, dtype=np.float32)
@@ -218,7 +219,8 @@ class UMedProtector(Protector):
             crops = sampler.sample(rng, s["batch_size"])
             parts = {name: sampler.tensor(crops, name) for name in ("image", "fg", "band", "inner", "tau")}
             if s["pattern_init"] != "none":
-                parts["pattern"] = to_tensor(crops.take(self._pattern(sampler.arrays["fg"][crops.index]), selected=True))
+                full = self._pattern(sampler.arrays["fg"][crops.index])
+                parts["pattern"] = to_tensor(crops.take(full, selected=True))
             scale = torch.from_numpy(scale_all[crops.index].astype(np.float32)).reshape(-1, 1, 1, 1)
             return parts, parts["fg"], scale
 
@@ -236,6 +238,7 @@ class UMedProtector(Protector):
             surrogate_losses.append(surrogate_step(parts["image"], y))
 
         generator_losses: list[float] = []
+        segmentation_losses: list[float] = []
         usage: list[float] = []
         self.contour.train()
         self.texture.train()
@@ -246,6 +249,7 @@ class UMedProtector(Protector):
                 parameter.requires_grad_(False)
             surrogate.eval()
             loss = loss_fn(segment(surrogate, parts["image"] + delta), y)
+            segmentation_losses.append(float(loss.detach()))
             allowed = bound > 0
             used = (delta.abs() / torch.where(allowed, bound, torch.ones_like(bound)))[allowed]
             if s["saturation"] > 0 and used.numel():
@@ -275,6 +279,7 @@ class UMedProtector(Protector):
             "surrogate_steps": len(surrogate_losses),
             "surrogate_reinits": generation,
             "generator_loss_curve": curve(generator_losses),
+            "segmentation_loss_curve": curve(segmentation_losses),
             "surrogate_loss_curve": curve(surrogate_losses),
             "budget_use_curve": curve(usage),
             "budget_use_last": round(usage[-1], 5) if usage else None,

@@ -1,0 +1,156 @@
+"""Protect a real dataset with one method and audit it: the efficacy protocol of the README.
+
+Tasks (train/test split fixed, test cases never used to fit the protector nor for tuning):
+- ``brats_core``: BraTS 2015 T1c, tumour core (labels 1, 3, 4); train pat0003..0006, test pat0001, pat0002.
+- ``brats_whole``: BraTS 2015 FLAIR, whole tumour (labels > 0); same split; reported beside its threshold floor.
+- ``isbi``: ISBI 2012 membranes; train images 0..23, test 24..29.
+
+Usage::
+
+    python benchmarks/efficacy.py --task brats_core --method umed --config configs/brats_tumour_core.yaml \
+        --victims unet --defenses none,augment --tag default
+
+writes benchmarks/results/efficacy_<task>_<method>_<tag>.json (summary) and keeps the protected data and the full
+report under benchmarks/runs/ (not committed; report.md and figures are copied to benchmarks/results/reports/ with
+``--keep-report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BRATS, BRATS_TEST, BRATS_TRAIN, ISBI, ISBI_TEST, ISBI_TRAIN, RESULTS, RUNS, link_cases, peak_rss_mb, write_result  # noqa: E402
+
+TASKS = {
+    "brats_core": dict(images=BRATS / "t1c", masks=BRATS / "masks", train=BRATS_TRAIN, test=BRATS_TEST, labels=(1, 3, 4), suffix=".nii.gz"),
+    "brats_whole": dict(images=BRATS / "volumes", masks=BRATS / "masks", train=BRATS_TRAIN, test=BRATS_TEST, labels=None, suffix=".nii.gz"),
+    "isbi": dict(images=ISBI / "images", masks=ISBI / "masks", train=ISBI_TRAIN, test=ISBI_TEST, labels=None, suffix=".png"),
+}
+
+
+def run(task: str, method: str, config: Path | None, victims: list[str], defenses: list[str], tag: str, seed: int,
+        epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None) -> Path:
+    from umed.audit import AuditConfig, run_audit
+    from umed.protect import protect_dataset
+    from umed.settings import load_protect_config
+
+    spec = TASKS[task]
+    name = f"efficacy_{task}_{method}_{tag}"
+    work = RUNS / name
+    data = RUNS / f"data_{task}"
+    images, masks = link_cases(spec["images"], spec["masks"], spec["train"] + spec["test"], data, suffix=spec["suffix"])
+    out = work / "protected"
+    started = time.perf_counter()
+    cfg = load_protect_config(
+        config,
+        images=images,
+        masks=masks,
+        out=out,
+        method=method,
+        seed=seed,
+        structure_labels=spec["labels"],
+        fit_cases=tuple(spec["train"]),
+        **overrides,
+    )
+    summary = protect_dataset(cfg)
+    protect_seconds = time.perf_counter() - started
+    failed = [r for r in summary.results if r.status == "failed"]
+    if failed:
+        raise SystemExit(f"protect failed: {[(r.case_id, r.error) for r in failed]}")
+    started = time.perf_counter()
+    report = run_audit(
+        AuditConfig(
+            clean=images,
+            protected=out,
+            masks=masks,
+            out=work / "report",
+            test_cases=tuple(spec["test"]),
+            structure_labels=spec["labels"],
+            victims=tuple(victims),
+            defenses=tuple(defenses),
+            epochs=epochs,
+            seed=seed if audit_seed is None else audit_seed,
+        )
+    )
+    audit_seconds = time.perf_counter() - started
+    train = [r for r in summary.results if r.case_id in spec["train"]]
+    payload = {
+        "task": task,
+        "method": method,
+        "tag": tag,
+        "config": str(config) if config else None,
+        "settings": cfg.to_dict(),
+        "seed": seed,
+        "audit_seed": seed if audit_seed is None else audit_seed,
+        "protect_seconds": round(protect_seconds, 1),
+        "audit_seconds": round(audit_seconds, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "train_cases": {r.case_id: {k: r.metrics.get(k) for k in ("psnr", "psnr_roi", "ssim", "max_abs_change_255")} | {"eps_255": r.details.get("eps_255")} for r in train},
+        "imperceptibility_train_mean": report.imperceptibility,
+        "threshold_floor": {"dice": report.floor.dice, "threshold": report.floor.threshold, "polarity": report.floor.polarity},
+        "threshold_floor_clean": {"dice": report.floor_clean.dice},
+        "runs": [
+            {
+                "victim": r.victim,
+                "defense": r.defense,
+                "clean_best": r.clean.best_dice,
+                "clean_last": r.clean.last_dice,
+                "protected_best": r.protected.best_dice,
+                "protected_last": r.protected.last_dice,
+                "protected_over_clean_best": r.protected.best_dice / max(r.clean.best_dice, 1e-9),
+                "clean_hd95_last": getattr(r.clean, "last_hd95", None),
+                "protected_hd95_last": getattr(r.protected, "last_hd95", None),
+                "clean_curve": list(r.clean.test_dice),
+                "protected_curve": list(r.protected.test_dice),
+                "verdict": r.verdict,
+            }
+            for r in report.runs
+        ],
+    }
+    import json
+
+    doc = json.loads(summary.protector_path.read_text()) if summary.protector_path else {}
+    payload["protector_training_seconds"] = doc.get("training_seconds")
+    payload["protector_training_log"] = {k: v for k, v in (doc.get("training_log") or {}).items() if not k.endswith("_curve")}
+    if keep_report:
+        target = RESULTS / "reports" / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(work / "report", target, ignore=shutil.ignore_patterns("*.npz", "*.npy"))
+        payload["report"] = str(target.relative_to(RESULTS.parent.parent))
+    return write_result(name, payload)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--method", default="umed")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--victims", default="unet")
+    parser.add_argument("--defenses", default="none")
+    parser.add_argument("--tag", default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--audit-seed", type=int)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--eps", type=str, help="override eps_contour and eps_texture, e.g. 8/255")
+    parser.add_argument("--target-psnr", type=float)
+    parser.add_argument("--keep-report", action="store_true")
+    args = parser.parse_args()
+    overrides: dict = {}
+    if args.eps:
+        overrides.update(eps_contour=args.eps, eps_texture=args.eps)
+    if args.target_psnr is not None:
+        overrides["target_psnr"] = args.target_psnr
+    path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
+               args.seed, args.epochs, overrides, args.keep_report, args.audit_seed)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
