@@ -50,13 +50,10 @@ def audit(
 ) -> None:
     """Train each victim on the protected and on the clean training cases, score both on clean test cases, and write
     a report with imperceptibility, the threshold floor, Dice/HD95 and learning curves."""
-    from rich.table import Table
-
-    from umed.audit import NOT_PROTECTED, AuditConfig, run_audit
-    from umed.cli._console import console, fail, progress_callback
+    from umed.audit import AuditConfig, run_audit
+    from umed.cli._console import fail, progress_callback
     from umed.errors import UmedError
 
-    short = _short_verdicts()
     try:
         cfg = AuditConfig(
             clean=clean,
@@ -80,6 +77,17 @@ def audit(
         fail(str(error))
         return
 
+    print_audit_report(report, out)
+
+
+def print_audit_report(report, out: Path | None = None) -> None:
+    """Print the audit's summary lines and its table of clean-test Dice (clean vs protected victims, verdict)."""
+    from rich.table import Table
+
+    from umed.audit import NOT_PROTECTED
+    from umed.cli._console import console
+
+    short = _short_verdicts()
     imp = report.imperceptibility
     for line in (
         f"train: {', '.join(report.train_cases)}",
@@ -109,4 +117,4 @@ def audit(
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"report: {report.paths.get('markdown', out / 'report.md')}", highlight=False, soft_wrap=True)
+    console.print(f"report: {report.paths.get('markdown', out / 'report.md') if out else report.paths.get('markdown')}", highlight=False, soft_wrap=True)

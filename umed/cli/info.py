@@ -44,7 +44,7 @@ def info(
     table = Table(title=f"umed info: {images}")
     table.add_column("case", no_wrap=True)
     for column in ("format", "shape", "spacing (mm)", "dtype", "min", "max", "labels", "foreground %", "status"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for item in infos:
         table.add_row(
             item.case_id,
