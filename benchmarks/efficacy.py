@@ -141,12 +141,19 @@ def main() -> None:
     parser.add_argument("--eps", type=str, help="override eps_contour and eps_texture, e.g. 8/255")
     parser.add_argument("--target-psnr", type=float)
     parser.add_argument("--keep-report", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a ProtectConfig field (YAML value), e.g. --set band_width=1 --set 'window=[0, 255]'")
     args = parser.parse_args()
     overrides: dict = {}
     if args.eps:
         overrides.update(eps_contour=args.eps, eps_texture=args.eps)
     if args.target_psnr is not None:
         overrides["target_psnr"] = args.target_psnr
+    import yaml
+
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
     path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
                args.seed, args.epochs, overrides, args.keep_report, args.audit_seed)
     print(path)

@@ -15,7 +15,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, SaveImaged
 
-from umed.errors import ConfigError
+from umed.errors import ConfigError, InputError
 from umed.io import discover_cases, load_case
 from umed.perturbators import Budget, make_protector
 from umed.protect import protect_dataset
@@ -155,6 +155,15 @@ def test_bad_settings_raise_config_error(noise_protector) -> None:
         UMedProtect(noise_protector, disk_dtype="no-such-dtype")
     with pytest.raises(ConfigError, match="filename_or_obj"):
         UMedProtect(noise_protector, disk_dtype="source")(*_case(2))
+
+
+def test_source_storage_needs_a_readable_nifti(tmp_path: Path, noise_protector) -> None:
+    image, labels = _case(2)
+    not_nifti = tmp_path / "notes.nii.gz"
+    not_nifti.write_text("not an image")
+    img = MetaTensor(torch.from_numpy(image), meta={"filename_or_obj": str(not_nifti)})
+    with pytest.raises(InputError, match="notes.nii.gz"):
+        UMedProtect(noise_protector, disk_dtype="source")(img, labels)
 
 
 def test_settings_come_from_the_saved_protector(tmp_path: Path, noise_protector) -> None:

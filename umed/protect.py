@@ -208,7 +208,7 @@ def protect_array(
         protected = _add_in_file_units(original, delta.astype(np.float64) * span, meta)
         for index, z in enumerate(chunk):
             out_volume[..., z] = protected[index]
-    if meta.source.exists():  # a real file: snap to what it stores (per-slice DICOM rescale, BitsStored)
+    if meta.header is not None:  # a real file's metadata: snap to what it stores (per-slice DICOM rescale, BitsStored)
         from umed.io import quantize
 
         out = np.asarray(quantize(out, meta)).astype(image.dtype, copy=False)
@@ -392,7 +392,7 @@ def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = N
         ConfigError: OUT inside an input folder, no usable case, unknown method.
         InputError: the image folder cannot be read.
     """
-    from umed.io import check_output_location, discover_cases, output_path_for, save_case, validate_case
+    from umed.io import check_output_location, discover_cases
     from umed.protector_io import package_versions, sha256_file, write_json_atomic
 
     inputs = [cfg.images] + ([cfg.masks] if cfg.masks else [])
@@ -403,6 +403,8 @@ def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = N
     previous = _read_manifest(manifest_path)
 
     protector, protector_path, protector_doc, failures = _make_or_load_protector(cfg, cases, progress)
+    if cfg.protector is not None:
+        cfg = _recorded_rules(cfg, protector_doc)
     protector_config = protector.config()
     same_run = previous.get("protector") == protector_config and previous.get("settings", {}).get(
         "structure_labels"
@@ -441,6 +443,27 @@ def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = N
         progress("protecting cases", len(cases), len(cases))
     write_json_atomic(manifest, manifest_path)
     return ProtectSummary(results, manifest_path, protector_path, protector_doc.get("training_log", {}))
+
+
+def _recorded_rules(cfg: ProtectConfig, document: dict[str, Any]) -> ProtectConfig:
+    """Apply a saved protector with the rules it was fitted with (structure, per-case budget, intensity mapping).
+
+    These define the protector as much as its weights; a setting of ``cfg`` that disagrees is overridden with a
+    warning, so ``umed protect --protector`` and the MONAI transform give the same output.
+    """
+    import dataclasses
+
+    recorded = {
+        "structure_labels": tuple(document["structure_labels"]) if document.get("structure_labels") else None,
+        "target_psnr": document.get("target_psnr"),
+        "eps_cap": document.get("eps_cap", cfg.eps_cap),
+        "intensity_mode": document.get("intensity_mode", cfg.intensity_mode),
+        "window": tuple(document["window"]) if document.get("window") else None,
+    }
+    changed = {key: value for key, value in recorded.items() if getattr(cfg, key) != value}
+    for key, value in changed.items():
+        logger.warning("%s: %s=%r as the protector was fitted (not %r)", cfg.protector, key, value, getattr(cfg, key))
+    return dataclasses.replace(cfg, **changed) if changed else cfg
 
 
 def _protect_one(

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--no-ssim", action="store_true")
+    ap.add_argument("--native", action="store_true",
+                    help="victim at native 240x240 (no resampling), trained on random 128x128 crops; no clean baseline")
     args = ap.parse_args()
     t0 = time.time()
     cases, xs, ys, xcs = {}, [], [], []
@@ -92,20 +95,28 @@ def main():
             rec["ssim"] = round(C.ssim(img, prot), 5)
         cases[c] = rec
         print(c, rec, flush=True)
-        x, y = C.brats_slices(c, args.modality, args.target, args.seed, vol=prot)
-        xc, _ = C.brats_slices(c, args.modality, args.target, args.seed)
+        size = 240 if args.native else 128
+        x, y = C.brats_slices(c, args.modality, args.target, args.seed, vol=prot, size=size)
+        xc, _ = C.brats_slices(c, args.modality, args.target, args.seed, size=size)
         xs.append(x), ys.append(y), xcs.append(xc)
     xtr, ytr = np.concatenate(xs), np.concatenate(ys)
-    evals = C.brats_test_sets(args.modality, args.target, args.seed)
-    evals["clean_train"] = (np.concatenate(xcs), ytr)  # tuning proxy: does it fail on the clean training cases?
-    res = C.train_victim(xtr, ytr, evals, victim=args.victim, seed=args.seed, aug=args.aug, epochs=args.epochs)
-    clean = C.clean_baseline(args.modality, args.target, args.seed, args.victim, args.aug, args.epochs)
+    evals = C.brats_test_sets(args.modality, args.target, args.seed, size=size)
+    if not args.native:
+        evals["clean_train"] = (np.concatenate(xcs), ytr)  # tuning proxy: does it fail on the clean training cases?
+    res = C.train_victim(xtr, ytr, evals, victim=args.victim, seed=args.seed, aug=args.aug, epochs=args.epochs,
+                         crop=128 if args.native else None)
+    if args.native:  # no same-protocol clean run (time); the 128-protocol clean victim is reported for reference only
+        clean = json.loads((C.CACHE / f"clean_{args.modality}_{args.target}_{args.victim}_aug{int(args.aug)}_s{args.seed}_e{args.epochs}.json").read_text())
+    else:
+        clean = C.clean_baseline(args.modality, args.target, args.seed, args.victim, args.aug, args.epochs)
     rec = {"experiment": "brats_pattern", "settings": vars(args), "seed": args.seed, "cases": cases,
            "min_psnr_db": min(v["psnr_db"] for v in cases.values()),
            "min_ssim": min(v.get("ssim", 1) for v in cases.values()),
            "victim": res, "clean_victim": {"best": clean["test"]["best"], "last": clean["test"]["last"]},
            "protected_over_clean_best": round(res["test"]["best"] / clean["test"]["best"], 3),
            "seconds": round(time.time() - t0, 1)}
+    if args.native:
+        rec["clean_victim_note"] = "clean victim is the 128x128-protocol run (reference only, not same protocol)"
     print(C.write_result(args.name, rec), "best", res["test"]["best"], "last", res["test"]["last"],
           "clean", clean["test"]["best"])
 

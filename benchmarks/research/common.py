@@ -206,18 +206,18 @@ def train_victim(
 
 
 # ------------------------------------------------------------------------------------------------- BraTS sets
-def brats_slices(case: str, modality: str, target: str, seed: int, vol: np.ndarray | None = None):
+def brats_slices(case: str, modality: str, target: str, seed: int, vol: np.ndarray | None = None, size: int = 128):
     """Native selected slices (H,W,N) of `vol` (default: clean) + labels, and their 128x128 versions."""
     img, lab = load_case(case, modality)
     fg = structure(lab, target)
     idx = select_slices(fg, seed)
     v = img if vol is None else vol
-    x, y = to128(v[..., idx], fg[..., idx].astype(np.float32))
+    x, y = to128(v[..., idx], fg[..., idx].astype(np.float32), size)
     return x, y
 
 
-def brats_test_sets(modality: str, target: str, seed: int) -> dict:
-    xs, ys = zip(*[brats_slices(c, modality, target, seed) for c in TEST])
+def brats_test_sets(modality: str, target: str, seed: int, size: int = 128) -> dict:
+    xs, ys = zip(*[brats_slices(c, modality, target, seed, size=size) for c in TEST])
     return {"test": (np.concatenate(xs), np.concatenate(ys))}
 
 
