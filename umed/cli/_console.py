@@ -9,8 +9,17 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console()
-error_console = Console(stderr=True)
+def _width(stream) -> int | None:
+    """Terminal width on a terminal; when piped (logs, tests) wide enough for a table row, unless COLUMNS says."""
+    import os
+
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 160
+
+
+console = Console(width=_width(sys.stdout))
+error_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 @contextlib.contextmanager

@@ -67,13 +67,13 @@ def print_protect_summary(summary, *, title: str) -> None:
 
     table = Table(title=title)
     for column in ("case", "status", "eps (/255)", "PSNR dB", "ROI PSNR dB", "SSIM", "max |change| (/255)"):
-        table.add_column(column, justify="left" if column in ("case", "status") else "right")
+        table.add_column(column, justify="left" if column in ("case", "status") else "right", no_wrap=True)
     for result in summary.results:
         m = result.metrics
         eps = result.details.get("eps_255")
         table.add_row(
             result.case_id,
-            result.status if result.status != "failed" else f"[red]failed[/red]: {result.error}",
+            result.status if result.status != "failed" else "[red]failed[/red]",
             f"{eps:.2f}" if eps is not None else "",
             f"{m['psnr']:.2f}" if "psnr" in m else "",
             f"{m['psnr_roi']:.2f}" if "psnr_roi" in m else "",
@@ -81,4 +81,6 @@ def print_protect_summary(summary, *, title: str) -> None:
             f"{m['max_abs_change_255']:.2f}" if "max_abs_change_255" in m else "",
         )
     console.print(table)
-    console.print(f"manifest: {summary.manifest_path}")
+    for result in summary.failed:
+        console.print(f"[red]failed[/red] {result.case_id}: {result.error}", highlight=False, soft_wrap=True)
+    console.print(f"manifest: {summary.manifest_path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,91 @@
+"""`umed protect`, `umed export-protector` and `umed demo` through Typer's CliRunner (exit codes, output, files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from umed.cli import app
+from umed.phantom import make_phantom_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training in tests uses one thread: two-thread torch crawls on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("phantoms")
+    images, masks = make_phantom_dataset(root / "data", n_cases=2, ndim=3, shape=(40, 40, 8), seed=1)
+    config = root / "tiny.yaml"
+    config.write_text(
+        "method: umed\ntarget_psnr: 50\nmethod_settings: {steps: 2, crop: 32, batch_size: 2, base_channels: 4}\n"
+    )
+    return images, masks, config
+
+
+def test_protect_writes_cases_manifest_and_table(phantoms, tmp_path: Path) -> None:
+    images, masks, config = phantoms
+    result = runner.invoke(app, ["protect", str(images), "--masks", str(masks), "--out", str(tmp_path / "out"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "phantom_000" in result.output and "protected" in result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(manifest["cases"]) == {"phantom_000", "phantom_001"}
+    assert all(entry["metrics"]["psnr"] >= 50 for entry in manifest["cases"].values())
+    assert (tmp_path / "out" / "protector.json").is_file() and (tmp_path / "out" / "protector.pt").is_file()
+
+
+def test_saved_and_exported_protector_reproduce_the_same_bytes(phantoms, tmp_path: Path) -> None:
+    images, masks, config = phantoms
+    first = tmp_path / "first"
+    assert runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(first), "-c", str(config)]).exit_code == 0
+    exported = tmp_path / "exported"
+    result = runner.invoke(app, ["export-protector", str(first / "protector.json"), "--to", str(exported)])
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "second"
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(second), "--protector", str(exported / "protector.json")])
+    assert result.exit_code == 0, result.output
+    for case in ("phantom_000", "phantom_001"):
+        name = next(p.name for p in first.iterdir() if p.name.startswith(case))
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_bad_case_is_reported_and_exit_code_is_one(phantoms, tmp_path: Path) -> None:
+    images, masks, config = phantoms
+    bad_images, bad_masks = tmp_path / "images", tmp_path / "masks"
+    bad_images.mkdir(), bad_masks.mkdir()
+    for source in images.iterdir():
+        (bad_images / source.name).symlink_to(source)
+    for source in masks.iterdir():
+        (bad_masks / source.name).symlink_to(source)
+    (bad_images / "truncated.nii.gz").write_bytes((images / "phantom_000.nii.gz").read_bytes()[:200])
+    (bad_masks / "truncated.nii.gz").symlink_to(masks / "phantom_000.nii.gz")
+    result = runner.invoke(app, ["protect", str(bad_images), "-m", str(bad_masks), "-o", str(tmp_path / "out"), "-c", str(config)])
+    assert result.exit_code == 1
+    assert "truncated.nii.gz" in result.output
+    assert not (tmp_path / "out" / "truncated.nii.gz").exists()
+    assert (tmp_path / "out" / "phantom_000.nii.gz").exists() or any((tmp_path / "out").glob("phantom_000*"))
+
+
+def test_output_inside_input_and_bad_config_fail_with_one_line(phantoms, tmp_path: Path) -> None:
+    images, masks, config = phantoms
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(images / "out"), "-c", str(config)])
+    assert result.exit_code == 1 and str(images) in result.output
+    assert "Traceback" not in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epsilon_typo: 3\n")
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(bad)])
+    assert result.exit_code == 1 and "epsilon_typo" in result.output
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o2"), "--method", "nope"])
+    assert result.exit_code == 1 and "unknown method 'nope'" in result.output
