@@ -161,3 +161,15 @@ def list_files():
 def make_affine():
     """The :func:`oblique_affine` helper."""
     return oblique_affine
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests train tiny networks: one intra-op thread is as fast, and on a shared 2-core machine two OpenMP threads
+    per process wait on each other (measured here: 6 to 15 times slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

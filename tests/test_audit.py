@@ -19,14 +19,6 @@ from umed.phantom import make_phantom_dataset
 from umed.victims import VictimRun
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's two threads wait on each other (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_protected_dataset(root: Path, *, n_cases: int = 3, shape=(32, 32, 8)) -> tuple[Path, Path, Path]:
     """A phantom dataset and a copy with +-4/255 (of each case's percentile span) inside the structure."""

@@ -30,14 +30,6 @@ BRATS_MASK = SHARED_DATA / "brats2015" / "masks" / "brats_2013_pat0003_1.nii.gz"
 BUDGET = Budget(8 / 255, 8 / 255, 2)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The CI box has 2 shared cores: one OpenMP thread is several times faster than two oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def noise_protector():

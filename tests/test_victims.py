@@ -12,14 +12,6 @@ from umed.metrics import dice
 from umed.victims import VICTIM_NAMES, build_victim, dice_per_label, hd95_per_image, train_victim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's two threads wait on each other (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _discs(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Bright discs (labels 1 and 2 on the two halves) on a noisy background: ``(n, size, size)``."""

@@ -18,14 +18,6 @@ from umed.phantom import make_phantom_dataset
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's two threads wait on each other (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _dataset(root: Path) -> tuple[Path, Path, Path]:
     images, masks = make_phantom_dataset(root / "phantom", n_cases=3, shape=(32, 32, 6), seed=2)

@@ -34,13 +34,6 @@ METHODS = sorted(PROTECTORS)
 MODEL_FREE = {"lsp", "ar", "random"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the machine is shared, and tiny convolutions gain nothing from more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def phantom(count: int = 4, shape=(40, 48), seed: int = 0) -> SliceBatch:

@@ -52,3 +52,28 @@ def fail(message: str) -> None:
 
     error_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def parse_names(text: str | None) -> tuple[str, ...] | None:
+    """``"unet, segresnet"`` -> ``("unet", "segresnet")``; ``None`` stays ``None`` (option not given)."""
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_labels(text: str | None) -> tuple[int, ...] | None:
+    """``"1,3,4"`` -> ``(1, 3, 4)``; ``None`` stays ``None``.
+
+    Raises:
+        typer.BadParameter: a part is not an integer.
+    """
+    import typer
+
+    names = parse_names(text)
+    if names is None:
+        return None
+    try:
+        return tuple(int(part) for part in names)
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers such as 1,3,4 (got {text!r})") from None
+

@@ -8,21 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from umed.cli import app
+from umed.cli._console import parse_labels, parse_names
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _labels(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers such as 1,3,4 (got {text!r})")
 
 
 def _short_verdicts() -> dict[str, str]:
@@ -60,11 +50,11 @@ def audit(
             protected=protected,
             masks=masks,
             out=out,
-            test_cases=_names(test_cases),
+            test_cases=parse_names(test_cases),
             split=split,
-            structure_labels=_labels(labels),
-            victims=_names(victims),
-            defenses=_names(defenses),
+            structure_labels=parse_labels(labels),
+            victims=parse_names(victims),
+            defenses=parse_names(defenses),
             epochs=epochs,
             size=size,
             empty_ratio=empty_ratio,

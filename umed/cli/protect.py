@@ -8,15 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from umed.cli import app
+from umed.cli._console import parse_labels
 
 
-def _labels(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers such as 1,3,4 (got {text!r})")
 
 
 @app.command("protect")
@@ -46,7 +40,7 @@ def protect(
             protector=protector,
             method=method,
             seed=seed,
-            structure_labels=_labels(labels),
+            structure_labels=parse_labels(labels),
             target_psnr=target_psnr,
         )
         with progress_callback() as update:
