@@ -35,7 +35,7 @@ TASKS = {
 
 
 def run(task: str, method: str, config: Path | None, victims: list[str], defenses: list[str], tag: str, seed: int,
-        epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None) -> Path:
+        epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None, size: int = 128) -> Path:
     from umed.audit import AuditConfig, run_audit
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
@@ -75,6 +75,7 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
             victims=tuple(victims),
             defenses=tuple(defenses),
             epochs=epochs,
+            size=size,
             seed=seed if audit_seed is None else audit_seed,
         )
     )
@@ -87,6 +88,8 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         "config": str(config) if config else None,
         "settings": cfg.to_dict(),
         "seed": seed,
+        "victim_size": size,
+        "epochs": epochs,
         "audit_seed": seed if audit_seed is None else audit_seed,
         "protect_seconds": round(protect_seconds, 1),
         "audit_seconds": round(audit_seconds, 1),
@@ -138,6 +141,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audit-seed", type=int)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--size", type=int, default=128, help="victims' slice size (the audit's --size)")
     parser.add_argument("--eps", type=str, help="override eps_contour and eps_texture, e.g. 8/255")
     parser.add_argument("--target-psnr", type=float)
     parser.add_argument("--keep-report", action="store_true")
@@ -155,7 +159,7 @@ def main() -> None:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
-               args.seed, args.epochs, overrides, args.keep_report, args.audit_seed)
+               args.seed, args.epochs, overrides, args.keep_report, args.audit_seed, args.size)
     print(path)
 
 

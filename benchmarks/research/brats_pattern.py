@@ -55,6 +55,8 @@ def protect_case(img, fg, args):
     po = {"opposite": -1.0, "same": 1.0, "none": 0.0}[args.outer]
     w += reg["outer"] * p * po * args.outer_amp
     s = C.eps_for_psnr(img.size, w[w != 0], args.target_db)
+    if args.clean_run:  # same pipeline, no perturbation (clean baseline for protocols without a cached one)
+        s = 0.0
     if args.eps_cap is not None:
         s = min(s, args.eps_cap / 255)
     prot = img + s * w
@@ -79,6 +81,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--no-ssim", action="store_true")
+    ap.add_argument("--clean-run", action="store_true", help="eps = 0: clean victim through the same pipeline")
     ap.add_argument("--native", action="store_true",
                     help="victim at native 240x240 (no resampling), trained on random 128x128 crops; no clean baseline")
     args = ap.parse_args()
@@ -106,7 +109,8 @@ def main():
     res = C.train_victim(xtr, ytr, evals, victim=args.victim, seed=args.seed, aug=args.aug, epochs=args.epochs,
                          crop=128 if args.native else None)
     if args.native:  # no same-protocol clean run (time); the 128-protocol clean victim is reported for reference only
-        clean = json.loads((C.CACHE / f"clean_{args.modality}_{args.target}_{args.victim}_aug{int(args.aug)}_s{args.seed}_e{args.epochs}.json").read_text())
+        ref = C.RESULTS / "research_core_CLEAN_NATIVE240.json"  # native clean run (no aug), seed 0
+        clean = json.loads(ref.read_text())["victim"] if ref.exists() else {"test": {"best": float("nan"), "last": float("nan")}}
     else:
         clean = C.clean_baseline(args.modality, args.target, args.seed, args.victim, args.aug, args.epochs)
     rec = {"experiment": "brats_pattern", "settings": vars(args), "seed": args.seed, "cases": cases,
@@ -116,7 +120,7 @@ def main():
            "protected_over_clean_best": round(res["test"]["best"] / clean["test"]["best"], 3),
            "seconds": round(time.time() - t0, 1)}
     if args.native:
-        rec["clean_victim_note"] = "clean victim is the 128x128-protocol run (reference only, not same protocol)"
+        rec["clean_victim_note"] = "clean victim = research_core_CLEAN_NATIVE240 (native protocol, no intensity aug, seed 0)"
     print(C.write_result(args.name, rec), "best", res["test"]["best"], "last", res["test"]["last"],
           "clean", clean["test"]["best"])
 

@@ -14,9 +14,16 @@ def main() -> None:
         r = json.loads(f.read_text())
         s = r.get("settings", {})
         v = r.get("victim", {}).get("test", {})
-        keep = {k: s[k] for k in ("pattern", "block", "r", "outer", "amp", "select", "interior_amp", "outer_amp",
-                                   "target_db", "eps_cap", "victim", "aug", "seed", "modality", "target", "extra")
-                if k in s and s[k] not in (None, False)}
+        if r.get("experiment") == "isbi_pattern":
+            keep = "ISBI clean" if s.get("clean") else (
+                f"ISBI {s['pattern']} b{s['block']} amp {s['amp']} ({s['select']}) r{s['r']} outer {s['outer']} "
+                f"target {s['target_db']} dB")
+        else:
+            keep = (f"{s.get('modality')}/{s.get('target')} {s.get('pattern')} b{s.get('block')} r{s.get('r')} "
+                    f"outer {s.get('outer')} target {s.get('target_db')} dB")
+            if s.get("clean_run"):
+                keep = f"{s.get('modality')}/{s.get('target')} CLEAN (eps 0)"
+        keep += "".join(f" {k}" for k in ("native", "aug") if s.get(k)) + f" {s.get('victim', 'unet')} seed {s.get('seed')}"
         eps = ",".join(str(c.get("eps_255")) for c in r.get("cases", {}).values()) or "-"
         cv = r.get("clean_victim", {})
         ct = r.get("victim", {}).get("clean_train", {})
