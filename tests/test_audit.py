@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PROTECTED, AuditConfig, AuditRun, run_audit
 from umed.errors import ConfigError, GeometryError, InputError
@@ -17,7 +18,6 @@ from umed.io import discover_cases, load_case, save_case
 from umed.metrics import dice, psnr
 from umed.phantom import make_phantom_dataset
 from umed.victims import VictimRun
-
 
 
 def make_protected_dataset(root: Path, *, n_cases: int = 3, shape=(32, 32, 8)) -> tuple[Path, Path, Path]:
@@ -71,7 +71,10 @@ def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Pa
     clean, _ = load_case(images / "phantom_000.nii.gz")
     prot, _ = load_case(protected / "phantom_000.nii.gz")
     mapping = fit_mapping(clean)
-    assert case.psnr == pytest.approx(psnr(mapping.to_unit(clean), mapping.to_unit(prot), data_range=1.0))
+    clean_u, prot_u = mapping.to_unit(clean), mapping.to_unit(prot)  # the arrays the audit measured
+    assert case.psnr == pytest.approx(psnr(clean_u, prot_u, data_range=1.0))
+    assert case.psnr == pytest.approx(peak_signal_noise_ratio(clean_u, prot_u, data_range=1.0), rel=1e-6)
+    assert case.ssim == pytest.approx(structural_similarity(clean_u, prot_u, data_range=1.0), rel=1e-6)
     assert case.psnr_roi < case.psnr and case.max_abs_change_outside_roi_255 == 0.0
     assert 3.5 < case.max_abs_change_255 < 4.5 and case.role == "train"
     markdown = (out / "report.md").read_text()
@@ -97,10 +100,51 @@ def test_unet3d_trains_on_resampled_volumes(dataset, tmp_path: Path) -> None:
     report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=tmp_path / "r3",
                                    test_cases="phantom_002", victims="unet3d", epochs=1, size=32))
     saved = np.load(tmp_path / "r3" / "predictions.npz")
-    assert saved["test_labels_3d"].shape == (1, 16, 16, 16) and report.data["patch_side"] == 16
+    assert saved["test_labels_3d"].shape == (1, 16, 16, 16) and report.data["patch_3d"] == [16, 16, 16]
     for kind in ("clean", "protected"):
         pred = saved[f"unet3d__none__{kind}"]
         assert getattr(report.runs[0], kind).last_dice == dice(pred, saved["test_labels_3d"] > 0)
+
+
+def test_native_resolution_trains_on_patches_and_tests_full_slices(tmp_path: Path) -> None:
+    images, protected, masks = make_protected_dataset(tmp_path / "native", shape=(72, 72, 6))
+    out = tmp_path / "report"
+    report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=out, test_cases=("phantom_001",),
+                                   epochs=1, crop=32, batch_size=8, defenses=("none", "intensity", "downsample")))
+    saved = np.load(out / "predictions.npz")
+    assert saved["test_labels"].shape[1:] == (80, 80)  # 72 edge-padded to a multiple of 16, no resampling
+    assert report.data["size"] == "native" and "32, 32" in report.data["resampling"]
+    for run in report.runs:
+        assert run.protected.last_dice == pytest.approx(dice(saved[f"unet__{run.defense}__protected"], saved["test_labels"] > 0))
+    assert "native 80x80" in (out / "report.md").read_text()
+
+
+def test_unet3d_at_native_resolution_uses_sliding_windows(dataset, tmp_path: Path) -> None:
+    images, protected, masks = dataset
+    report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=tmp_path / "r3n",
+                                   test_cases="phantom_002", victims="unet3d", epochs=1, crop3d=16))
+    saved = np.load(tmp_path / "r3n" / "predictions.npz")
+    labels = saved["test_labels_3d"]
+    assert labels.shape[1:] == tuple(report.data["volume_shape"]) and all(n % 8 == 0 for n in labels.shape[1:])
+    assert report.data["patch_3d"] == [16, 16, 16]
+    for kind in ("clean", "protected"):
+        assert getattr(report.runs[0], kind).last_dice == dice(saved[f"unet3d__none__{kind}"], labels > 0)
+
+
+def test_clean_cache_reuses_the_clean_runs(dataset, tmp_path: Path) -> None:
+    images, protected, masks = dataset
+    settings = dict(clean=images, protected=protected, masks=masks, test_cases=("phantom_001",), epochs=1, size=32,
+                    batch_size=8, clean_cache=tmp_path / "cache")
+    first = run_audit(AuditConfig(**settings))
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    second = run_audit(AuditConfig(**settings))
+    assert second.runs[0].clean.details.get("from_clean_cache")
+    assert second.runs[0].clean.test_dice == first.runs[0].clean.test_dice
+    np.testing.assert_array_equal(second.runs[0].clean.predictions, first.runs[0].clean.predictions)
+    assert second.runs[0].protected.test_dice == first.runs[0].protected.test_dice  # protected runs always train
+    other = run_audit(AuditConfig(**{**settings, "seed": 1}))  # other settings: another key, trained anew
+    assert not other.runs[0].clean.details.get("from_clean_cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
 def test_refusals(dataset, tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ from scipy import ndimage
 from umed.defenses import (
     DEFENSE_NAMES,
     get_defense,
+    downsample_slices,
     gaussian_filter_samples,
+    intensity_augment,
     jpeg_slices,
     median_filter_samples,
     mix_clean,
@@ -30,7 +32,7 @@ def slices() -> np.ndarray:
     return (smooth[None] + rng.normal(0, 0.03, (4, 32, 32))).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["jpeg", "quantize", "gaussian", "median"])
+@pytest.mark.parametrize("name", ["jpeg", "quantize", "gaussian", "median", "downsample"])
 @pytest.mark.parametrize("volumes", [False, True])
 def test_data_defenses_change_values_keep_shape_and_input(slices: np.ndarray, name: str, volumes: bool) -> None:
     x = slices.reshape(2, 32, 32, 2) if volumes else slices
@@ -108,3 +110,22 @@ def test_every_name_resolves_and_unknown_is_a_config_error() -> None:
     assert get_defense(" JPEG ").quality == 75
     with pytest.raises(ConfigError, match="unknown defense 'blur'"):
         get_defense("blur")
+
+
+def test_downsample_removes_a_period_two_pattern_and_keeps_smooth_content(slices: np.ndarray) -> None:
+    yy, xx = np.mgrid[:32, :32]
+    checker = (((yy + xx) % 2) * 2 - 1).astype(np.float32) * 8 / 255
+    smooth = np.broadcast_to((np.sin(yy / 6.0) + 1) / 2, (2, 32, 32)).astype(np.float32)
+    out = downsample_slices(smooth + checker)
+    assert np.abs(out - downsample_slices(smooth)).max() < 1e-6  # 2x2 averaging cancels the checkerboard exactly
+    assert np.abs(out - smooth).mean() < 0.02
+
+
+def test_intensity_augment_is_seeded_and_changes_only_intensities() -> None:
+    x = torch.rand(6, 1, 16, 16)
+    a = intensity_augment(x, generator=torch.Generator().manual_seed(3))
+    b = intensity_augment(x, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape and a.dtype == x.dtype and not torch.equal(a, x)
+    y = torch.zeros(6, 1, 16, 16)
+    out_x, out_y = get_defense("intensity").on_batch(x, y, model=None, loss_fn=None, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out_x, a) and out_y is y

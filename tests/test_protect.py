@@ -76,6 +76,8 @@ def test_protect_real_brats_case_keeps_geometry_budget_and_support(tmp_path: Pat
     assert change.max() > 0, "the protector changed nothing"
     assert not change[~_slice_support(labels, 3)].any()
     assert entry["metrics"]["psnr"] >= 50.0
+    # the per-case rule spends the budget: PSNR is the target (float32 storage), unless the cap on eps binds
+    assert entry["metrics"]["psnr"] == pytest.approx(50.0, abs=0.01) or entry["eps"] == pytest.approx(16 / 255)
     assert entry["metrics"]["ssim"] >= 0.99
     mse = float((change**2).mean())
     assert entry["metrics"]["psnr"] == pytest.approx(10 * np.log10(1 / mse), rel=1e-6)
@@ -175,3 +177,14 @@ def test_output_inside_input_is_refused(brats_two_cases: tuple[Path, Path]) -> N
     with pytest.raises(ConfigError, match=str(images)):
         protect_dataset(_config(images, masks, images / "protected"))
     assert not (images / "protected").exists()
+
+
+def test_exact_psnr_scale_meets_the_target_or_the_cap() -> None:
+    from umed.protect import exact_psnr_scale
+
+    delta = np.zeros(10_000)
+    delta[:100] = 0.01  # 100 voxels at 0.01: PSNR 60 dB over 10,000 voxels
+    factor = exact_psnr_scale(float((delta**2).sum()), delta.size, 0.01, target_psnr=50.0, eps_cap=1.0)
+    assert 10 * np.log10(1 / np.mean((factor * delta) ** 2)) == pytest.approx(50.0)
+    assert exact_psnr_scale(float((delta**2).sum()), delta.size, 0.01, target_psnr=50.0, eps_cap=0.02) == pytest.approx(2.0)
+    assert exact_psnr_scale(0.0, delta.size, 0.01, target_psnr=50.0, eps_cap=1.0) == 1.0

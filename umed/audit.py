@@ -15,9 +15,14 @@ The audit pairs a clean dataset with its protected version (same case names and 
    slices jointly, HD95 in mm). Test cases are never used for training.
 
 Training data for the slice victims are the axial slices (last axis) holding structure, plus ``empty_ratio`` as many
-slices without it (drawn per case with the run seed), resampled to ``size x size`` (area averaging for images,
-nearest for labels). The ``unet3d`` victim sees whole volumes resampled to ``(size/2)^3`` and trains on random
-``(size/4)^3`` patches (at least 16^3). Test slices are chosen the same way from the clean test cases.
+slices without it (drawn per case with the run seed). By default the victims work at the images' **native resolution**,
+as nnU-Net does for data already at a common spacing: they train on random ``crop x crop`` patches (every other one
+centred on structure, one per slice per epoch) and are tested on the full slices (edge-padded to a multiple of 16).
+With ``size`` set, slices are resampled to ``size x size`` instead (area averaging for images, nearest for labels),
+which is a low-pass filter: the ``downsample`` defense measures that choice of the data user beside the others. The
+``unet3d`` victim trains on random native ``crop3d^3`` patches and is tested by sliding-window inference on the test
+volumes cropped to their non-background bounding box (with ``size`` set: whole volumes resampled to ``(size/2)^3``,
+``(size/4)^3`` patches). Test slices are chosen the same way from the clean test cases.
 """
 
 from __future__ import annotations
@@ -73,13 +78,19 @@ class AuditConfig:
         victims: victim names (see :data:`umed.victims.VICTIM_NAMES`).
         defenses: defense names (see :data:`umed.defenses.DEFENSE_NAMES`).
         epochs: training epochs per victim run.
-        size: slices are resampled to ``size x size`` pixels (divisible by 16).
+        size: slices are resampled to ``size x size`` pixels (divisible by 16); ``None`` (default) keeps the native
+            resolution and trains on ``crop`` patches.
+        crop: training patch side at native resolution (rounded down to a multiple of 16, at most the slice).
+        crop3d: training patch side of ``unet3d`` at native resolution (multiple of 8).
         empty_ratio: slices without structure per slice with it, in training and test sets.
         seed: run seed (split, slice choice, every victim run).
-        quick: a smoke run: size 64, 3 epochs, the first victim only.
+        quick: a smoke run: slices resampled to 64 (or smaller), 3 epochs, the first victim only.
         batch_size: slices per training step.
         lr: Adam learning rate of the victims.
         roi_dilation: ROI for the ROI-PSNR = structure dilated by this many voxels.
+        clean_cache: folder where the runs on *clean* data are kept and reused: a clean run depends only on the clean
+            data and the victim settings, so audits of several protections of one dataset (a method comparison)
+            train each clean victim once. Keyed by a SHA-256 of the arrays and settings; ``None`` keeps nothing.
     """
 
     clean: Path
@@ -92,19 +103,22 @@ class AuditConfig:
     victims: tuple[str, ...] = ("unet",)
     defenses: tuple[str, ...] = ("none",)
     epochs: int = 15
-    size: int = 128
+    size: int | None = None
+    crop: int = 128
+    crop3d: int = 48
     empty_ratio: float = 1.0
     seed: int = 0
     quick: bool = False
     batch_size: int = 16
     lr: float = 1e-3
     roi_dilation: int = 3
+    clean_cache: Path | None = None
 
     def __post_init__(self) -> None:
         from umed.defenses import get_defense
         from umed.victims import victim_divisor
 
-        for name in ("clean", "protected", "masks", "out"):
+        for name in ("clean", "protected", "masks", "out", "clean_cache"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -127,8 +141,12 @@ class AuditConfig:
             raise ConfigError(f"split: expected a fraction in (0, 1) (got {self.split})")
         if self.epochs < 1:
             raise ConfigError(f"epochs: expected >= 1 (got {self.epochs})")
-        if self.size < 16 or self.size % 16:
-            raise ConfigError(f"size: expected a multiple of 16 (got {self.size})")
+        if self.size is not None and (self.size < 16 or self.size % 16):
+            raise ConfigError(f"size: expected a multiple of 16, or none for native resolution (got {self.size})")
+        if self.crop < 32:
+            raise ConfigError(f"crop: expected a training patch of at least 32 pixels (got {self.crop})")
+        if self.crop3d < 16 or self.crop3d % 8:
+            raise ConfigError(f"crop3d: expected a multiple of 8, at least 16 (got {self.crop3d})")
         if not 0 <= self.empty_ratio <= 100:
             raise ConfigError(f"empty_ratio: expected 0..100 empty slices per structure slice (got {self.empty_ratio})")
         if self.batch_size < 1 or not self.lr > 0:
@@ -137,10 +155,17 @@ class AuditConfig:
             raise ConfigError(f"roi_dilation: expected >= 0 voxels (got {self.roi_dilation})")
 
     def effective(self) -> AuditConfig:
-        """The settings that actually run: with ``quick``, size 64, 3 epochs and the first victim only."""
+        """The settings that actually run: with ``quick``, size 64 (or the given smaller size), 3 epochs and the first
+        victim only."""
         if not self.quick:
             return self
-        return dataclasses.replace(self, size=min(self.size, 64), epochs=min(self.epochs, 3), victims=self.victims[:1])
+        size = 64 if self.size is None else min(self.size, 64)
+        return dataclasses.replace(self, size=size, epochs=min(self.epochs, 3), victims=self.victims[:1])
+
+    @property
+    def native(self) -> bool:
+        """True when the victims work at the images' own resolution (no ``size``)."""
+        return self.size is None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy (paths as strings, tuples as lists)."""
@@ -469,8 +494,25 @@ class _SliceSet:
     spacing: np.ndarray  # (N, 2) mm
 
 
+def _pad_to(stack: np.ndarray, multiple: int) -> np.ndarray:
+    """``(N, H, W)`` edge-padded at the far end of each axis up to a multiple of ``multiple`` (labels: pad with 0)."""
+    pad = [(0, 0)] + [(0, (-n) % multiple) for n in stack.shape[1:]]
+    if not any(p for _, p in pad):
+        return stack
+    if np.issubdtype(stack.dtype, np.integer):
+        return np.pad(stack, pad, mode="constant")
+    return np.pad(stack, pad, mode="edge")
+
+
 def _slices(items: list[_Loaded], cfg: AuditConfig) -> _SliceSet:
+    """The victims' slices of ``items``: resampled to ``cfg.size`` or, natively, padded to a multiple of 16."""
     clean, protected, labels, groups, spacing = [], [], [], [], []
+    shapes = {item.clean.shape[:2] for item in items}
+    if cfg.native and len(shapes) > 1:
+        raise ConfigError(
+            f"{cfg.clean}: slices differ in size between cases ({sorted(shapes)[:4]}); native-resolution victims need "
+            "one size (pass --size to resample every slice to SIZE x SIZE)"
+        )
     for k, item in enumerate(items):
         index = _slice_indices(item, cfg)
         if not index:
@@ -480,14 +522,21 @@ def _slices(items: list[_Loaded], cfg: AuditConfig) -> _SliceSet:
         else:
             c, p, y = (np.moveaxis(a[..., index], -1, 0) for a in (item.clean, item.protected, item.labels))
         shape = c.shape[1:]
-        clean.append(_resample(c, (cfg.size, cfg.size), labels=False))
-        protected.append(_resample(p, (cfg.size, cfg.size), labels=False))
-        labels.append(_resample(y, (cfg.size, cfg.size), labels=True))
+        if cfg.native:
+            clean.append(_pad_to(c.astype(np.float32), 16))
+            protected.append(_pad_to(p.astype(np.float32), 16))
+            labels.append(_pad_to(y.astype(np.int16), 16))
+            pixel = [item.spacing[a] for a in range(2)]
+        else:
+            clean.append(_resample(c, (cfg.size, cfg.size), labels=False))
+            protected.append(_resample(p, (cfg.size, cfg.size), labels=False))
+            labels.append(_resample(y, (cfg.size, cfg.size), labels=True))
+            pixel = [item.spacing[a] * shape[a] / cfg.size for a in range(2)]
         groups.append(np.full(len(index), k))
-        pixel = [item.spacing[a] * shape[a] / cfg.size for a in range(2)]
         spacing.append(np.tile(pixel, (len(index), 1)))
     if not clean:
-        empty = np.zeros((0, cfg.size, cfg.size), np.float32)
+        side = cfg.size or 16
+        empty = np.zeros((0, side, side), np.float32)
         return _SliceSet(empty, empty, empty.astype(np.int16), np.zeros(0, int), np.zeros((0, 2)))
     return _SliceSet(*(np.concatenate(a) for a in (clean, protected, labels, groups, spacing)))
 
@@ -499,6 +548,34 @@ def _volumes(items: list[_Loaded], side: int) -> tuple[np.ndarray, np.ndarray, n
     protected = np.stack([_resample(i.protected[None], size, labels=False)[0] for i in items])
     labels = np.stack([_resample(i.labels[None], size, labels=True)[0] for i in items])
     spacing = np.array([[i.spacing[a] * i.clean.shape[a] / side for a in range(3)] for i in items])
+    return clean, protected, labels, spacing
+
+
+def _volumes_native(
+    items: list[_Loaded], minimum: int, multiple: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(clean, protected, labels, spacing)`` at native resolution for the 3D victim: each volume cropped to the
+    bounding box of its non-background voxels (above the clean image's minimum, and every structure voxel), then all
+    padded (edge values; labels 0) to one shape, a multiple of ``multiple`` and at least ``minimum`` per axis."""
+    boxes = []
+    for item in items:
+        inside = (item.clean > item.clean.min()) | (item.labels > 0)
+        where = np.argwhere(inside) if inside.any() else np.argwhere(np.ones(inside.shape, bool))
+        boxes.append(tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(axis=0), where.max(axis=0))))
+    shape = [max(b[a].stop - b[a].start for b in boxes) for a in range(3)]
+    shape = [max(n + (-n) % multiple, minimum) for n in shape]
+
+    def fit(volume: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+        part = volume[box]
+        pad = [(0, s - n) for s, n in zip(shape, part.shape)]
+        if np.issubdtype(part.dtype, np.integer):
+            return np.pad(part, pad, mode="constant")
+        return np.pad(part, pad, mode="edge").astype(np.float32)
+
+    clean = np.stack([fit(i.clean, b) for i, b in zip(items, boxes)])
+    protected = np.stack([fit(i.protected, b) for i, b in zip(items, boxes)])
+    labels = np.stack([fit(i.labels, b) for i, b in zip(items, boxes)])
+    spacing = np.array([list(i.spacing[:3]) for i in items], dtype=np.float64)
     return clean, protected, labels, spacing
 
 
@@ -516,6 +593,78 @@ def _examples(items: list[_Loaded], count: int = 3) -> list[ExampleSlice]:
     return [
         ExampleSlice(item.case_id, z, item.clean[..., z], item.protected[..., z], item.labels[..., z] > 0) for z in picks
     ]
+
+
+def _patch2d(cfg: AuditConfig, shape: Sequence[int]) -> tuple[int, int] | None:
+    """Training patch of the slice victims: ``crop`` (multiple of 16, within the slice) natively, else none."""
+    if not cfg.native:
+        return None
+    side = min(cfg.crop, *shape)
+    side -= side % 16
+    if side >= min(shape):
+        return None  # the slice itself is no larger than the patch
+    return (side, side)
+
+
+def _patch3d(cfg: AuditConfig, shape: Sequence[int], side: int | None) -> tuple[int, int, int]:
+    """Training patch of ``unet3d``: ``crop3d`` natively (within the volume), else ``(size/4)^3`` (at least 16)."""
+    if not cfg.native:
+        return (max(side // 2, 16),) * 3
+    return tuple(max(16, min(cfg.crop3d, n - n % 8)) for n in shape)
+
+
+def _clean_run_key(arrays: Sequence[np.ndarray], settings: dict[str, Any]) -> str:
+    """SHA-256 of the arrays a clean victim run sees and of its settings (the clean cache's file name)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8"))
+    for array in arrays:
+        contiguous = np.ascontiguousarray(array)
+        digest.update(str((contiguous.dtype.str, contiguous.shape)).encode("utf-8"))
+        digest.update(contiguous.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _cached_clean_run(folder: Path, key: str) -> VictimRun | None:
+    """The clean run stored under ``key``, or ``None`` (absent or unreadable: it is then trained again)."""
+    import json
+
+    meta, arrays = folder / f"{key}.json", folder / f"{key}.npz"
+    if not (meta.is_file() and arrays.is_file()):
+        return None
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+        with np.load(arrays) as saved:
+            predictions = saved["predictions"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+    def num(v: Any) -> float:
+        return float("nan") if v is None else float(v)
+
+    return VictimRun(
+        victim=doc["victim"], defense=doc["defense"], seed=int(doc["seed"]), epochs=int(doc["epochs"]),
+        train_loss=[num(v) for v in doc["train_loss"]], test_dice=[num(v) for v in doc["test_dice"]],
+        test_hd95=[num(v) for v in doc["test_hd95"]], best_dice=num(doc["best_dice"]), best_epoch=int(doc["best_epoch"]),
+        last_dice=num(doc["last_dice"]), best_hd95=num(doc["best_hd95"]), last_hd95=num(doc["last_hd95"]),
+        dice_per_label={int(k): num(v) for k, v in doc["dice_per_label"].items()}, predictions=predictions,
+        n_train=int(doc["n_train"]), n_test=int(doc["n_test"]), seconds=float(doc["seconds"]),
+        details={**doc.get("details", {}), "from_clean_cache": key},
+    )
+
+
+def _store_clean_run(folder: Path, key: str, run: VictimRun) -> None:
+    import json
+
+    from umed.io.atomic import atomic_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_file(folder / f"{key}.npz") as temp:
+        with open(temp, "wb") as handle:
+            np.savez_compressed(handle, predictions=run.predictions)
+    with atomic_file(folder / f"{key}.json") as temp:
+        temp.write_text(json.dumps(run.to_dict()), encoding="utf-8")
 
 
 def _mean(values: list[float]) -> float:
@@ -573,7 +722,7 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     ndim = ndims.pop()
     if ndim == 2 and "unet3d" in cfg.victims:
         raise ConfigError(f"victims: unet3d needs volumes (got 2D images in {cfg.clean})")
-    if "unet3d" in cfg.victims and cfg.size < 32:
+    if "unet3d" in cfg.victims and cfg.size is not None and cfg.size < 32:
         raise ConfigError(f"size: unet3d trains on (size/2)^3 volumes and needs size >= 32 (got {cfg.size})")
     for case_id in ids:
         if items[case_id].audit.structure_slices == 0:
@@ -593,9 +742,12 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     floor_clean = threshold_floor(train.clean, train.labels > 0, test.clean, test.labels > 0)
 
     vol = None
-    side = cfg.size // 2
+    side = cfg.size // 2 if cfg.size else None
     if "unet3d" in cfg.victims:
-        vol = (_volumes(train_items, side), _volumes(test_items, side))
+        if cfg.native:
+            vol = (_volumes_native(train_items, cfg.crop3d), _volumes_native(test_items, cfg.crop3d))
+        else:
+            vol = (_volumes(train_items, side), _volumes(test_items, side))
     examples = _examples(train_items)
     for item in items.values():  # the full-resolution volumes are no longer needed
         item.clean = item.protected = item.labels = None
@@ -605,22 +757,45 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         for defense in cfg.defenses:
             results = {}
             for kind in ("clean", "protected"):
+                key = None
+                if kind == "clean" and cfg.clean_cache is not None:
+                    settings = dict(victim=victim, defense=defense, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                    lr=cfg.lr, seed=cfg.seed, size=cfg.size, crop=cfg.crop, crop3d=cfg.crop3d,
+                                    umed=package_versions().get("umed"))
+                    if victim == "unet3d":
+                        (c_x, _, y, _), (t_x, _, t_y, t_sp) = vol
+                        key = _clean_run_key([c_x, y, t_x, t_y, t_sp], settings)
+                    else:
+                        key = _clean_run_key([train.clean, train.labels, train.groups, test.clean, test.labels,
+                                              test.spacing], settings)
+                    cached = _cached_clean_run(cfg.clean_cache, key)
+                    if cached is not None:
+                        results[kind] = cached
+                        if progress:
+                            progress(f"{victim} / {defense} / clean data (cached)", cfg.epochs, cfg.epochs)
+                        continue
                 common = dict(
                     victim=victim, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                     defense=defense, progress=progress, description=f"{victim} / {defense} / {kind} data",
                 )
                 if victim == "unet3d":
                     (c_x, p_x, y, _), (t_x, _, t_y, t_sp) = vol
+                    patch3d = _patch3d(cfg, c_x.shape[1:], side)
                     results[kind] = train_victim(
                         p_x if kind == "protected" else c_x, y, t_x, t_y,
                         clean_train_x=c_x, train_groups=np.arange(len(c_x)),
-                        patch_size=(max(side // 2, 16),) * 3, test_spacing=t_sp, **common,
+                        patch_size=patch3d, test_spacing=t_sp,
+                        sliding_window=cfg.native, **common,
                     )
                 else:
+                    patch = _patch2d(cfg, train.labels.shape[1:])
                     results[kind] = train_victim(
                         train.protected if kind == "protected" else train.clean, train.labels, test.clean, test.labels,
-                        clean_train_x=train.clean, train_groups=train.groups, test_spacing=test.spacing, **common,
+                        clean_train_x=train.clean, train_groups=train.groups, test_spacing=test.spacing,
+                        patch_size=patch, patches_per_epoch=len(train.labels) if patch else None, **common,
                     )
+                if key is not None:
+                    _store_clean_run(cfg.clean_cache, key, results[kind])
             runs.append(AuditRun(victim, defense, results["clean"], results["protected"], floor.dice))
 
     cases = [items[i].audit for i in ids]
@@ -638,7 +813,8 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
                      "left out of the mean PSNR)")
     data = {
         "ndim": ndim,
-        "size": cfg.size,
+        "size": cfg.size if cfg.size else "native",
+        "slice_shape": list(train.labels.shape[1:]),
         "train_slices": int(len(train.labels)),
         "train_structure_slices": int((train.labels > 0).reshape(len(train.labels), -1).any(axis=1).sum()),
         "test_slices": int(len(test.labels)),
@@ -646,13 +822,21 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else "every label > 0",
         "roi": f"structure dilated by {cfg.roi_dilation} voxels (Euclidean distance <= {cfg.roi_dilation})",
         "intensity": "percentile 0.5/99.5 mapping fitted on each clean image, applied to clean and protected",
-        "resampling": f"slices resampled to {cfg.size}x{cfg.size}: area averaging for images, nearest for labels",
-        "hd95_units": "mm (pixel size after resampling)",
+        "resampling": (
+            f"native resolution ({'x'.join(str(n) for n in train.labels.shape[1:])} slices, edge-padded to a multiple "
+            f"of 16); training on random {_patch2d(cfg, train.labels.shape[1:]) or 'full-slice'} patches, every other "
+            "one centred on structure; testing on full slices"
+            if cfg.native else f"slices resampled to {cfg.size}x{cfg.size}: area averaging for images, nearest for labels"
+        ),
+        "hd95_units": "mm" + ("" if cfg.native else " (pixel size after resampling)"),
         "quick": requested.quick,
     }
     if "unet3d" in cfg.victims:
-        data["volume_side"] = side
-        data["patch_side"] = max(side // 2, 16)
+        data["volume_shape"] = list(vol[1][0].shape[1:])
+        data["patch_3d"] = list(_patch3d(cfg, vol[0][0].shape[1:], side))
+        if cfg.native:
+            data["volume_note"] = ("unet3d: native resolution, volumes cropped to their non-background bounding box, "
+                                   "sliding-window inference on the test volumes")
     report = AuditReport(
         config=cfg,
         train_cases=train_ids,

@@ -16,6 +16,10 @@ name           kind        what it does
 ``median``     data        median filter, 3x3 (3x3x3 for volumes)
 ``augment``    batch       nnU-Net-style strong augmentation (Isensee et al. 2021): rotation/scale, noise, blur,
                            brightness, contrast, low resolution, gamma, mirroring
+``intensity``  batch       intensity augmentation only, each with p 0.5 per sample: gamma 0.7..1.5 (on the sample's
+                           min-max), scale x0.9..1.1, Gaussian noise sigma 0.03
+``downsample`` data        every 2D slice averaged 2x2 down and bilinearly back up: what training on slices
+                           resampled to half size does to the images (a low-pass filter)
 ``mix``        data        poison ratio 0.5: half the training cases (whole cases) replaced by their clean versions
 =============  ==========  ===========================================================================================
 
@@ -48,10 +52,12 @@ __all__ = [
     "mix_clean",
     "pgd_attack",
     "quantize_slices",
+    "downsample_slices",
+    "intensity_augment",
     "strong_augment",
 ]
 
-DEFENSE_NAMES = ("none", "adversarial", "jpeg", "quantize", "gaussian", "median", "augment", "mix")
+DEFENSE_NAMES = ("none", "adversarial", "jpeg", "quantize", "gaussian", "median", "augment", "intensity", "downsample", "mix")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -234,6 +240,58 @@ def pgd_attack(
     return (x + delta).detach()
 
 
+def downsample_slices(x: np.ndarray, *, factor: int = 2) -> np.ndarray:
+    """Average every 2D slice over ``factor x factor`` blocks and interpolate it back bilinearly to its size.
+
+    This is what a data user who trains on slices resampled to ``1/factor`` of their size gets, expressed at the
+    original size so the victim and its test set are unchanged: detail finer than ``factor`` pixels is removed.
+
+    Args:
+        x: ``(N, H, W)`` or ``(N, X, Y, Z)`` (axial slices on the last axis), float.
+
+    Returns:
+        float32 array of the same shape.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(x, dtype=np.float32)
+    slices = _slices_2d(x)
+    t = torch.from_numpy(np.ascontiguousarray(slices))[:, None]
+    small = F.avg_pool2d(t, factor, ceil_mode=True)
+    back = F.interpolate(small, size=tuple(t.shape[2:]), mode="bilinear", align_corners=False)[:, 0].numpy()
+    return np.ascontiguousarray(_unslice_2d(back.astype(np.float32), x))
+
+
+def intensity_augment(x: "torch.Tensor", *, generator: "torch.Generator", gamma: tuple[float, float] = (0.7, 1.5),
+                      scale: float = 0.1, noise: float = 0.03, p: float = 0.5) -> "torch.Tensor":
+    """Intensity-only augmentation, drawn per sample: gamma on the sample's min-max range, multiplicative scale,
+    additive Gaussian noise (normalised units), each with probability ``p``.
+
+    Args:
+        x: images ``(B, 1, *spatial)`` float32.
+        generator: the only source of randomness.
+
+    Returns:
+        A new tensor of the same shape and dtype.
+    """
+    import torch
+
+    out = []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].clone()
+        if _uniform(generator, 0, 1) < p:
+            lo, hi = xi.min(), xi.max()
+            if float(hi - lo) > 0:
+                xi = ((xi - lo) / (hi - lo)).clamp(0, 1).pow(_uniform(generator, *gamma)) * (hi - lo) + lo
+        if _uniform(generator, 0, 1) < p:
+            xi = xi * (1 + _uniform(generator, -scale, scale))
+        if _uniform(generator, 0, 1) < p:
+            xi = xi + noise * torch.randn(xi.shape, generator=generator, dtype=xi.dtype)
+        out.append(xi)
+    return torch.cat(out).to(x.dtype)
+
+
 def _uniform(generator: "torch.Generator", low: float, high: float) -> float:
     import torch
 
@@ -397,6 +455,8 @@ class Defense:
             return gaussian_filter_samples(x, sigma=self.sigma), y
         if self.name == "median":
             return median_filter_samples(x, size=self.size), y
+        if self.name == "downsample":
+            return downsample_slices(x), y
         if self.name == "mix" and clean_x is not None:
             groups = np.arange(len(x)) if groups is None else groups
             mixed, _ = mix_clean(x, clean_x, groups, ratio=self.poison_ratio, rng=rng or np.random.default_rng(0))
@@ -417,6 +477,8 @@ class Defense:
             return pgd_attack(model, loss_fn, x, y, eps=self.eps, steps=self.steps, generator=generator), y
         if self.name == "augment":
             return strong_augment(x, y, generator=generator)
+        if self.name == "intensity":
+            return intensity_augment(x, generator=generator), y
         return x, y
 
 
@@ -428,6 +490,8 @@ _SUMMARIES = {
     "gaussian": "Gaussian filter, sigma 1 voxel",
     "median": "median filter, 3 voxels per axis",
     "augment": "nnU-Net-style strong augmentation per batch",
+    "intensity": "intensity augmentation per batch: gamma 0.7-1.5, scale +-10%, Gaussian noise 0.03 (each p 0.5)",
+    "downsample": "every slice averaged 2x2 and interpolated back (training on half-size slices)",
     "mix": "poison ratio 0.5: half the training cases replaced by their clean versions",
 }
 

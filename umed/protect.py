@@ -32,6 +32,7 @@ __all__ = [
     "ProtectedArray",
     "ProtectSummary",
     "case_eps_scale",
+    "exact_psnr_scale",
     "protect_array",
     "protect_dataset",
     "structure_slices",
@@ -102,10 +103,13 @@ def structure_slices(labels: np.ndarray, structure_labels: Sequence[int] | None)
 def case_eps_scale(
     structure: np.ndarray, budget: Budget, *, target_psnr: float | None, eps_cap: float
 ) -> float:
-    """Per-case multiplier of the budget so that the case keeps ``target_psnr`` (dB, data_range 1).
+    """Per-case multiplier of the budget so that the case keeps ``target_psnr`` (dB, data_range 1), before the
+    protector has run.
 
-    The bound assumes the worst case, every voxel of the support changed by the full budget, so the PSNR after
-    writing is at least the target: ``eps = sqrt(10 ** (-target / 10) * N / N_support)``, capped at ``eps_cap``.
+    The bound assumes the worst case, every voxel of the support changed by the full budget, so a perturbation
+    within it keeps at least the target: ``eps = sqrt(10 ** (-target / 10) * N / N_support)``, capped at ``eps_cap``.
+    Protectors train at this scale; :func:`protect_array` then rescales the perturbation it actually produced so that
+    the case meets the target exactly (see :func:`exact_psnr_scale`).
     The support is the structure plus its contour band, computed slice by slice as the protector sees it.
     ``target_psnr=None`` keeps the protector's budget (scale 1).
 
@@ -128,6 +132,29 @@ def case_eps_scale(
         return 1.0
     eps = math.sqrt(10 ** (-target_psnr / 10) * volume.size / n_support)
     return min(eps, eps_cap) / budget.eps_max
+
+
+def exact_psnr_scale(sum_squares: float, n_voxels: int, eps: float, *, target_psnr: float, eps_cap: float) -> float:
+    """Factor by which to multiply a perturbation of total squared change ``sum_squares`` (normalised units, over an
+    image of ``n_voxels``) so that the image's PSNR equals ``target_psnr``, with its L-inf bound ``eps`` times the
+    factor kept at most ``eps_cap``.
+
+    Every protector's perturbation is linear in its budget (``eps * tanh(...)``, ``eps * sign(...)``), so multiplying
+    the perturbation is the same as running the protector with that budget. A protector that does not use its whole
+    bound everywhere (UMed's texture bound ``eps * tau(x)``, sparse methods) thereby gets the budget the PSNR target
+    allows instead of wasting it.
+
+    Returns:
+        The factor (``1.0`` when nothing changed).
+
+    Example:
+        >>> round(exact_psnr_scale(1e-5 * 100, 100, 0.01, target_psnr=60.0, eps_cap=1.0), 6)  # 50 dB -> 60 dB
+        0.316228
+    """
+    if sum_squares <= 0 or eps <= 0:
+        return 1.0
+    factor = math.sqrt(10 ** (-target_psnr / 10) * n_voxels / sum_squares)
+    return min(factor, eps_cap / eps)
 
 
 def _integer_info(dtype: np.dtype) -> np.iinfo | None:
@@ -175,7 +202,9 @@ def protect_array(
         protector: a fitted protector.
         mapping: the :class:`umed.intensity.IntensityMapping` fitted on this image.
         structure_labels: the labels that form the structure (``None``: every label > 0).
-        target_psnr: per-case budget rule, see :func:`case_eps_scale`.
+        target_psnr: per-case budget rule: the protector runs at :func:`case_eps_scale`, then its perturbation is
+            rescaled so the case's PSNR (normalised space, whole image) is exactly the target
+            (:func:`exact_psnr_scale`) or its L-inf bound reaches ``eps_cap``; writing can only raise the PSNR.
         eps_cap: cap of the per-case budget, normalised units.
         batch_size: slices per forward pass.
 
@@ -190,21 +219,30 @@ def protect_array(
         return ProtectedArray(out, eps, scale, ())
     image_volume, structure_volume, out_volume = _as_volume(image), _as_volume(structure), _as_volume(out)
     span = float(mapping.high - mapping.low)
+    deltas: list[np.ndarray] = []
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
-        original = np.stack([image_volume[..., z] for z in chunk])
-        unit = mapping.to_unit(original).astype(np.float32)
+        unit = mapping.to_unit(np.stack([image_volume[..., z] for z in chunk])).astype(np.float32)
         batch = SliceBatch(
             images=unit,
             structures=np.stack([structure_volume[..., z] for z in chunk]),
             keys=[f"{meta.case_id}/{z}" for z in chunk],
             eps_scale=np.full(len(chunk), scale, dtype=np.float32),
         )
-        delta = protector.perturb(batch).astype(np.float32)
+        deltas.append(np.clip(protector.perturb(batch).astype(np.float32), -eps, eps))
+    if target_psnr is not None:  # spend exactly the budget the PSNR target allows
+        sum_squares = float(sum(np.sum(d.astype(np.float64) ** 2) for d in deltas))
+        factor = exact_psnr_scale(sum_squares, image.size, eps, target_psnr=target_psnr, eps_cap=eps_cap)
+        eps, scale = eps * factor, scale * factor
+        headroom = eps * (1 - 1e-5)  # so float32 rounding of the written value cannot land past the bound
+        deltas = [np.clip(d * np.float32(factor), -headroom, headroom) for d in deltas]
+    for k, start in enumerate(range(0, len(indices), batch_size)):
+        chunk = indices[start : start + batch_size]
+        original = np.stack([image_volume[..., z] for z in chunk])
+        unit = mapping.to_unit(original).astype(np.float32)
         # keep voxels inside [0, 1] (but never move a voxel that was already outside it further out)
         lower, upper = np.minimum(unit, 0.0), np.maximum(unit, 1.0)
-        delta = np.clip(unit + delta, lower, upper) - unit
-        delta = np.clip(delta, -eps, eps)
+        delta = np.clip(unit + deltas[k], lower, upper) - unit
         protected = _add_in_file_units(original, delta.astype(np.float64) * span, meta)
         for index, z in enumerate(chunk):
             out_volume[..., z] = protected[index]
@@ -212,9 +250,9 @@ def protect_array(
         from umed.io import quantize
 
         out = np.asarray(quantize(out, meta)).astype(image.dtype, copy=False)
-        # a rounding that overshoots the budget (another slice's rescale) gives the voxel back its original value
-        overshoot = np.abs(out.astype(np.float64) - image) > eps * span * (1 + 1e-9)
-        out[overshoot] = image[overshoot]
+    # a rounding that overshoots the budget (another slice's rescale, float precision) gives the voxel back its value
+    overshoot = np.abs(out.astype(np.float64) - image) > eps * span * (1 + 1e-9)
+    out[overshoot] = image[overshoot]
     return ProtectedArray(out, eps, scale, tuple(indices))
 
 

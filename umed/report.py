@@ -176,7 +176,8 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
         + ("; **quick run** (a smoke test of the pipeline, not a measurement)" if cfg.quick else ""),
         f"- slices: {report.data['train_slices']} training ({report.data['train_structure_slices']} with structure), "
         f"{report.data['test_slices']} test ({report.data['test_structure_slices']} with structure), "
-        f"{cfg.size}x{cfg.size} pixels, {cfg.empty_ratio:g} empty slice(s) per structure slice",
+        f"{'native ' + 'x'.join(map(str, report.data.get('slice_shape', []))) if cfg.size is None else f'{cfg.size}x{cfg.size}'} pixels, "
+        f"{cfg.empty_ratio:g} empty slice(s) per structure slice",
         f"- run time: {report.seconds / 60:.1f} min",
         "",
         "## Verdict",
@@ -264,9 +265,10 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
     lines += [
         "## Notes",
         "",
-        f"- {report.data['resampling']}. Averaging attenuates fine perturbation patterns when slices are larger than "
-        "the victim's size; that is what a data user who resamples would see, but run with `--size` equal to the "
-        "image size for the strictest test.",
+        f"- {report.data['resampling']}."
+        + (" Averaging attenuates fine perturbation patterns when slices are larger than the victim's size; the "
+           "default native resolution is the stricter test." if cfg.size is not None else
+           " Training on resampled slices is measured by the `downsample` defense."),
         "- Dice policy: an empty prediction against an empty target counts 1, otherwise the usual 2|P&T|/(|P|+|T|), "
         "over all test slices jointly.",
     ]

@@ -308,6 +308,7 @@ def train_victim(
     patch_size: tuple[int, ...] | None = None,
     patches_per_epoch: int | None = None,
     test_spacing: Sequence[Sequence[float]] | None = None,
+    sliding_window: bool = False,
 ) -> VictimRun:
     """Train one victim (DiceCE loss, Adam, random flips) and score it on the clean test set after every epoch.
 
@@ -335,6 +336,9 @@ def train_victim(
             and at least twice it.
         patches_per_epoch: crops per epoch in patch mode (default ``8 * N``).
         test_spacing: ``(M, ndim)`` pixel size in mm of every test sample, for HD95 in mm.
+        sliding_window: score the test samples by sliding-window inference (MONAI ``sliding_window_inference``,
+            windows of ``patch_size``, overlap 0.25) instead of one forward pass each: for volumes too large to pass
+            whole; their size then need not be divisible by the victim's downsampling.
 
     Returns:
         :class:`VictimRun`.
@@ -355,7 +359,9 @@ def train_victim(
     test_x = np.asarray(test_x, dtype=np.float32)
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     _check_pair(train_x, train_y, "training data", ndim, None if patch_size else divisor)
-    _check_pair(test_x, test_y, "test data", ndim, divisor)
+    if sliding_window and patch_size is None:
+        raise ConfigError("train_victim: sliding_window needs a patch_size (the window)")
+    _check_pair(test_x, test_y, "test data", ndim, None if sliding_window else divisor)
     if patch_size is not None:
         patch_size = tuple(int(p) for p in patch_size)
         if len(patch_size) != ndim or any(
@@ -425,9 +431,17 @@ def train_victim(
 
         model.eval()
         with torch.no_grad():
-            for start in range(0, len(test_x), batch_size):
-                xb = torch.from_numpy(test_x[start : start + batch_size])[:, None]
-                predictions[start : start + batch_size] = model(xb).argmax(dim=1).numpy().astype(np.uint8)
+            if sliding_window:
+                from monai.inferers import sliding_window_inference
+
+                for i in range(len(test_x)):
+                    xb = torch.from_numpy(test_x[i : i + 1])[:, None]
+                    logits = sliding_window_inference(xb, patch_size, sw_batch_size=4, predictor=model, overlap=0.25)
+                    predictions[i] = logits.argmax(dim=1)[0].numpy().astype(np.uint8)
+            else:
+                for start in range(0, len(test_x), batch_size):
+                    xb = torch.from_numpy(test_x[start : start + batch_size])[:, None]
+                    predictions[start : start + batch_size] = model(xb).argmax(dim=1).numpy().astype(np.uint8)
         dices.append(dice(predictions, test_target))
         hd = hd95_per_image(predictions, test_target, spacing=test_spacing)
         hd95s.append(float(np.nanmean(hd)) if np.isfinite(hd).any() else float("nan"))

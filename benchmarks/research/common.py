@@ -136,6 +136,23 @@ def intensity_aug(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return out
 
 
+def _fg_crops(xb: torch.Tensor, yb: torch.Tensor, crop: int, g: torch.Generator):
+    H, W = xb.shape[-2:]
+    xs, ys = [], []
+    for k in range(len(xb)):
+        fg = torch.nonzero(yb[k, 0] > 0)
+        if k % 2 == 0 and len(fg):
+            cy, cx = fg[int(torch.randint(0, len(fg), (1,), generator=g))].tolist()
+            oy = min(max(cy - crop // 2, 0), H - crop)
+            ox = min(max(cx - crop // 2, 0), W - crop)
+        else:
+            oy = int(torch.randint(0, H - crop + 1, (1,), generator=g))
+            ox = int(torch.randint(0, W - crop + 1, (1,), generator=g))
+        xs.append(xb[k, :, oy : oy + crop, ox : ox + crop])
+        ys.append(yb[k, :, oy : oy + crop, ox : ox + crop])
+    return torch.stack(xs), torch.stack(ys)
+
+
 def dice_joint(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, bs: int = 32) -> float:
     model.eval()
     inter = ps = gs = 0
@@ -160,6 +177,7 @@ def train_victim(
     aug: bool = False,
     bs: int = 16,
     crop: int | None = None,
+    fg_crops: bool = False,
     verbose: bool = True,
 ) -> dict:
     """Train a fresh victim on (xtr, ytr); Dice on each eval set after every epoch. Returns per-set curves."""
@@ -180,7 +198,9 @@ def train_victim(
             idx = perm[i : i + bs]
             xb = torch.from_numpy(xtr[idx])
             yb = torch.from_numpy(ytr[idx])
-            if crop is not None:
+            if crop is not None and fg_crops:  # per-sample crops, every other one centred on structure (nnU-Net-like)
+                xb, yb = _fg_crops(xb, yb, crop, g)
+            elif crop is not None:
                 H, W = xb.shape[-2:]
                 oy = int(torch.randint(0, H - crop + 1, (1,), generator=g))
                 ox = int(torch.randint(0, W - crop + 1, (1,), generator=g))

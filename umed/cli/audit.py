@@ -11,10 +11,6 @@ from umed.cli import app
 from umed.cli._console import parse_labels, parse_names
 
 
-
-
-
-
 def _short_verdicts() -> dict[str, str]:
     from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PROTECTED
 
@@ -29,10 +25,11 @@ def audit(
     test_cases: Annotated[Optional[str], typer.Option("--test-cases", help="Comma-separated case ids held out for testing.")] = None,
     split: Annotated[Optional[float], typer.Option("--split", help="Fraction of cases held out for testing, drawn with the seed (default 0.33).")] = None,
     victims: Annotated[str, typer.Option("--victims", help="unet, basicunet, segresnet, attentionunet, unet3d (comma-separated).")] = "unet",
-    defenses: Annotated[str, typer.Option("--defenses", help="none, adversarial, jpeg, quantize, gaussian, median, augment, mix (comma-separated).")] = "none",
+    defenses: Annotated[str, typer.Option("--defenses", help="none, adversarial, jpeg, quantize, gaussian, median, augment, intensity, downsample, mix (comma-separated).")] = "none",
     labels: Annotated[Optional[str], typer.Option("--labels", help="Labels forming the structure, e.g. 1,3,4 (default: every label > 0).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per victim run.")] = 15,
-    size: Annotated[int, typer.Option("--size", help="Slices are resampled to SIZE x SIZE (multiple of 16).")] = 128,
+    size: Annotated[Optional[int], typer.Option("--size", help="Resample slices to SIZE x SIZE (multiple of 16); default: native resolution, training on --crop patches.")] = None,
+    crop: Annotated[int, typer.Option("--crop", help="Training patch side at native resolution (pixels).")] = 128,
     empty_ratio: Annotated[float, typer.Option("--empty-ratio", help="Slices without structure per slice with it.")] = 1.0,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Run seed (split, slices, every victim run).")] = 0,
@@ -57,6 +54,7 @@ def audit(
             defenses=parse_names(defenses),
             epochs=epochs,
             size=size,
+            crop=crop,
             empty_ratio=empty_ratio,
             seed=seed,
             quick=quick,
@@ -88,7 +86,7 @@ def print_audit_report(report, out: Path | None = None) -> None:
     ):
         console.print(line, highlight=False, soft_wrap=True)
     table = Table(title=f"umed audit: clean-test Dice (seed {report.config.seed}, {report.config.epochs} epochs, "
-                        f"size {report.config.size})")
+                        f"{'native resolution' if report.config.size is None else f'size {report.config.size}'})")
     for column in ("victim", "defense", "clean best/last", "prot. best/last", "verdict"):
         table.add_column(column, justify="right" if "/" in column else "left", no_wrap=True)
     for run in report.runs:
