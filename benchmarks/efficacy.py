@@ -8,7 +8,10 @@ Tasks (train/test split fixed, test cases never used to fit the protector nor fo
 Usage::
 
     python benchmarks/efficacy.py --task brats_core --method umed --config configs/brats_tumour_core.yaml \
-        --victims unet --defenses none,augment --tag default
+        --victims unet --defenses none,intensity --tag default
+
+Victims work at native resolution by default (the audit's default; ``--size N`` resamples); clean victim runs are
+cached in benchmarks/runs/clean_cache so that several methods on one task train each clean victim once.
 
 writes benchmarks/results/efficacy_<task>_<method>_<tag>.json (summary) and keeps the protected data and the full
 report under benchmarks/runs/ (not committed; report.md and figures are copied to benchmarks/results/reports/ with
@@ -34,8 +37,15 @@ TASKS = {
 }
 
 
+def _log_progress(description: str, completed: int, total: int) -> None:
+    """Progress for logs: one line per victim epoch and at the end of every other task."""
+    if completed == total or ("data" in description and completed > 0):
+        print(f"{time.strftime('%H:%M:%S')} {description}: {completed}/{total}", file=sys.stderr, flush=True)
+
+
 def run(task: str, method: str, config: Path | None, victims: list[str], defenses: list[str], tag: str, seed: int,
-        epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None, size: int = 128) -> Path:
+        epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None, size: int | None = None,
+        crop: int = 128, result_tag: str | None = None) -> Path:
     from umed.audit import AuditConfig, run_audit
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
@@ -45,12 +55,16 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
     work = RUNS / name
     data = RUNS / f"data_{task}"
     images, masks = link_cases(spec["images"], spec["masks"], spec["train"] + spec["test"], data, suffix=spec["suffix"])
+    # only the training cases are protected (the audit tests on clean images); the protected folder holds the clean
+    # test images as links so that both folders name the same cases
+    train_images, train_masks = link_cases(spec["images"], spec["masks"], spec["train"], RUNS / f"data_{task}_train",
+                                           suffix=spec["suffix"])
     out = work / "protected"
     started = time.perf_counter()
     cfg = load_protect_config(
         config,
-        images=images,
-        masks=masks,
+        images=train_images,
+        masks=train_masks,
         out=out,
         method=method,
         seed=seed,
@@ -58,11 +72,15 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         fit_cases=tuple(spec["train"]),
         **overrides,
     )
-    summary = protect_dataset(cfg)
+    summary = protect_dataset(cfg, progress=_log_progress)
     protect_seconds = time.perf_counter() - started
     failed = [r for r in summary.results if r.status == "failed"]
     if failed:
         raise SystemExit(f"protect failed: {[(r.case_id, r.error) for r in failed]}")
+    for case in spec["test"]:
+        link = out / f"{case}{spec['suffix']}"
+        if not link.exists():
+            link.symlink_to((images / f"{case}{spec['suffix']}").resolve())
     started = time.perf_counter()
     report = run_audit(
         AuditConfig(
@@ -76,8 +94,11 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
             defenses=tuple(defenses),
             epochs=epochs,
             size=size,
+            crop=crop,
             seed=seed if audit_seed is None else audit_seed,
-        )
+            clean_cache=RUNS / "clean_cache",  # clean victims depend only on the clean data: train them once
+        ),
+        progress=_log_progress,
     )
     audit_seconds = time.perf_counter() - started
     train = [r for r in summary.results if r.case_id in spec["train"]]
@@ -88,10 +109,12 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         "config": str(config) if config else None,
         "settings": cfg.to_dict(),
         "seed": seed,
-        "victim_size": size,
+        "victim_size": size if size else "native",
+        "victim_crop": crop if not size else None,
         "epochs": epochs,
         "audit_seed": seed if audit_seed is None else audit_seed,
         "protect_seconds": round(protect_seconds, 1),
+        "protect_seconds_note": "fit on the training cases + apply to them, one thread",
         "audit_seconds": round(audit_seconds, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "train_cases": {r.case_id: {k: r.metrics.get(k) for k in ("psnr", "psnr_roi", "ssim", "max_abs_change_255")} | {"eps_255": r.details.get("eps_255")} for r in train},
@@ -107,6 +130,8 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
                 "protected_best": r.protected.best_dice,
                 "protected_last": r.protected.last_dice,
                 "protected_over_clean_best": r.protected.best_dice / max(r.clean.best_dice, 1e-9),
+                "clean_best_epoch": r.clean.best_epoch,
+                "protected_best_epoch": r.protected.best_epoch,
                 "clean_hd95_last": getattr(r.clean, "last_hd95", None),
                 "protected_hd95_last": getattr(r.protected, "last_hd95", None),
                 "clean_curve": list(r.clean.test_dice),
@@ -122,12 +147,12 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
     payload["protector_training_seconds"] = doc.get("training_seconds")
     payload["protector_training_log"] = {k: v for k, v in (doc.get("training_log") or {}).items() if not k.endswith("_curve")}
     if keep_report:
-        target = RESULTS / "reports" / name
+        target = RESULTS / "reports" / (f"efficacy_{task}_{method}_{result_tag}" if result_tag else name)
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(work / "report", target, ignore=shutil.ignore_patterns("*.npz", "*.npy"))
         payload["report"] = str(target.relative_to(RESULTS.parent.parent))
-    return write_result(name, payload)
+    return write_result(f"efficacy_{task}_{method}_{result_tag}" if result_tag else name, payload)
 
 
 def main() -> None:
@@ -141,10 +166,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audit-seed", type=int)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--size", type=int, default=128, help="victims' slice size (the audit's --size)")
+    parser.add_argument("--size", type=int, default=None, help="resample the victims' slices (the audit's --size); "
+                        "default: native resolution")
+    parser.add_argument("--crop", type=int, default=128, help="native training patch side (the audit's --crop)")
     parser.add_argument("--eps", type=str, help="override eps_contour and eps_texture, e.g. 8/255")
     parser.add_argument("--target-psnr", type=float)
     parser.add_argument("--keep-report", action="store_true")
+    parser.add_argument("--result-tag", help="name the result file with this tag instead of --tag (the protected data "
+                        "of --tag are reused: another set of victims on the same protection)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a ProtectConfig field (YAML value), e.g. --set band_width=1 --set 'window=[0, 255]'")
     args = parser.parse_args()
@@ -159,7 +188,8 @@ def main() -> None:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
-               args.seed, args.epochs, overrides, args.keep_report, args.audit_seed, args.size)
+               args.seed, args.epochs, overrides, args.keep_report, args.audit_seed, args.size, args.crop,
+               args.result_tag)
     print(path)
 
 

@@ -188,3 +188,24 @@ def test_exact_psnr_scale_meets_the_target_or_the_cap() -> None:
     assert 10 * np.log10(1 / np.mean((factor * delta) ** 2)) == pytest.approx(50.0)
     assert exact_psnr_scale(float((delta**2).sum()), delta.size, 0.01, target_psnr=50.0, eps_cap=0.02) == pytest.approx(2.0)
     assert exact_psnr_scale(0.0, delta.size, 0.01, target_psnr=50.0, eps_cap=1.0) == 1.0
+
+
+def test_target_psnr_is_met_after_8bit_truncation(tmp_path: Path) -> None:
+    """uint8 PNG: each change is truncated to whole grey levels, and the per-case rule accounts for it, so the
+    written image sits at the target PSNR (not several dB above it, which would waste the budget)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    yy, xx = np.mgrid[:64, :64]
+    image = np.clip(120 + 40 * np.sin(xx / 5.0) + rng.normal(0, 10, (64, 64)), 0, 255).astype(np.uint8)
+    mask = (((yy - 32) ** 2 + (xx - 30) ** 2) < 15**2).astype(np.uint8) * 255
+    Image.fromarray(image).save(tmp_path / "images" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    cfg = ProtectConfig(images=tmp_path / "images", masks=tmp_path / "masks", out=tmp_path / "out", method="random",
+                        target_psnr=50.0, band_width=1, intensity_mode="window", window=(0, 255))
+    (result,) = protect_dataset(cfg).results
+    written = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(np.float64)
+    measured = 10 * np.log10(255.0**2 / np.mean((written - image) ** 2))
+    assert 50.0 <= measured < 50.2 and result.metrics["psnr"] == pytest.approx(measured, abs=1e-6)
+    assert np.abs(written - image).max() >= 2  # more than one grey level: the truncation was compensated

@@ -157,6 +157,29 @@ def exact_psnr_scale(sum_squares: float, n_voxels: int, eps: float, *, target_ps
     return min(factor, eps_cap / eps)
 
 
+def _truncated_psnr_factor(
+    deltas: Sequence[np.ndarray], n_voxels: int, eps: float, step: float, start: float, *, target_psnr: float,
+    eps_cap: float,
+) -> float:
+    """The largest factor (at most ``eps_cap / eps``, at least ``start``) whose perturbation, truncated toward zero to
+    whole stored units of ``step`` (normalised), keeps the image at or above ``target_psnr`` (bisection)."""
+    target = 10 ** (-target_psnr / 10) * n_voxels
+    flat = np.concatenate([d.ravel() for d in deltas]).astype(np.float64)
+    flat = flat[flat != 0]
+
+    def sse(factor: float) -> float:
+        bound = eps * factor * (1 - 1e-5)
+        return float(np.sum((np.trunc(np.clip(flat * factor, -bound, bound) / step) * step) ** 2))
+
+    low, high = start, max(start, eps_cap / eps)
+    if sse(high) <= target:
+        return high
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if sse(middle) <= target else (low, middle)
+    return low
+
+
 def _integer_info(dtype: np.dtype) -> np.iinfo | None:
     return np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
 
@@ -233,6 +256,10 @@ def protect_array(
     if target_psnr is not None:  # spend exactly the budget the PSNR target allows
         sum_squares = float(sum(np.sum(d.astype(np.float64) ** 2) for d in deltas))
         factor = exact_psnr_scale(sum_squares, image.size, eps, target_psnr=target_psnr, eps_cap=eps_cap)
+        info = _integer_info(np.dtype(meta.disk_dtype))
+        if info is not None:  # integer storage truncates each change toward the original: find the factor after it
+            step = (meta.slope or 1.0) / span  # one stored unit, normalised
+            factor = _truncated_psnr_factor(deltas, image.size, eps, step, factor, target_psnr=target_psnr, eps_cap=eps_cap)
         eps, scale = eps * factor, scale * factor
         headroom = eps * (1 - 1e-5)  # so float32 rounding of the written value cannot land past the bound
         deltas = [np.clip(d * np.float32(factor), -headroom, headroom) for d in deltas]

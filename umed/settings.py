@@ -32,8 +32,9 @@ class ProtectConfig:
         eps_contour: L-inf bound on the contour band, normalised units (8/255 by default).
         eps_texture: L-inf bound inside the structure, normalised units.
         band_width: contour band half-width in voxels.
-        target_psnr: when set, each case's budget is scaled so that its whole-image PSNR (per volume for 3D, per
-            image for 2D, data_range 1) is at least this many dB, capped at ``eps_cap``.
+        target_psnr: when set, each case's perturbation is rescaled so that its whole-image PSNR (per volume for 3D,
+            per image for 2D, data_range 1) is this many dB (higher only where ``eps_cap`` binds or the file's dtype
+            truncates the change).
         eps_cap: the largest budget a per-case rule may give, normalised units.
         intensity_mode: ``percentile`` (robust 0.5/99.5 percentiles per volume) or ``window``.
         window: ``(low, high)`` in file units for ``intensity_mode="window"`` (e.g. CT -1000, 1000 HU).
