@@ -148,33 +148,39 @@ def exact_psnr_scale(sum_squares: float, n_voxels: int, eps: float, *, target_ps
         The factor (``1.0`` when nothing changed).
 
     Example:
-        >>> round(exact_psnr_scale(1e-5 * 100, 100, 0.01, target_psnr=60.0, eps_cap=1.0), 6)  # 50 dB -> 60 dB
-        0.316228
+        >>> round(exact_psnr_scale(1e-5 * 100, 100, 0.01, target_psnr=60.0, eps_cap=1.0), 4)  # 50 dB -> 60 dB
+        0.3162
     """
     if sum_squares <= 0 or eps <= 0:
         return 1.0
-    factor = math.sqrt(10 ** (-target_psnr / 10) * n_voxels / sum_squares)
+    # 1e-4 below the exact factor (0.001 dB): float rounding of the written values must not land under the target
+    factor = math.sqrt(10 ** (-target_psnr / 10) * n_voxels / sum_squares) * (1 - 1e-4)
     return min(factor, eps_cap / eps)
 
 
 def _truncated_psnr_factor(
-    deltas: Sequence[np.ndarray], n_voxels: int, eps: float, step: float, start: float, *, target_psnr: float,
-    eps_cap: float,
+    deltas: Sequence[np.ndarray], n_voxels: int, eps: float, span: float, slope: float, start: float, *,
+    target_psnr: float, eps_cap: float,
 ) -> float:
-    """The largest factor (at most ``eps_cap / eps``, at least ``start``) whose perturbation, truncated toward zero to
-    whole stored units of ``step`` (normalised), keeps the image at or above ``target_psnr`` (bisection)."""
+    """The largest factor (at most ``eps_cap / eps``, at least ``start``) whose perturbation, computed as
+    :func:`protect_array` writes it (float32 scaling and clipping, then truncation toward zero to whole stored units
+    of ``slope`` file units, ``span`` file units per normalised unit), keeps the image at or above ``target_psnr``."""
     target = 10 ** (-target_psnr / 10) * n_voxels
-    flat = np.concatenate([d.ravel() for d in deltas]).astype(np.float64)
+    flat = np.concatenate([d.ravel() for d in deltas]).astype(np.float32)
     flat = flat[flat != 0]
 
     def sse(factor: float) -> float:
         bound = eps * factor * (1 - 1e-5)
-        return float(np.sum((np.trunc(np.clip(flat * factor, -bound, bound) / step) * step) ** 2))
+        scaled = np.clip(flat * np.float32(factor), -bound, bound).astype(np.float64)
+        steps = np.trunc(scaled * span / slope)
+        return float(np.sum((steps * slope / span) ** 2))
 
     low, high = start, max(start, eps_cap / eps)
     if sse(high) <= target:
         return high
-    for _ in range(30):
+    if sse(low) > target:
+        return low
+    for _ in range(40):
         middle = 0.5 * (low + high)
         low, high = (middle, high) if sse(middle) <= target else (low, middle)
     return low
@@ -258,19 +264,18 @@ def protect_array(
         factor = exact_psnr_scale(sum_squares, image.size, eps, target_psnr=target_psnr, eps_cap=eps_cap)
         info = _integer_info(np.dtype(meta.disk_dtype))
         if info is not None:  # integer storage truncates each change toward the original: find the factor after it
-            step = (meta.slope or 1.0) / span  # one stored unit, normalised
-            factor = _truncated_psnr_factor(deltas, image.size, eps, step, factor, target_psnr=target_psnr, eps_cap=eps_cap)
+            factor = _truncated_psnr_factor(deltas, image.size, eps, span, meta.slope or 1.0, factor,
+                                            target_psnr=target_psnr, eps_cap=eps_cap)
         eps, scale = eps * factor, scale * factor
         headroom = eps * (1 - 1e-5)  # so float32 rounding of the written value cannot land past the bound
         deltas = [np.clip(d * np.float32(factor), -headroom, headroom) for d in deltas]
     for k, start in enumerate(range(0, len(indices), batch_size)):
         chunk = indices[start : start + batch_size]
         original = np.stack([image_volume[..., z] for z in chunk])
-        unit = mapping.to_unit(original).astype(np.float32)
-        # keep voxels inside [0, 1] (but never move a voxel that was already outside it further out)
-        lower, upper = np.minimum(unit, 0.0), np.maximum(unit, 1.0)
-        delta = np.clip(unit + deltas[k], lower, upper) - unit
-        protected = _add_in_file_units(original, delta.astype(np.float64) * span, meta)
+        # no clipping to the percentile window [0, 1]: it is not a physical range, and clipping there took half the
+        # pattern away from the brightest part of a structure (enhancing tumour), where a victim's real features
+        # live; the file's dtype range is kept by _add_in_file_units
+        protected = _add_in_file_units(original, deltas[k].astype(np.float64) * span, meta)
         for index, z in enumerate(chunk):
             out_volume[..., z] = protected[index]
     if meta.header is not None:  # a real file's metadata: snap to what it stores (per-slice DICOM rescale, BitsStored)

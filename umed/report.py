@@ -73,8 +73,8 @@ def _figure_examples(report: AuditReport, path: Path) -> bool:
     if not examples:
         return False
     ndim = int(report.data.get("ndim", 3))
-    fig = Figure(figsize=(14, 3.2 * len(examples)))
-    axes = fig.subplots(len(examples), 4, squeeze=False, gridspec_kw={"wspace": 0.35})
+    fig = Figure(figsize=(17.5, 3.2 * len(examples)))
+    axes = fig.subplots(len(examples), 5, squeeze=False, gridspec_kw={"wspace": 0.35})
     for row, example in zip(axes, examples):
         delta = (example.protected.astype(np.float64) - example.clean) * 255.0
         limit = float(np.abs(delta).max()) or 1.0
@@ -94,11 +94,28 @@ def _figure_examples(report: AuditReport, path: Path) -> bool:
         if structure.any():
             row[3].contour(structure, levels=[0.5], colors="yellow", linewidths=0.8, origin=origin)
         row[3].set_title("protected + structure contour", fontsize=9)
+        box = _zoom_box(change != 0 if np.any(change) else structure > 0)
+        row[4].imshow(change[box], cmap="RdBu_r", vmin=-limit, vmax=limit, origin=origin, interpolation="nearest")
+        row[4].set_title("perturbation, zoomed (1 pixel = 1 voxel)", fontsize=9)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
     _save_figure(fig, path)
     return True
+
+
+def _zoom_box(mask: np.ndarray, margin: int = 6, most: int = 64) -> tuple[slice, slice]:
+    """A window of at most ``most`` pixels per side around the centre of ``mask`` (the whole image when empty), so
+    that a pattern of single voxels is visible."""
+    if not mask.any():
+        return (slice(None), slice(None))
+    where = np.argwhere(mask)
+    low, high = where.min(axis=0) - margin, where.max(axis=0) + margin + 1
+    centre = (low + high) // 2
+    half = np.minimum((high - low) // 2, most // 2)
+    start = np.clip(centre - half, 0, None)
+    stop = np.minimum(centre + half, mask.shape)
+    return (slice(int(start[0]), int(stop[0])), slice(int(start[1]), int(stop[1])))
 
 
 def _figure_curves(report: AuditReport, path: Path) -> bool:
