@@ -1,35 +1,93 @@
-"""Print the efficacy results in benchmarks/results/ as a Markdown table (the README quotes it)."""
+"""Print the efficacy results in benchmarks/results/ as Markdown tables (the README quotes them).
+
+    python benchmarks/summarize.py                      # every efficacy_*.json, one row per victim and defense
+    python benchmarks/summarize.py --compare brats_core psnr50 --umed default,default_victims
+                                                        # the method comparison of one task: one row per method
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _imperceptibility(d: dict) -> tuple[float, float, float, float, str]:
+    cases = list(d["train_cases"].values())
+    psnrs = [c["psnr"] for c in cases]
+    rois = [c["psnr_roi"] for c in cases if c.get("psnr_roi") is not None]
+    ssims = [c["ssim"] for c in cases]
+    eps = [c["eps_255"] for c in cases if c.get("eps_255") is not None]
+    span = f"{min(eps):.1f}-{max(eps):.1f}" if eps else "-"
+    return min(psnrs), sum(psnrs) / len(psnrs), (sum(rois) / len(rois)) if rois else float("nan"), min(ssims), span
+
+
+def _tag(path: Path, d: dict) -> str:
+    """The result tag of ``efficacy_<task>_<method>_<tag>.json``."""
+    return path.stem[len("efficacy_" + d["task"] + "_" + d["method"] + "_"):]
+
+
 def rows(pattern: str = "efficacy_*.json") -> list[str]:
     lines = [
-        "| task | method | tag | min PSNR dB | mean PSNR dB | min SSIM | eps/255 (min-max) | floor | victim | defense | clean best/last | protected best/last | prot/clean | protect s |",
+        "| task | method | tag | min PSNR dB | mean ROI PSNR dB | min SSIM | eps/255 (min-max) | floor | victim | defense | "
+        "clean best/last | protected best (epoch)/last | prot/clean best | protect s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in sorted(RESULTS.glob(pattern)):
-        d = json.loads(path.read_text())
-        cases = d["train_cases"].values()
-        psnrs = [c["psnr"] for c in cases]
-        ssims = [c["ssim"] for c in cases]
-        eps = [c["eps_255"] for c in cases if c.get("eps_255") is not None]
+        d = _load(path)
+        low, _, roi, ssim, span = _imperceptibility(d)
         for run in d["runs"]:
+            epoch = run.get("protected_best_epoch")
             lines.append(
-                f"| {d['task']} | {d['method']} | {d['tag']} | {min(psnrs):.2f} | {sum(psnrs) / len(psnrs):.2f} | "
-                f"{min(ssims):.4f} | {min(eps):.1f}-{max(eps):.1f} | {d['threshold_floor']['dice']:.3f} | {run['victim']} | "
-                f"{run['defense']} | {run['clean_best']:.3f}/{run['clean_last']:.3f} | "
-                f"{run['protected_best']:.3f}/{run['protected_last']:.3f} | {run['protected_over_clean_best']:.2f} | "
-                f"{d['protect_seconds']:.0f} |"
+                f"| {d['task']} | {d['method']} | {_tag(path, d)} | {low:.2f} | {roi:.2f} | {ssim:.4f} | {span} | "
+                f"{d['threshold_floor']['dice']:.3f} | {run['victim']} | {run['defense']} | "
+                f"{run['clean_best']:.3f}/{run['clean_last']:.3f} | "
+                f"{run['protected_best']:.3f}{f' ({epoch})' if epoch else ''}/{run['protected_last']:.3f} | "
+                f"{run['protected_over_clean_best']:.2f} | {d['protect_seconds']:.0f} |"
             )
     return lines
 
 
+def compare(task: str, tag: str, umed_tags: list[str]) -> list[str]:
+    """One row per method for ``task``: the baselines' ``tag`` results and UMed's ``umed_tags`` results."""
+    found: dict[str, list[dict]] = {}
+    for path in sorted(RESULTS.glob(f"efficacy_{task}_*.json")):
+        d = _load(path)
+        result_tag = _tag(path, d)
+        if (d["method"] == "umed" and result_tag in umed_tags) or (d["method"] != "umed" and result_tag == tag):
+            found.setdefault(d["method"], []).append(d)
+    victims = sorted({r["victim"] for ds in found.values() for d in ds for r in d["runs"] if r["defense"] == "none"},
+                     key=["unet", "segresnet", "basicunet", "attentionunet", "unet3d"].index)
+    head = ["method", "min PSNR dB", "mean ROI PSNR dB", "min SSIM", "eps/255"]
+    head += [f"{v} clean / protected best (last)" for v in victims] + ["protect s (4 volumes)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = ["umed", "salm", "em", "tap", "sep", "lsp", "ar", "random"]
+    for method in sorted(found, key=lambda m: order.index(m) if m in order else 99):
+        ds = found[method]
+        low, _, roi, ssim, span = _imperceptibility(ds[0])
+        cells = [f"`{method}`", f"{low:.2f}", f"{roi:.2f}", f"{ssim:.4f}", span]
+        for victim in victims:
+            run = next((r for d in ds for r in d["runs"] if r["victim"] == victim and r["defense"] == "none"), None)
+            cells.append("-" if run is None else
+                         f"{run['clean_best']:.3f} / **{run['protected_best']:.3f}** ({run['protected_last']:.3f})")
+        cells.append(f"{ds[0]['protect_seconds']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 if __name__ == "__main__":
-    print("\n".join(rows(sys.argv[1] if len(sys.argv) > 1 else "efficacy_*.json")))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pattern", default="efficacy_*.json")
+    parser.add_argument("--compare", nargs=2, metavar=("TASK", "TAG"))
+    parser.add_argument("--umed", default="default,default_victims", help="UMed result tags for --compare")
+    args = parser.parse_args()
+    if args.compare:
+        print("\n".join(compare(args.compare[0], args.compare[1], args.umed.split(","))))
+    else:
+        print("\n".join(rows(args.pattern)))

@@ -20,9 +20,9 @@ as nnU-Net does for data already at a common spacing: they train on random ``cro
 centred on structure, one per slice per epoch) and are tested on the full slices (edge-padded to a multiple of 16).
 With ``size`` set, slices are resampled to ``size x size`` instead (area averaging for images, nearest for labels),
 which is a low-pass filter: the ``downsample`` defense measures that choice of the data user beside the others. The
-``unet3d`` victim trains on random native ``crop3d^3`` patches and is tested by sliding-window inference on the test
-volumes cropped to their non-background bounding box (with ``size`` set: whole volumes resampled to ``(size/2)^3``,
-``(size/4)^3`` patches). Test slices are chosen the same way from the clean test cases.
+``unet3d`` victim trains on random native ``crop3d^3`` patches (64 per volume and epoch) and is tested by
+sliding-window inference on the test volumes cropped to their non-background bounding box (with ``size`` set: whole
+volumes resampled to ``(size/2)^3``, ``(size/4)^3`` patches). Test slices are chosen the same way from the clean test cases.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "run_audit"]
 
 NOT_PROTECTED = "not protected beyond what a threshold finds"
+_PATCHES_PER_VOLUME = 64  # native unet3d: random patches per training volume and epoch (every other on structure)
 PROTECTED = "protected: below the threshold floor"
 INCONCLUSIVE = "inconclusive: the clean victim is also below the threshold floor"
 
@@ -785,6 +786,7 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
                         p_x if kind == "protected" else c_x, y, t_x, t_y,
                         clean_train_x=c_x, train_groups=np.arange(len(c_x)),
                         patch_size=patch3d, test_spacing=t_sp,
+                        patches_per_epoch=_PATCHES_PER_VOLUME * len(c_x) if cfg.native else None,
                         sliding_window=cfg.native, **common,
                     )
                 else:
