@@ -14,7 +14,7 @@ if [[ $part == all || $part == umed ]]; then
   # issue 5: the shipped UMed settings on BraTS tumour core (T1c), every victim and defense
   $umed --victims unet --defenses none,intensity
   $umed --victims segresnet,basicunet,attentionunet --defenses none --result-tag noclip_victims --keep-report
-  $umed --victims unet3d --defenses none --result-tag noclip_unet3d
+  $umed --victims unet3d --defenses none --epochs 10 --result-tag noclip_unet3d
   $umed --victims unet --defenses gaussian,median,jpeg,downsample,augment,mix --epochs 10 --result-tag noclip_defenses --keep-report
   $umed --victims unet --defenses quantize,adversarial --epochs 10 --result-tag noclip_defenses2
   # whole tumour on FLAIR (a threshold task, reported beside its floor) and ISBI membranes
