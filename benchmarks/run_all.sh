@@ -15,8 +15,9 @@ if [[ $part == all || $part == umed ]]; then
   $umed --victims unet --defenses none,intensity
   $umed --victims segresnet,basicunet,attentionunet --defenses none --result-tag noclip_victims --keep-report
   $umed --victims unet3d --defenses none --epochs 10 --result-tag noclip_unet3d
-  $umed --victims unet --defenses gaussian,median,jpeg,downsample,augment,mix --epochs 10 --result-tag noclip_defenses --keep-report
-  $umed --victims unet --defenses quantize,adversarial --epochs 10 --result-tag noclip_defenses2
+  $umed --victims unet --defenses gaussian,median,downsample --epochs 10 --result-tag noclip_defenses --keep-report
+  $umed --victims unet --defenses jpeg,augment,mix --epochs 10 --result-tag noclip_defenses2
+  $umed --victims unet --defenses quantize,adversarial --epochs 10 --result-tag noclip_defenses3
   # whole tumour on FLAIR (a threshold task, reported beside its floor) and ISBI membranes
   $PY benchmarks/efficacy.py --task brats_whole --method umed --config configs/umed.yaml --victims unet --tag default --keep-report
   $PY benchmarks/efficacy.py --task isbi --method umed --config configs/isbi_membranes.yaml --victims unet,segresnet \

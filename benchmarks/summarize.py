@@ -65,7 +65,7 @@ def compare(task: str, tag: str, umed_tags: list[str]) -> list[str]:
     victims = sorted({r["victim"] for ds in found.values() for d in ds for r in d["runs"] if r["defense"] == "none"},
                      key=["unet", "segresnet", "basicunet", "attentionunet", "unet3d"].index)
     head = ["method", "min PSNR dB", "mean ROI PSNR dB", "min SSIM", "eps/255"]
-    head += [f"{v} clean / protected best (last)" for v in victims] + ["protect s (4 volumes)"]
+    head += [f"{v} clean / protected best (last)" for v in victims] + ["protect s (training cases)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = ["umed", "salm", "em", "tap", "sep", "lsp", "ar", "random"]
     for method in sorted(found, key=lambda m: order.index(m) if m in order else 99):
