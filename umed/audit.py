@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "run_audit"]
 
 NOT_PROTECTED = "not protected beyond what a threshold finds"
-_PATCHES_PER_VOLUME = 64  # native unet3d: random patches per training volume and epoch (every other on structure)
 PROTECTED = "protected: below the threshold floor"
 INCONCLUSIVE = "inconclusive: the clean victim is also below the threshold floor"
+
+_PATCHES_PER_VOLUME = 64  # native unet3d: random patches per training volume and epoch (every other on structure)
 
 
 def _as_tuple(value: Any) -> tuple | None:
@@ -614,17 +615,25 @@ def _patch3d(cfg: AuditConfig, shape: Sequence[int], side: int | None) -> tuple[
     return tuple(max(16, min(cfg.crop3d, n - n % 8)) for n in shape)
 
 
-def _clean_run_key(arrays: Sequence[np.ndarray], settings: dict[str, Any]) -> str:
-    """SHA-256 of the arrays a clean victim run sees and of its settings (the clean cache's file name)."""
+def _arrays_digest(arrays: Sequence[np.ndarray]) -> str:
+    """SHA-256 of the arrays a clean victim run sees (dtype, shape and bytes of each), computed once per audit."""
     import hashlib
-    import json
 
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8"))
+    digest = hashlib.sha256()
     for array in arrays:
         contiguous = np.ascontiguousarray(array)
         digest.update(str((contiguous.dtype.str, contiguous.shape)).encode("utf-8"))
         digest.update(contiguous.tobytes())
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()
+
+
+def _clean_run_key(data_digest: str, settings: dict[str, Any]) -> str:
+    """The clean cache's file name: SHA-256 of the data digest and the run's settings."""
+    import hashlib
+    import json
+
+    text = json.dumps({"data": data_digest, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _cached_clean_run(folder: Path, key: str) -> VictimRun | None:
@@ -641,18 +650,9 @@ def _cached_clean_run(folder: Path, key: str) -> VictimRun | None:
     except (OSError, ValueError, KeyError):
         return None
 
-    def num(v: Any) -> float:
-        return float("nan") if v is None else float(v)
-
-    return VictimRun(
-        victim=doc["victim"], defense=doc["defense"], seed=int(doc["seed"]), epochs=int(doc["epochs"]),
-        train_loss=[num(v) for v in doc["train_loss"]], test_dice=[num(v) for v in doc["test_dice"]],
-        test_hd95=[num(v) for v in doc["test_hd95"]], best_dice=num(doc["best_dice"]), best_epoch=int(doc["best_epoch"]),
-        last_dice=num(doc["last_dice"]), best_hd95=num(doc["best_hd95"]), last_hd95=num(doc["last_hd95"]),
-        dice_per_label={int(k): num(v) for k, v in doc["dice_per_label"].items()}, predictions=predictions,
-        n_train=int(doc["n_train"]), n_test=int(doc["n_test"]), seconds=float(doc["seconds"]),
-        details={**doc.get("details", {}), "from_clean_cache": key},
-    )
+    run = VictimRun.from_dict(doc, predictions)
+    run.details = {**run.details, "from_clean_cache": key}
+    return run
 
 
 def _store_clean_run(folder: Path, key: str, run: VictimRun) -> None:
@@ -753,6 +753,14 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     for item in items.values():  # the full-resolution volumes are no longer needed
         item.clean = item.protected = item.labels = None
 
+    digests: dict[str, str] = {}  # clean data the 2D and 3D victims see, hashed once for the clean cache
+    if cfg.clean_cache is not None:
+        digests["2d"] = _arrays_digest([train.clean, train.labels, train.groups, test.clean, test.labels, test.spacing])
+        if vol is not None:
+            (c_x, _, y, _), (t_x, _, t_y, t_sp) = vol
+            digests["3d"] = _arrays_digest([c_x, y, t_x, t_y, t_sp])
+        umed_version = package_versions().get("umed")
+
     runs: list[AuditRun] = []
     for victim in cfg.victims:
         for defense in cfg.defenses:
@@ -762,13 +770,8 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
                 if kind == "clean" and cfg.clean_cache is not None:
                     settings = dict(victim=victim, defense=defense, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                     lr=cfg.lr, seed=cfg.seed, size=cfg.size, crop=cfg.crop, crop3d=cfg.crop3d,
-                                    umed=package_versions().get("umed"))
-                    if victim == "unet3d":
-                        (c_x, _, y, _), (t_x, _, t_y, t_sp) = vol
-                        key = _clean_run_key([c_x, y, t_x, t_y, t_sp], settings)
-                    else:
-                        key = _clean_run_key([train.clean, train.labels, train.groups, test.clean, test.labels,
-                                              test.spacing], settings)
+                                    umed=umed_version)
+                    key = _clean_run_key(digests["3d" if victim == "unet3d" else "2d"], settings)
                     cached = _cached_clean_run(cfg.clean_cache, key)
                     if cached is not None:
                         results[kind] = cached

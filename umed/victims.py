@@ -147,6 +147,23 @@ class VictimRun:
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], predictions: np.ndarray) -> VictimRun:
+        """The inverse of :meth:`to_dict` (``None`` floats back to ``nan``), with the predictions stored beside it."""
+
+        def num(v: Any) -> float:
+            return float("nan") if v is None else float(v)
+
+        return cls(
+            victim=doc["victim"], defense=doc["defense"], seed=int(doc["seed"]), epochs=int(doc["epochs"]),
+            train_loss=[num(v) for v in doc["train_loss"]], test_dice=[num(v) for v in doc["test_dice"]],
+            test_hd95=[num(v) for v in doc["test_hd95"]], best_dice=num(doc["best_dice"]),
+            best_epoch=int(doc["best_epoch"]), last_dice=num(doc["last_dice"]), best_hd95=num(doc["best_hd95"]),
+            last_hd95=num(doc["last_hd95"]), dice_per_label={int(k): num(v) for k, v in doc["dice_per_label"].items()},
+            predictions=predictions, n_train=int(doc["n_train"]), n_test=int(doc["n_test"]),
+            seconds=float(doc["seconds"]), details=dict(doc.get("details", {})),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (everything except the predictions; non-finite floats as ``None``)."""
 
