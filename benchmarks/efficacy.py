@@ -45,7 +45,10 @@ def _log_progress(description: str, completed: int, total: int) -> None:
 
 def run(task: str, method: str, config: Path | None, victims: list[str], defenses: list[str], tag: str, seed: int,
         epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None, size: int | None = None,
-        crop: int = 128, result_tag: str | None = None) -> Path:
+        crop: int = 128, result_tag: str | None = None, method_overrides: dict | None = None,
+        fixed_eps: bool = False) -> Path:
+    import dataclasses
+
     from umed.audit import AuditConfig, run_audit
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
@@ -72,6 +75,10 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         fit_cases=tuple(spec["train"]),
         **overrides,
     )
+    if method_overrides:  # --set method_settings.KEY=VALUE: merged into the config's method settings
+        cfg = dataclasses.replace(cfg, method_settings={**cfg.method_settings, **method_overrides})
+    if fixed_eps:  # --no-target-psnr: the eps bounds as given, no per-case rescale to a PSNR
+        cfg = dataclasses.replace(cfg, target_psnr=None)
     summary = protect_dataset(cfg, progress=_log_progress)
     protect_seconds = time.perf_counter() - started
     failed = [r for r in summary.results if r.status == "failed"]
@@ -171,13 +178,17 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128, help="native training patch side (the audit's --crop)")
     parser.add_argument("--eps", type=str, help="override eps_contour and eps_texture, e.g. 8/255")
     parser.add_argument("--target-psnr", type=float)
+    parser.add_argument("--no-target-psnr", action="store_true",
+                        help="ignore the config's target_psnr: protect at the fixed eps bounds (e.g. with --eps 8/255)")
     parser.add_argument("--keep-report", action="store_true")
     parser.add_argument("--result-tag", help="name the result file with this tag instead of --tag (the protected data "
                         "of --tag are reused: another set of victims on the same protection)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a ProtectConfig field (YAML value), e.g. --set band_width=1 --set 'window=[0, 255]'")
+                        help="override a ProtectConfig field (YAML value), e.g. --set band_width=1 --set 'window=[0, 255]'; "
+                        "method_settings.KEY=VALUE overrides one method setting")
     args = parser.parse_args()
     overrides: dict = {}
+    method_overrides: dict = {}
     if args.eps:
         overrides.update(eps_contour=args.eps, eps_texture=args.eps)
     if args.target_psnr is not None:
@@ -186,10 +197,13 @@ def main() -> None:
 
     for item in args.set:
         key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+        if key.startswith("method_settings."):
+            method_overrides[key.removeprefix("method_settings.")] = yaml.safe_load(value)
+        else:
+            overrides[key] = yaml.safe_load(value)
     path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
                args.seed, args.epochs, overrides, args.keep_report, args.audit_seed, args.size, args.crop,
-               args.result_tag)
+               args.result_tag, method_overrides, args.no_target_psnr)
     print(path)
 
 

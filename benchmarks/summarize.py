@@ -1,8 +1,10 @@
 """Print the efficacy results in benchmarks/results/ as Markdown tables (the README quotes them).
 
     python benchmarks/summarize.py                      # every efficacy_*.json, one row per victim and defense
-    python benchmarks/summarize.py --compare brats_core psnr50 --umed default,default_victims
+    python benchmarks/summarize.py --compare brats_core psnr50,psnr50_segresnet --umed noclip,noclip_victims
                                                         # the method comparison of one task: one row per method
+                                                        # (baseline result tags, comma-separated, then UMed's)
+    python benchmarks/summarize.py --salm-k brats_core eps8   # SALM's K ablation: one row per k_fraction
 """
 
 from __future__ import annotations
@@ -54,13 +56,19 @@ def rows(pattern: str = "efficacy_*.json") -> list[str]:
     return lines
 
 
-def compare(task: str, tag: str, umed_tags: list[str]) -> list[str]:
-    """One row per method for ``task``: the baselines' ``tag`` results and UMed's ``umed_tags`` results."""
+def _protect_seconds(ds: list[dict]) -> float:
+    """The protect time of one method's results: the run that fitted and applied (a run on the protected data of an
+    earlier run resumes and takes about 0 s)."""
+    return max(d["protect_seconds"] for d in ds)
+
+
+def compare(task: str, tags: list[str], umed_tags: list[str]) -> list[str]:
+    """One row per method for ``task``: the baselines' results tagged one of ``tags`` and UMed's ``umed_tags``."""
     found: dict[str, list[dict]] = {}
     for path in sorted(RESULTS.glob(f"efficacy_{task}_*.json")):
         d = _load(path)
         result_tag = _tag(path, d)
-        if (d["method"] == "umed" and result_tag in umed_tags) or (d["method"] != "umed" and result_tag == tag):
+        if (d["method"] == "umed" and result_tag in umed_tags) or (d["method"] != "umed" and result_tag in tags):
             found.setdefault(d["method"], []).append(d)
     victims = sorted({r["victim"] for ds in found.values() for d in ds for r in d["runs"] if r["defense"] == "none"},
                      key=["unet", "segresnet", "basicunet", "attentionunet", "unet3d"].index)
@@ -76,18 +84,40 @@ def compare(task: str, tag: str, umed_tags: list[str]) -> list[str]:
             run = next((r for d in ds for r in d["runs"] if r["victim"] == victim and r["defense"] == "none"), None)
             cells.append("-" if run is None else
                          f"{run['clean_best']:.3f} / **{run['protected_best']:.3f}** ({run['protected_last']:.3f})")
-        cells.append(f"{ds[0]['protect_seconds']:.0f}")
+        cells.append(f"{_protect_seconds(ds):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def salm_k(task: str, tag: str) -> list[str]:
+    """SALM's K ablation on ``task``: the SALM results tagged ``tag`` (the config's K) or ``tag_k<K>``, by K."""
+    found = []
+    for path in sorted(RESULTS.glob(f"efficacy_{task}_salm_*.json")):
+        d = _load(path)
+        result_tag = _tag(path, d)
+        if result_tag == tag or result_tag.startswith(tag + "_k"):
+            found.append((float(d["settings"]["method_settings"]["k_fraction"]), d))
+    lines = ["| K (fraction of structure + band voxels) | min / mean PSNR dB | mean ROI PSNR dB | min SSIM | victim | "
+             "clean best / last | protected best (epoch) / last | protect s |", "|---|---|---|---|---|---|---|---|"]
+    for k, d in sorted(found, key=lambda item: item[0]):
+        low, mean, roi, ssim, _ = _imperceptibility(d)
+        for run in (r for r in d["runs"] if r["defense"] == "none"):
+            lines.append(f"| {k:g} | {low:.2f} / {mean:.2f} | {roi:.2f} | {ssim:.4f} | {run['victim']} | "
+                         f"{run['clean_best']:.3f} / {run['clean_last']:.3f} | {run['protected_best']:.3f} "
+                         f"({run.get('protected_best_epoch')}) / {run['protected_last']:.3f} | {d['protect_seconds']:.0f} |")
     return lines
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pattern", default="efficacy_*.json")
-    parser.add_argument("--compare", nargs=2, metavar=("TASK", "TAG"))
-    parser.add_argument("--umed", default="default,default_victims", help="UMed result tags for --compare")
+    parser.add_argument("--compare", nargs=2, metavar=("TASK", "TAGS"), help="baseline result tags, comma-separated")
+    parser.add_argument("--umed", default="noclip,noclip_victims", help="UMed result tags for --compare")
+    parser.add_argument("--salm-k", nargs=2, metavar=("TASK", "TAG"))
     args = parser.parse_args()
-    if args.compare:
-        print("\n".join(compare(args.compare[0], args.compare[1], args.umed.split(","))))
+    if args.salm_k:
+        print("\n".join(salm_k(*args.salm_k)))
+    elif args.compare:
+        print("\n".join(compare(args.compare[0], args.compare[1].split(","), args.umed.split(","))))
     else:
         print("\n".join(rows(args.pattern)))

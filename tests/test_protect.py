@@ -209,3 +209,63 @@ def test_target_psnr_is_met_after_8bit_truncation(tmp_path: Path) -> None:
     measured = 10 * np.log10(255.0**2 / np.mean((written - image) ** 2))
     assert 50.0 <= measured < 50.2 and result.metrics["psnr"] == pytest.approx(measured, abs=1e-6)
     assert np.abs(written - image).max() >= 2  # more than one grey level: the truncation was compensated
+
+
+# tiny fit settings per method (a few steps on 32x32 crops): the guarantees below do not depend on fit quality
+TINY_BY_METHOD = {
+    "umed": TINY_UMED,
+    "em": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32},
+    "tap": {"train_steps": 2, "steps": 2, "batch_size": 2, "crop": 32},
+    "sep": {"train_steps": 2, "checkpoints": 2, "steps": 2, "batch_size": 2, "crop": 32},
+    "salm": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32},
+    "lsp": {"patch": 4, "tile": 4},
+    "ar": {"tile": 16},
+    "random": {},
+}
+
+
+@pytest.fixture(scope="module")
+def phantom_volumes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two phantom volumes on disk: one float32, one int16 with scl_slope 0.25 (the budget must survive rounding)."""
+    from umed.phantom import make_phantom_dataset
+
+    return make_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_cases=2, shape=(40, 40, 6), seed=5)
+
+
+@pytest.mark.parametrize("method", sorted(TINY_BY_METHOD))
+def test_every_method_keeps_the_protect_guarantees(method: str, phantom_volumes: tuple[Path, Path], tmp_path: Path) -> None:
+    """Every protector behind ``umed protect``: input untouched, the file's dtype and header kept, |change| <= eps
+    after writing in that dtype, nothing outside structure + band, a manifest entry per case, and a rerun resumes."""
+    from umed.perturbators import PROTECTORS
+    from umed.protector_io import sha256_file
+
+    assert set(TINY_BY_METHOD) == set(PROTECTORS), "a protector without a guarantees test"
+    images, masks = phantom_volumes
+    inputs = sorted(images.iterdir()) + sorted(masks.iterdir())
+    before = {path: sha256_file(path) for path in inputs}
+    eps = 6 / 255
+    config = _config(images, masks, tmp_path / "out", method=method, target_psnr=None, eps_contour=eps, eps_texture=eps,
+                     band_width=2, method_settings=TINY_BY_METHOD[method])
+    summary = protect_dataset(config)
+    assert [r.status for r in summary.results] == ["protected", "protected"], summary.results
+    assert {path: sha256_file(path) for path in inputs} == before, "an input file was modified"
+
+    manifest = json.loads(summary.manifest_path.read_text())
+    assert manifest["settings"]["method"] == method and manifest["failed"] == {}
+    for result in summary.results:
+        original, meta = load_case(images / result.output_path.name)
+        protected, out_meta = load_case(result.output_path)
+        labels, _ = load_mask(masks / result.output_path.name)
+        assert out_meta.disk_dtype == meta.disk_dtype and protected.shape == original.shape
+        assert out_meta.header.binaryblock == meta.header.binaryblock
+        mapping = fit_mapping(original)
+        change = np.abs(protected.astype(np.float64) - original) / (mapping.high - mapping.low)
+        entry = manifest["cases"][result.case_id]
+        assert entry["eps"] <= eps + 1e-9
+        assert 0 < change.max() <= entry["eps"] + 1e-6, (result.case_id, change.max(), entry["eps"])
+        assert not change[~_slice_support(labels, 2)].any(), "changed voxels outside structure + band"
+
+    resumed = protect_dataset(config)
+    assert [r.status for r in resumed.results] == ["skipped", "skipped"]
+    for first, again in zip(summary.results, resumed.results):
+        assert again.output_path.read_bytes() == first.output_path.read_bytes()
