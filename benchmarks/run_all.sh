@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark number the README quotes, from a clean checkout (after the README's set-up), one after another.
-# About 4 hours per half on 2 CPU cores (measured); the two halves below (UMed, comparison) can run at the same time, one per core:
+# Several hours (the comparison half alone is about 6 core-hours, estimated from its runs); the two halves below can run at the same time, one per core:
 #   OMP_NUM_THREADS=1 bash benchmarks/run_all.sh umed &  OMP_NUM_THREADS=1 bash benchmarks/run_all.sh compare &
 # Results: benchmarks/results/efficacy_*.json (+ reports/ for the runs with --keep-report); then
 #   .venv/bin/python benchmarks/summarize.py     and     .venv/bin/python benchmarks/summarize.py --compare ...
