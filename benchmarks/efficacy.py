@@ -75,10 +75,10 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         fit_cases=tuple(spec["train"]),
         **overrides,
     )
-    if method_overrides:  # --set method_settings.KEY=VALUE: merged into the config's method settings
-        cfg = dataclasses.replace(cfg, method_settings={**cfg.method_settings, **method_overrides})
-    if fixed_eps:  # --no-target-psnr: the eps bounds as given, no per-case rescale to a PSNR
-        cfg = dataclasses.replace(cfg, target_psnr=None)
+    # --set method_settings.KEY=VALUE merges into the config's method settings; --no-target-psnr keeps the eps bounds
+    # as given (no per-case rescale to a PSNR): both after loading, where None would mean "not given"
+    cfg = dataclasses.replace(cfg, method_settings={**cfg.method_settings, **(method_overrides or {})},
+                              target_psnr=None if fixed_eps else cfg.target_psnr)
     summary = protect_dataset(cfg, progress=_log_progress)
     protect_seconds = time.perf_counter() - started
     failed = [r for r in summary.results if r.status == "failed"]

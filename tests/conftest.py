@@ -173,3 +173,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_fit_settings() -> dict[str, dict]:
+    """Per method, settings that fit a protector in a few steps on 32x32 crops: for tests of guarantees that do not
+    depend on how well the protector learned (support, budget, determinism, resume)."""
+    return {
+        "umed": {"steps": 3, "batch_size": 2, "crop": 32, "base_channels": 4, "depth": 2, "surrogate_every": 2},
+        "em": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32},
+        "tap": {"train_steps": 2, "steps": 2, "batch_size": 2, "crop": 32},
+        "sep": {"train_steps": 2, "checkpoints": 2, "steps": 2, "batch_size": 2, "crop": 32},
+        "salm": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32, "k_fraction": 0.1},
+        "lsp": {"patch": 4, "tile": 4},
+        "ar": {"tile": 16},
+        "random": {},
+    }

@@ -12,6 +12,7 @@ import pytest
 from umed.errors import ConfigError
 from umed.intensity import fit_mapping
 from umed.io import load_case, load_mask, make_dicom_series
+from umed.perturbators import PROTECTORS
 from umed.protect import protect_dataset
 from umed.regions import foreground, support
 from umed.settings import ProtectConfig
@@ -211,19 +212,6 @@ def test_target_psnr_is_met_after_8bit_truncation(tmp_path: Path) -> None:
     assert np.abs(written - image).max() >= 2  # more than one grey level: the truncation was compensated
 
 
-# tiny fit settings per method (a few steps on 32x32 crops): the guarantees below do not depend on fit quality
-TINY_BY_METHOD = {
-    "umed": TINY_UMED,
-    "em": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32},
-    "tap": {"train_steps": 2, "steps": 2, "batch_size": 2, "crop": 32},
-    "sep": {"train_steps": 2, "checkpoints": 2, "steps": 2, "batch_size": 2, "crop": 32},
-    "salm": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32},
-    "lsp": {"patch": 4, "tile": 4},
-    "ar": {"tile": 16},
-    "random": {},
-}
-
-
 @pytest.fixture(scope="module")
 def phantom_volumes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two phantom volumes on disk: one float32, one int16 with scl_slope 0.25 (the budget must survive rounding)."""
@@ -232,20 +220,22 @@ def phantom_volumes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     return make_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_cases=2, shape=(40, 40, 6), seed=5)
 
 
-@pytest.mark.parametrize("method", sorted(TINY_BY_METHOD))
-def test_every_method_keeps_the_protect_guarantees(method: str, phantom_volumes: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", sorted(PROTECTORS))
+def test_every_method_keeps_the_protect_guarantees(
+    method: str, phantom_volumes: tuple[Path, Path], tmp_path: Path, tiny_fit_settings: dict[str, dict]
+) -> None:
     """Every protector behind ``umed protect``: input untouched, the file's dtype and header kept, |change| <= eps
     after writing in that dtype, nothing outside structure + band, a manifest entry per case, and a rerun resumes."""
-    from umed.perturbators import PROTECTORS
     from umed.protector_io import sha256_file
 
-    assert set(TINY_BY_METHOD) == set(PROTECTORS), "a protector without a guarantees test"
+    settings = {**tiny_fit_settings, "umed": TINY_UMED}  # UMed with this file's tiny settings
+    assert set(settings) == set(PROTECTORS), "a protector without a guarantees test"
     images, masks = phantom_volumes
     inputs = sorted(images.iterdir()) + sorted(masks.iterdir())
     before = {path: sha256_file(path) for path in inputs}
     eps = 6 / 255
     config = _config(images, masks, tmp_path / "out", method=method, target_psnr=None, eps_contour=eps, eps_texture=eps,
-                     band_width=2, method_settings=TINY_BY_METHOD[method])
+                     band_width=2, method_settings=settings[method])
     summary = protect_dataset(config)
     assert [r.status for r in summary.results] == ["protected", "protected"], summary.results
     assert {path: sha256_file(path) for path in inputs} == before, "an input file was modified"

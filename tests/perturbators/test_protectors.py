@@ -19,17 +19,6 @@ from umed.perturbators.base import Budget, SliceBatch
 BUDGET = Budget(eps_contour=8 / 255, eps_texture=6 / 255, band_width=2)
 SEED = 7
 
-# tiny fit settings: a few steps on 32x32 crops
-TINY = {
-    "umed": {"steps": 3, "batch_size": 2, "crop": 32, "base_channels": 4, "depth": 2, "surrogate_every": 2},
-    "em": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32},
-    "tap": {"train_steps": 2, "steps": 2, "batch_size": 2, "crop": 32},
-    "sep": {"train_steps": 2, "checkpoints": 2, "steps": 2, "batch_size": 2, "crop": 32},
-    "salm": {"train_steps": 2, "train_noise_steps": 1, "steps": 2, "batch_size": 2, "crop": 32, "k_fraction": 0.1},
-    "lsp": {"patch": 4, "tile": 4},
-    "ar": {"tile": 16},
-    "random": {},
-}
 METHODS = sorted(PROTECTORS)
 MODEL_FREE = {"lsp", "ar", "random"}
 
@@ -56,11 +45,11 @@ def batch() -> SliceBatch:
 
 
 @pytest.fixture(scope="module")
-def fitted(batch):
+def fitted(batch, tiny_fit_settings):
     """Each method fitted once on the phantom (module scope: the expensive part of these tests)."""
     out = {}
     for name in METHODS:
-        protector = make_protector(name, BUDGET, seed=SEED, **TINY[name])
+        protector = make_protector(name, BUDGET, seed=SEED, **tiny_fit_settings[name])
         protector.fit(batch)
         out[name] = protector
     return out
@@ -102,16 +91,16 @@ def test_perturb_is_deterministic(name, fitted, batch):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_same_seed_same_bytes_after_refit(name, fitted, batch):
-    again = make_protector(name, BUDGET, seed=SEED, **TINY[name])
+def test_same_seed_same_bytes_after_refit(name, fitted, batch, tiny_fit_settings):
+    again = make_protector(name, BUDGET, seed=SEED, **tiny_fit_settings[name])
     again.fit(batch)
     assert again.perturb(batch).tobytes() == fitted[name].perturb(batch).tobytes()
 
 
 @pytest.mark.parametrize("name", ["random", "ar", "em"])
-def test_other_seed_or_key_changes_the_noise(name, fitted, batch):
+def test_other_seed_or_key_changes_the_noise(name, fitted, batch, tiny_fit_settings):
     base = fitted[name].perturb(batch)
-    other = make_protector(name, BUDGET, seed=SEED + 1, **TINY[name])
+    other = make_protector(name, BUDGET, seed=SEED + 1, **tiny_fit_settings[name])
     if name not in MODEL_FREE:
         other.load_state_dict(fitted[name].state_dict())  # same surrogate: only the PGD start differs
     assert other.perturb(batch).tobytes() != base.tobytes()
@@ -120,9 +109,9 @@ def test_other_seed_or_key_changes_the_noise(name, fitted, batch):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_global_rng_is_left_alone(name, batch):
+def test_global_rng_is_left_alone(name, batch, tiny_fit_settings):
     torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
-    protector = make_protector(name, BUDGET, seed=SEED, **TINY[name])
+    protector = make_protector(name, BUDGET, seed=SEED, **tiny_fit_settings[name])
     protector.fit(batch)
     protector.perturb(batch)
     assert torch.equal(torch.get_rng_state(), torch_state)
@@ -250,9 +239,9 @@ def test_settings_are_resolved_and_json_native():
     assert json.loads(json.dumps(protector.config()))["settings"] == protector.settings
 
 
-def test_umed_options_pattern_saturation_epochs_reinit(batch):
+def test_umed_options_pattern_saturation_epochs_reinit(batch, tiny_fit_settings):
     calls = []
-    settings = {**TINY["umed"], "steps": 1, "epochs": 1.0, "saturation": 1.0, "surrogate_reinit_every": 1,
+    settings = {**tiny_fit_settings["umed"], "steps": 1, "epochs": 1.0, "saturation": 1.0, "surrogate_reinit_every": 1,
                 "surrogate_warmup": 1, "generator_input": "image"}
     for pattern in ("sign", "checker", "patches"):
         protector = make_protector("umed", BUDGET, seed=1, pattern_init=pattern, **settings)
@@ -265,9 +254,9 @@ def test_umed_options_pattern_saturation_epochs_reinit(batch):
     assert calls[-1] == (2, 2) and len(calls) == 6
 
 
-def test_sign_pattern_init_spends_the_budget(batch):
+def test_sign_pattern_init_spends_the_budget(batch, tiny_fit_settings):
     """With pattern_init='sign' and a large gain the untrained generators already give a label-aligned pattern."""
-    settings = {**TINY["umed"], "steps": 0, "pattern_init": "sign", "pattern_gain": 20.0}
+    settings = {**tiny_fit_settings["umed"], "steps": 0, "pattern_init": "sign", "pattern_gain": 20.0}
     protector = make_protector("umed", BUDGET, seed=1, **settings)
     protector.fit(batch)
     delta = protector.perturb(batch)
