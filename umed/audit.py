@@ -333,17 +333,7 @@ def _floor_dict(floor: ThresholdFloor) -> dict[str, Any]:
     return {"threshold": floor.threshold, "polarity": floor.polarity, "dice": floor.dice, "train_dice": floor.train_dice}
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages an audit's numbers depend on."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("umed", "torch", "monai", "numpy", "scipy", "scikit-image", "nibabel", "matplotlib", "pillow"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+from umed.io.provenance import package_versions  # noqa: E402 (one package list for every record)
 
 
 # ------------------------------------------------------------------------------------------------------- loading

@@ -80,4 +80,4 @@ def test_output_inside_input_and_bad_config_fail_with_one_line(phantoms, tmp_pat
     result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(bad)])
     assert result.exit_code == 1 and "epsilon_typo" in result.output
     result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o2"), "--method", "nope"])
-    assert result.exit_code == 1 and "unknown method 'nope'" in result.output
+    assert result.exit_code == 1 and "unknown name 'nope'" in result.output

@@ -217,7 +217,7 @@ def test_perturb_before_fit_is_a_config_error(name, batch):
 
 
 def test_make_protector_errors():
-    with pytest.raises(ConfigError, match=r"unknown method 'nope' \(expected one of umed, em"):
+    with pytest.raises(ConfigError, match=r"method: unknown name 'nope' \(expected one of umed, em"):
         make_protector("nope", BUDGET)
     with pytest.raises(ConfigError, match="unknown setting"):
         make_protector("umed", BUDGET, stpes=3)

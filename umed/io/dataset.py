@@ -15,7 +15,9 @@ Layouts understood by :func:`discover_cases`:
 from __future__ import annotations
 
 import json
+import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +40,8 @@ __all__ = [
     "output_path_for",
     "case_name",
 ]
+
+logger = logging.getLogger(__name__)
 
 _CHANNEL_SUFFIX = re.compile(r"^(?P<base>.+)_(?P<channel>\d{4})$")
 _SUPPORTED = ".nii.gz, .nii, .png, .tif, .tiff files or DICOM series folders"
@@ -306,6 +310,7 @@ def _entries(folder: Path) -> list[_Entry]:
         name = case_name(path)
         if name is None:
             continue
+        name = unicodedata.normalize("NFC", name)  # macOS writes names in NFD: "é" must pair with "é"
         match = _CHANNEL_SUFFIX.match(name)
         entries.append(_Entry(path, name, match.group("base") if match else name))
     return entries
@@ -349,6 +354,10 @@ def _pair(images: list[_Entry], masks: list[_Entry] | None, folder: Path) -> lis
         cases[case_id] = Case(case_id, entry.path, mask)
     if not cases:
         raise InputError(f"{folder}: no images (expected {_SUPPORTED}, got none)")
+    used = {case.mask_path for case in cases.values()}
+    for entry in masks or []:
+        if entry.path not in used:
+            logger.warning("%s: mask without an image (no image named %s); ignored", entry.path, entry.name)
     return [cases[key] for key in sorted(cases)]
 
 
