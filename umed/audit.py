@@ -698,7 +698,9 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     pairs = _pair_cases(cfg)
     ids = [case.case_id for case, _ in pairs]
     train_ids, test_ids = _split(ids, cfg)
-    notes: list[str] = []
+    from umed.resume import leakage_warnings  # a test case that fitted the protector, or a duplicate under another name
+
+    notes: list[str] = leakage_warnings(cfg.protected, pairs, test_ids)
 
     items: dict[str, _Loaded] = {}
     for k, (case, protected_path) in enumerate(pairs):
