@@ -13,6 +13,7 @@ output). Outputs go to benchmarks/runs/first_run/ (not committed).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's umed (results record its versions)
 
 from _common import BRATS, BRATS_TRAIN, ROOT, RUNS, link_cases, write_result  # noqa: E402
 
@@ -39,7 +41,6 @@ def _run(images: Path, masks: Path, out: Path, config: str | None) -> dict:
     seconds = time.perf_counter() - started
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else {}
     protector = json.loads((out / "protector.json").read_text()) if (out / "protector.json").is_file() else {}
-    from umed.io.provenance import sha256_file
 
     return {
         "command": "umed " + " ".join(command[3:]).replace(str(ROOT) + "/", ""),
@@ -53,7 +54,7 @@ def _run(images: Path, masks: Path, out: Path, config: str | None) -> dict:
         "statuses": {case: entry.get("status") for case, entry in manifest.get("cases", {}).items()},
         "psnr": {case: round(entry["metrics"]["psnr"], 3) for case, entry in manifest.get("cases", {}).items()
                  if "psnr" in entry.get("metrics", {})},
-        "sha256": {path.name: sha256_file(path) for path in sorted(out.iterdir())
+        "sha256": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(out.iterdir())
                    if path.name.endswith((".nii.gz", ".pt"))},
     }
 
