@@ -195,3 +195,33 @@ def test_write_failure_is_a_per_case_error_not_a_traceback(data, config, tmp_pat
     assert f"{CASE_A}.nii.gz: cannot write the output (File too large)" in done.stdout
     assert "2 of 2 case(s) failed" in done.stderr
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def _in_own_mount_namespace(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "300"})
+
+
+def test_read_only_and_full_file_systems_are_clear_errors(data, config, tmp_path: Path) -> None:
+    """Real file systems (tmpfs in a private mount namespace): read-only OUT refused before the fit, a full disk
+    (ENOSPC) a per-case error, no temporary file left."""
+    if _in_own_mount_namespace(f"mount -t tmpfs -o size=64k tmpfs {tmp_path}").returncode != 0:
+        pytest.skip("needs unshare -m and mount (root in a container)")
+    images, masks = data
+    protect_dataset(config(images, masks, tmp_path / "fit"))
+    umed = f"{sys.executable} -c 'from umed.cli import app; app()' protect {images} -m {masks}"
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("method_settings: {steps: 2, crop: 32, batch_size: 2, base_channels: 4}\n")
+    read_only = _in_own_mount_namespace(f"mount -t tmpfs -o ro tmpfs {mount} && {umed} -o {mount}/out -c {tiny}")
+    assert read_only.returncode == 1 and "Traceback" not in read_only.stdout + read_only.stderr
+    assert f"{mount}/out: cannot create the output folder (Read-only file system)" in read_only.stderr
+    full = _in_own_mount_namespace(
+        f"mount -t tmpfs -o size=120k tmpfs {mount} && {umed} -o {mount}/out --protector {tmp_path}/fit/protector.json"
+        f" ; echo status=$? ; ls -A {mount}/out"
+    )
+    assert "status=1" in full.stdout and "Traceback" not in full.stdout + full.stderr, full.stdout + full.stderr
+    assert "cannot write the output (No space left on device)" in full.stdout
+    listing = full.stdout.split("status=1")[1].split()
+    assert not [name for name in listing if name.startswith(".")], listing
