@@ -3,7 +3,7 @@ beside a plain nibabel load + save of the same volume (issue 3's cost goal: appl
 
 Each phase runs in its own process so that its peak resident memory is its own. Usage::
 
-    python benchmarks/protect_speed.py --config configs/brats_tumour_core.yaml
+    python benchmarks/protect_speed.py --config umed/configs/brats_tumour_core.yaml
 
 writes benchmarks/results/protect_speed.json.
 """
@@ -71,7 +71,7 @@ def _subprocess(*args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="configs/brats_tumour_core.yaml")
+    parser.add_argument("--config", default="umed/configs/brats_tumour_core.yaml")
     parser.add_argument("--phase", nargs="*")
     args = parser.parse_args()
     if args.phase:
