@@ -3,10 +3,17 @@
 The small files are written with the format libraries themselves (nibabel, pillow, tifffile), not with umed, so that
 the I/O tests check umed against an independent writer. The DICOM fixture uses :func:`umed.io.make_dicom_series`;
 tests/io/test_dicom.py checks that writer against SimpleITK's reader.
+
+Tests that read ``../shared/data`` get it through :func:`require_shared_data` (the ``brats_dir``, ``isbi_dir``,
+``brats_crops`` and ``shared_data`` fixtures): when it is missing they fail, with a message saying where it was
+expected, because CI always has it and a silent skip would hide that half the suite did not run. With
+``UMED_ALLOW_MISSING_DATA=1`` they are skipped instead (for a checkout without the data).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +22,22 @@ import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ALLOW_MISSING_DATA = "UMED_ALLOW_MISSING_DATA"
+
+
+def require_shared_data(*parts: str) -> Path:
+    """``../shared/data/<parts>``, which must exist: the test fails when it does not (skips with
+    ``UMED_ALLOW_MISSING_DATA=1``)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if path.exists():
+        return path
+    message = (
+        f"{path}: shared test data missing (expected the real datasets in ../shared/data beside the repository, "
+        f"as CI has them); set {ALLOW_MISSING_DATA}=1 to skip the tests that need them instead"
+    )
+    if os.environ.get(ALLOW_MISSING_DATA) == "1":
+        pytest.skip(message)
+    pytest.fail(message, pytrace=False)
 
 
 def oblique_affine(spacing=(0.7, 0.9, 2.5), degrees: float = 20.0, origin=(-40.0, 25.5, 12.0)) -> np.ndarray:
@@ -92,8 +115,9 @@ def dicom_series(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     values = rng.integers(-500, 1500, (12, 10, 3)).astype(np.float64) * 2.0 - 100.0
     affine = oblique_affine((0.8, 0.6, 3.0), degrees=30.0)
-    folder = make_dicom_series(values, affine, tmp_path / "dicom" / "series_a", patient_id="PAT-42", slope=2.0,
-                               intercept=-100.0)
+    folder = make_dicom_series(
+        values, affine, tmp_path / "dicom" / "series_a", patient_id="PAT-42", slope=2.0, intercept=-100.0
+    )
     return folder, values, affine
 
 
@@ -129,21 +153,25 @@ def tiff_files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Callable[..., Path]:
+    """The :func:`require_shared_data` helper: ``shared_data("brats2015", "t1c", "case.nii.gz")``."""
+    return require_shared_data
+
+
+@pytest.fixture(scope="session")
 def brats_dir() -> Path:
-    """The shared BraTS 2015 sample (six cases, 240 x 240 x 155 float32); skips when it is not there."""
-    folder = SHARED_DATA / "brats2015"
-    if not (folder / "volumes").is_dir():
-        pytest.skip(f"{folder}: shared BraTS data not available")
-    return folder
+    """The shared BraTS 2015 sample (six cases, 240 x 240 x 155 float32: volumes/, t1c/, masks/, brainmask/)."""
+    for folder in ("volumes", "t1c", "masks"):
+        require_shared_data("brats2015", folder)
+    return SHARED_DATA / "brats2015"
 
 
 @pytest.fixture(scope="session")
 def isbi_dir() -> Path:
-    """The shared ISBI 2012 EM sample (30 pairs of 512 x 512 uint8 PNG); skips when it is not there."""
-    folder = SHARED_DATA / "isbi2012"
-    if not (folder / "images").is_dir():
-        pytest.skip(f"{folder}: shared ISBI 2012 data not available")
-    return folder
+    """The shared ISBI 2012 EM sample (30 pairs of 512 x 512 uint8 PNG: images/, masks/)."""
+    for folder in ("images", "masks"):
+        require_shared_data("isbi2012", folder)
+    return SHARED_DATA / "isbi2012"
 
 
 def listing(folder: Path) -> list[str]:
@@ -195,12 +223,10 @@ BRATS_CROP_CASES = ("brats_2013_pat0003_1", "brats_2013_pat0004_1")
 
 
 @pytest.fixture(scope="session")
-def brats_crops(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def brats_crops(tmp_path_factory: pytest.TempPathFactory, brats_dir: Path) -> tuple[Path, Path]:
     """Two real BraTS T1c cases cut to the 8 axial slices around the tumour centre, as NIfTI ``(images, masks)``
     folders; tests copy them (:func:`copy_dataset`) before changing anything."""
-    folder = SHARED_DATA / "brats2015"
-    if not (folder / "t1c").is_dir():
-        pytest.skip(f"{folder}: shared BraTS data not available")
+    folder = brats_dir
     root = tmp_path_factory.mktemp("brats_crops")
     images, masks = root / "images", root / "masks"
     images.mkdir(), masks.mkdir()

@@ -89,8 +89,8 @@ def dataset_info(images: Path, masks: Path | None = None) -> list[CaseInfo]:
     Raises:
         InputError: the folder does not exist or holds no image (see :func:`umed.io.discover_cases`).
     """
-    from umed.io import check_finite, discover_cases, load_case, load_mask, mask_is_empty
     from umed.errors import InputError
+    from umed.io import check_finite, discover_cases, load_case, load_mask, mask_is_empty
 
     cases = discover_cases(Path(images), Path(masks) if masks is not None else None)
     masks_expected = masks is not None or any(case.mask_path is not None for case in cases)
@@ -116,8 +116,9 @@ def dataset_info(images: Path, masks: Path | None = None) -> list[CaseInfo]:
             del image
             if case.mask_path is None:
                 if masks_expected:
-                    raise InputError(f"{case.image_path}: missing mask (expected a label map for case {case.case_id}, "
-                                     "got none)")
+                    raise InputError(
+                        f"{case.image_path}: missing mask (expected a label map for case {case.case_id}, got none)"
+                    )
             else:
                 labels, _ = load_mask(case.mask_path, image_meta=meta)
                 present = np.unique(labels)
@@ -126,8 +127,9 @@ def dataset_info(images: Path, masks: Path | None = None) -> list[CaseInfo]:
                     foreground_fraction=float(np.count_nonzero(labels) / labels.size) if labels.size else 0.0,
                 )
                 if mask_is_empty(labels):
-                    warnings.append(f"{case.mask_path}: empty mask (no label > 0); protect passes the case through "
-                                    "unchanged")
+                    warnings.append(
+                        f"{case.mask_path}: empty mask (no label > 0); protect passes the case through unchanged"
+                    )
         except UmedError as error:
             values["error"] = str(error)
         infos.append(CaseInfo(**values, warnings=tuple(warnings)))

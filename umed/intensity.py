@@ -12,8 +12,9 @@ untouched maps back to its original value (exactly, once :func:`umed.io.quantize
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 

@@ -18,7 +18,7 @@ outside the image); dilation treats the outside as background.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage
@@ -44,8 +44,10 @@ def _spatial_ndim(array: np.ndarray, batch: bool) -> int:
 
 def _ball(width: int, ndim: int, batch: bool) -> np.ndarray:
     """Euclidean ball of radius ``width``; with ``batch`` a leading axis of length 1 so nothing crosses slices."""
-    grid = np.ogrid[tuple(slice(-width, width + 1) for _ in range(ndim))]
-    ball = sum(axis.astype(np.int64) ** 2 for axis in grid) <= width * width
+    squared = np.zeros((2 * width + 1,) * ndim, dtype=np.int64)
+    for axis in np.ogrid[tuple(slice(-width, width + 1) for _ in range(ndim))]:
+        squared = squared + axis.astype(np.int64) ** 2
+    ball = squared <= width * width
     return ball[None] if batch else ball
 
 

@@ -50,7 +50,7 @@ class Registry(Mapping[str, T], Generic[T]):
         """The canonical (stripped, lower-case) form of a name."""
         return str(name).strip().lower()
 
-    def get(self, name: object, default: object = None) -> T:  # type: ignore[override]
+    def get(self, name: object, default: object = None) -> T:
         """The entry called ``name``; unknown names raise :class:`ConfigError` listing the valid ones."""
         key = self.key(name)
         if key not in self._entries:

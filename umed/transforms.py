@@ -19,8 +19,9 @@ Slices are taken along the last spatial axis (axial for RAS-stored volumes), as 
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,15 +89,19 @@ def _source_storage(source: Path | None) -> tuple[np.dtype, float, float]:
     import nibabel as nib
 
     if source is None:
-        raise ConfigError("UMedProtect: disk_dtype='source' needs a MetaTensor loaded from a file "
-                          "(expected meta['filename_or_obj'], got none)")
+        raise ConfigError(
+            "UMedProtect: disk_dtype='source' needs a MetaTensor loaded from a file "
+            "(expected meta['filename_or_obj'], got none)"
+        )
     try:
         image = nib.load(str(source))
         slope, intercept = image.dataobj.slope, image.dataobj.inter  # nibabel maps unset/NaN scaling to 1, 0
         dtype = np.dtype(image.get_data_dtype()).newbyteorder("=")
     except (OSError, AttributeError, nib.filebasedimages.ImageFileError) as error:
-        raise InputError(f"{source}: cannot read the on-disk dtype and scaling for disk_dtype='source' "
-                         f"(expected a NIfTI file, got {type(error).__name__})") from error
+        raise InputError(
+            f"{source}: cannot read the on-disk dtype and scaling for disk_dtype='source' "
+            f"(expected a NIfTI file, got {type(error).__name__})"
+        ) from error
     return dtype, float(slope), float(intercept)
 
 
@@ -132,8 +137,16 @@ class UMedProtect(Transform):
         InputError: an unreadable protector, or for ``disk_dtype="source"`` an unreadable source file.
 
     Example:
-        >>> protect = UMedProtect("protected/protector.json")
-        >>> out = protect(image, label)  # doctest: +SKIP
+        A model-free protector here; ``UMedProtect("OUT/protector.json")`` loads the one ``umed protect`` fitted.
+
+        >>> from umed.perturbators import Budget, make_protector
+        >>> protect = UMedProtect(make_protector("random", Budget(8 / 255, 8 / 255, 2), seed=0))
+        >>> image = np.random.default_rng(0).uniform(100.0, 300.0, (1, 24, 20)).astype(np.float32)
+        >>> label = np.zeros((1, 24, 20), np.uint8)
+        >>> label[0, 6:16, 5:14] = 1
+        >>> out = protect(image, label)
+        >>> out.shape, out.dtype, bool((out != image).any()), bool((out[0, :4] == image[0, :4]).all())
+        ((1, 24, 20), dtype('float32'), True, True)
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -163,11 +176,15 @@ class UMedProtect(Transform):
         if intensity_mode is None:
             intensity_mode = document.get("intensity_mode", "percentile")
         if window is None and document.get("window"):
-            window = tuple(document["window"])  # type: ignore[assignment]
+            window = tuple(document["window"])
         if intensity_mode not in ("percentile", "window"):
-            raise ConfigError(f"UMedProtect: intensity_mode (expected 'percentile' or 'window', got {intensity_mode!r})")
+            raise ConfigError(
+                f"UMedProtect: intensity_mode (expected 'percentile' or 'window', got {intensity_mode!r})"
+            )
         if intensity_mode == "window" and (window is None or len(window) != 2):
-            raise ConfigError(f"UMedProtect: intensity_mode 'window' needs window=(low, high) in file units (got {window!r})")
+            raise ConfigError(
+                f"UMedProtect: intensity_mode 'window' needs window=(low, high) in file units (got {window!r})"
+            )
         if not 0 < float(eps_cap) <= 1:
             raise ConfigError(f"UMedProtect: eps_cap must be in (0, 1] in normalised units (got {eps_cap})")
         if isinstance(disk_dtype, str) and disk_dtype == "source":
@@ -176,7 +193,9 @@ class UMedProtect(Transform):
             try:
                 self.disk_dtype = np.dtype(disk_dtype) if disk_dtype is not None else None
             except TypeError as error:
-                raise ConfigError(f"UMedProtect: disk_dtype (expected None, a dtype or 'source', got {disk_dtype!r})") from error
+                raise ConfigError(
+                    f"UMedProtect: disk_dtype (expected None, a dtype or 'source', got {disk_dtype!r})"
+                ) from error
         self.protector = protector
         self.structure_labels = tuple(int(v) for v in structure_labels) if structure_labels else None
         self.target_psnr = target_psnr
@@ -184,7 +203,11 @@ class UMedProtect(Transform):
         self.intensity_mode = intensity_mode
         self.window = tuple(window) if window is not None else None
 
-    def __call__(self, img: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    # MONAI's Transform.__call__ takes one argument; array transforms that need a second one (MaskIntensity's mask)
+    # add it the same way
+    def __call__(  # type: ignore[override]
+        self, img: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray
+    ) -> torch.Tensor | np.ndarray:
         from umed.intensity import fit_mapping
         from umed.protect import protect_array
 
@@ -192,11 +215,16 @@ class UMedProtect(Transform):
         label_t = convert_to_tensor(label, track_meta=False)
         shape = tuple(image_t.shape)
         if image_t.ndim not in (3, 4) or shape[0] != 1:
-            raise ConfigError(f"UMedProtect: image shape (expected channel-first (1, H, W) or (1, X, Y, Z), got {shape})")
+            raise ConfigError(
+                f"UMedProtect: image shape (expected channel-first (1, H, W) or (1, X, Y, Z), got {shape})"
+            )
         spatial = shape[1:]
         label_shape = tuple(label_t.shape)
         if label_shape not in (spatial, (1, *spatial)):
-            raise ConfigError(f"UMedProtect: label shape (expected {(1, *spatial)} or {spatial} to match the image, got {label_shape})")
+            raise ConfigError(
+                f"UMedProtect: label shape (expected {(1, *spatial)} or {spatial} to match the image, "
+                f"got {label_shape})"
+            )
         if image_t.is_complex() or image_t.dtype == torch.bool:
             raise ConfigError(f"UMedProtect: image dtype (expected real numbers, got {image_t.dtype})")
         image = image_t[0].detach().cpu().numpy()
@@ -210,7 +238,7 @@ class UMedProtect(Transform):
             working = np.float64 if (slope, intercept) != (1.0, 0.0) else disk_dtype
             image = image.astype(working)
         else:
-            disk_dtype = self.disk_dtype or image.dtype
+            disk_dtype = np.dtype(self.disk_dtype) if self.disk_dtype is not None else image.dtype
         meta = CaseMeta(
             case_id=case_id_for(image_source, label_source),
             source=image_source if image_source is not None else _NO_SOURCE,
@@ -256,8 +284,16 @@ class UMedProtectd(MapTransform):
         KeyError: a key in ``keys`` is missing and ``allow_missing_keys`` is false (MONAI's behaviour).
 
     Example:
-        >>> protect = UMedProtectd(keys="image", protector="protected/protector.json", label_key="label")
-        >>> sample = protect({"image": image, "label": label})  # doctest: +SKIP
+        >>> from umed.perturbators import Budget, make_protector
+        >>> protector = make_protector("random", Budget(8 / 255, 8 / 255, 2), seed=0)
+        >>> protect = UMedProtectd(keys="image", protector=protector, label_key="label")
+        >>> label = np.zeros((1, 24, 20), np.uint8)
+        >>> label[0, 6:16, 5:14] = 1
+        >>> image = np.random.default_rng(0).uniform(100.0, 300.0, (1, 24, 20)).astype(np.float32)
+        >>> sample = {"image": image, "label": label, "id": "case_a"}
+        >>> out = protect(sample)
+        >>> sorted(out), bool((out["image"] != sample["image"]).any()), out["label"] is sample["label"]
+        (['id', 'image', 'label'], True, True)
     """
 
     backend = UMedProtect.backend
@@ -278,7 +314,9 @@ class UMedProtectd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             if self.label_key not in d:
-                raise ConfigError(f"UMedProtectd: label map missing (expected key {self.label_key!r} beside {key!r}, "
-                                  f"got keys {sorted(map(str, d))})")
+                raise ConfigError(
+                    f"UMedProtectd: label map missing (expected key {self.label_key!r} beside {key!r}, "
+                    f"got keys {sorted(map(str, d))})"
+                )
             d[key] = self.protect(d[key], d[self.label_key])
         return d

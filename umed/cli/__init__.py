@@ -22,8 +22,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", help="Print umed's version and exit.", callback=_version,
-                                 is_eager=True),
+    version: bool = typer.Option(
+        False, "--version", help="Print umed's version and exit.", callback=_version, is_eager=True
+    ),
 ) -> None:
     """Unlearnable medical image segmentation datasets: protect, audit, inspect."""
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 
 def _width(stream) -> int | None:
     """Terminal width on a terminal; when piped (logs, tests) wide enough for a table row, unless COLUMNS says."""
@@ -35,7 +44,7 @@ def progress_callback() -> Iterator[Callable[[str, int, int], None]]:
         transient=False,
         disable=not sys.stderr.isatty(),
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(description: str, completed: int, total: int) -> None:
         if description not in tasks:
@@ -76,4 +85,3 @@ def parse_labels(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(part) for part in names)
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers such as 1,3,4 (got {text!r})") from None
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,7 @@ from umed.cli import app
 
 @app.command("configs")
 def configs(
-    name: Annotated[Optional[str], typer.Argument(help="Print this shipped config's YAML instead of the list.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Print this shipped config's YAML instead of the list.")] = None,
 ) -> None:
     """List the shipped configs, one line each (the first is the default of ``umed protect``), or print one."""
     from umed import configs as shipped
@@ -27,5 +27,6 @@ def configs(
     width = max(len(item) for item in shipped.names())
     for item in shipped.names():
         suffix = "  (default)" if item == shipped.DEFAULT else ""
-        console.print(f"{item:<{width}}  {shipped.describe(item)}{suffix}", highlight=False, markup=False,
-                      soft_wrap=True)
+        console.print(
+            f"{item:<{width}}  {shipped.describe(item)}{suffix}", highlight=False, markup=False, soft_wrap=True
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,9 +21,16 @@ def _dtype_text(item) -> str:
 
 @app.command("info")
 def info(
-    images: Annotated[Path, typer.Argument(help="Folder of images (NIfTI, DICOM series folders, PNG/TIFF), or an nnU-Net/Decathlon dataset.")],
-    masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file.")] = None,
+    images: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of images (NIfTI, DICOM series folders, PNG/TIFF), or an nnU-Net/Decathlon dataset."
+        ),
+    ],
+    masks: Annotated[
+        Path | None, typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON to this file.")] = None,
 ) -> None:
     """Show each case's format, shape, spacing, dtype, intensity range and labels; report the cases that fail
     validation (exit code 1 if any does)."""
@@ -56,7 +63,9 @@ def info(
             f"{item.intensity_max:.4g}" if item.intensity_max is not None else "-",
             ",".join(str(v) for v in item.labels) if item.labels is not None else "-",
             f"{100 * item.foreground_fraction:.3f}" if item.foreground_fraction is not None else "-",
-            "[red]failed[/red]" if item.error else ("[yellow]warning[/yellow]" if item.warnings else "[green]ok[/green]"),
+            "[red]failed[/red]"
+            if item.error
+            else ("[yellow]warning[/yellow]" if item.warnings else "[green]ok[/green]"),
         )
     console.print(table)
     for item in infos:

@@ -19,13 +19,21 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from umed.errors import OutputError, UmedError
 
-__all__ = ["atomic_file", "atomic_dir", "write_bytes_atomic", "write_json_atomic", "copy_atomic", "sweep_temporaries",
-           "output_mode"]
+__all__ = [
+    "atomic_file",
+    "atomic_dir",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "copy_atomic",
+    "sweep_temporaries",
+    "output_mode",
+]
 
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|old)$")  # what mkstemp/mkdtemp below name their files
 
@@ -74,8 +82,14 @@ def atomic_file(target: Path, *, mode: int | None = None) -> Iterator[Path]:
             read-only file system, permission).
 
     Example:
-        >>> with atomic_file(Path("out/case.png")) as temp:  # doctest: +SKIP
-        ...     temp.write_bytes(data)
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> target = Path(tmp.name) / "out" / "notes.txt"
+        >>> with atomic_file(target) as temp:
+        ...     _ = temp.write_text("protected")
+        >>> target.read_text(), [path.name for path in target.parent.iterdir()]
+        ('protected', ['notes.txt'])
+        >>> tmp.cleanup()
     """
     target = Path(target)
     _make_parent(target)
@@ -184,7 +198,7 @@ def sweep_temporaries(folder: Path) -> list[Path]:
     Returns:
         The removed paths.
     """
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed

@@ -18,9 +18,9 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -83,9 +83,15 @@ def load_case(path: Path) -> tuple[np.ndarray, CaseMeta]:
         InputError: missing, unreadable or truncated file, unsupported format, more than one channel.
 
     Example:
-        >>> image, meta = load_case(Path("volumes/brats_2013_pat0001_1.nii.gz"))  # doctest: +SKIP
-        >>> image.shape, meta.disk_dtype
-        ((240, 240, 155), dtype('float32'))
+        >>> import tempfile
+        >>> import nibabel as nib
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "case_001.nii.gz"
+        >>> nib.save(nib.Nifti1Image(np.zeros((4, 5, 3), np.int16), np.diag([0.5, 0.5, 2.0, 1.0])), path)
+        >>> image, meta = load_case(path)
+        >>> image.shape, meta.disk_dtype, meta.spacing, meta.case_id
+        ((4, 5, 3), dtype('int16'), (0.5, 0.5, 2.0), 'case_001')
+        >>> tmp.cleanup()
     """
     path = Path(path)
     if not path.exists():
@@ -111,12 +117,16 @@ def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype.kind == "f":
         finite = np.isfinite(array)
         if not finite.all():
-            raise InputError(f"{path}: NaN or Inf in the label map (expected integer labels, got "
-                             f"{int((~finite).sum())} non-finite voxels)")
+            raise InputError(
+                f"{path}: NaN or Inf in the label map (expected integer labels, got "
+                f"{int((~finite).sum())} non-finite voxels)"
+            )
         fractional = int(np.count_nonzero(array != np.round(array)))
         if fractional:
-            raise InputError(f"{path}: non-integer labels (expected integer label values, got {fractional} voxels "
-                             "with a fractional value); use nearest-neighbour interpolation when resampling masks")
+            raise InputError(
+                f"{path}: non-integer labels (expected integer label values, got {fractional} voxels "
+                "with a fractional value); use nearest-neighbour interpolation when resampling masks"
+            )
     elif array.dtype.kind not in "iub":
         raise InputError(f"{path}: unsupported label dtype (expected integers, got {array.dtype})")
     if array.size == 0:
@@ -125,7 +135,9 @@ def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
     return array.astype(_label_dtype(low, high))
 
 
-def _grid_transform(image_meta: CaseMeta, mask_meta: CaseMeta, atol: float) -> tuple[tuple[int, ...], tuple[bool, ...]] | None:
+def _grid_transform(
+    image_meta: CaseMeta, mask_meta: CaseMeta, atol: float
+) -> tuple[tuple[int, ...], tuple[bool, ...]] | None:
     """If the mask's voxel grid is the image's with axes permuted or flipped, ``(axes, flips)`` to reorient it."""
     if len(image_meta.shape) != len(mask_meta.shape):
         return None
@@ -193,17 +205,23 @@ def load_mask(path: Path, *, image_meta: CaseMeta | None = None, atol: float = 1
                     labels = np.flip(labels, axis=axis)
             return np.ascontiguousarray(labels), meta
     if tuple(labels.shape) != tuple(image_meta.shape):
-        raise GeometryError(f"{path}: mask shape differs from the image {image_meta.source} (expected "
-                            f"{tuple(image_meta.shape)}, got {tuple(labels.shape)})")
+        raise GeometryError(
+            f"{path}: mask shape differs from the image {image_meta.source} (expected "
+            f"{tuple(image_meta.shape)}, got {tuple(labels.shape)})"
+        )
     if not geometric:
         return labels, meta
     if not np.allclose(meta.spacing, image_meta.spacing, rtol=0, atol=atol):
-        raise GeometryError(f"{path}: mask spacing differs from the image {image_meta.source} beyond {atol} mm "
-                            f"(expected {_fmt(image_meta.spacing)}, got {_fmt(meta.spacing)})")
+        raise GeometryError(
+            f"{path}: mask spacing differs from the image {image_meta.source} beyond {atol} mm "
+            f"(expected {_fmt(image_meta.spacing)}, got {_fmt(meta.spacing)})"
+        )
     if not same_affine:
         difference = float(np.abs(meta.affine - image_meta.affine).max())
-        raise GeometryError(f"{path}: mask affine differs from the image {image_meta.source} by {difference:.4g} mm "
-                            f"(expected {_fmt(image_meta.affine[:3].ravel())}, got {_fmt(meta.affine[:3].ravel())})")
+        raise GeometryError(
+            f"{path}: mask affine differs from the image {image_meta.source} by {difference:.4g} mm "
+            f"(expected {_fmt(image_meta.affine[:3].ravel())}, got {_fmt(meta.affine[:3].ravel())})"
+        )
     return labels, meta
 
 
@@ -274,13 +292,18 @@ def _quantize_natural(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
 
 
 _NATURAL = FileFormat(_quantize_natural, lambda array, meta, path, derived: save_natural(array, meta, path))
-FORMATS: Registry[FileFormat] = Registry("format", {
-    "nifti": FileFormat(_quantize_nifti, lambda array, meta, path, derived: save_nifti(array, meta, path)),
-    "dicom": FileFormat(lambda array, meta: dicom_from_stored(dicom_to_stored(array, meta), meta),
-                        lambda array, meta, path, derived: save_dicom_series(array, meta, path, derived=derived)),
-    "png": _NATURAL,
-    "tiff": _NATURAL,
-})
+FORMATS: Registry[FileFormat] = Registry(
+    "format",
+    {
+        "nifti": FileFormat(_quantize_nifti, lambda array, meta, path, derived: save_nifti(array, meta, path)),
+        "dicom": FileFormat(
+            lambda array, meta: dicom_from_stored(dicom_to_stored(array, meta), meta),
+            lambda array, meta, path, derived: save_dicom_series(array, meta, path, derived=derived),
+        ),
+        "png": _NATURAL,
+        "tiff": _NATURAL,
+    },
+)
 """``CaseMeta.format`` -> :class:`FileFormat`: the one place a format name chooses code."""
 
 
@@ -312,8 +335,10 @@ def check_output_location(out_dir: Path, input_dirs: Sequence[Path]) -> None:
             continue
         source = Path(folder).expanduser().resolve()
         if out == source or source in out.parents:
-            raise ConfigError(f"{out_dir}: the output folder is inside the input folder {folder} (expected a folder "
-                              "outside every input, got one inside)")
+            raise ConfigError(
+                f"{out_dir}: the output folder is inside the input folder {folder} (expected a folder "
+                "outside every input, got one inside)"
+            )
 
 
 # -------------------------------------------------------------------------------------------------------- discovery
@@ -352,8 +377,10 @@ def _pair(images: list[_Entry], masks: list[_Entry] | None, folder: Path) -> lis
     by_key: dict[str, list[Path]] = {}
     for entry in masks or []:
         if entry.name in by_name:
-            raise InputError(f"{entry.path}: two masks for case {entry.name} (expected one, got {by_name[entry.name].name} "
-                             f"and {entry.path.name})")
+            raise InputError(
+                f"{entry.path}: two masks for case {entry.name} (expected one, got {by_name[entry.name].name} "
+                f"and {entry.path.name})"
+            )
         by_name[entry.name] = entry.path
         by_key.setdefault(entry.key, []).append(entry.path)
     channels: dict[str, int] = {}
@@ -371,8 +398,10 @@ def _pair(images: list[_Entry], masks: list[_Entry] | None, folder: Path) -> lis
         else:
             case_id, mask = (entry.key if single and entry.name.endswith("_0000") else entry.name), None
         if case_id in cases:
-            raise InputError(f"{entry.path}: two images for case {case_id} (expected one, got "
-                             f"{cases[case_id].image_path.name} and {entry.path.name})")
+            raise InputError(
+                f"{entry.path}: two images for case {case_id} (expected one, got "
+                f"{cases[case_id].image_path.name} and {entry.path.name})"
+            )
         cases[case_id] = Case(case_id, entry.path, mask)
     if not cases:
         raise InputError(f"{folder}: no images (expected {_SUPPORTED}, got none)")
@@ -387,8 +416,10 @@ def _decathlon(root: Path, document: dict) -> list[Case]:
     cases: dict[str, Case] = {}
     for item in document.get("training", []):
         if not isinstance(item, dict) or "image" not in item:
-            raise InputError(f"{root / 'dataset.json'}: invalid training entry (expected {{'image': ..., 'label': ...}}, "
-                             f"got {type(item).__name__})")
+            raise InputError(
+                f"{root / 'dataset.json'}: invalid training entry (expected {{'image': ..., 'label': ...}}, "
+                f"got {type(item).__name__})"
+            )
         image = (root / item["image"]).resolve()
         label = (root / item["label"]).resolve() if item.get("label") else None
         name = case_name(image) or image.name
@@ -430,7 +461,9 @@ def discover_cases(images: Path, masks: Path | None = None) -> list[Case]:
             except (OSError, ValueError) as error:
                 raise InputError(f"{json_path}: unreadable dataset.json ({error})") from error
             if not isinstance(document, dict):
-                raise InputError(f"{json_path}: invalid dataset.json (expected an object, got {type(document).__name__})")
+                raise InputError(
+                    f"{json_path}: invalid dataset.json (expected an object, got {type(document).__name__})"
+                )
         if isinstance(document.get("training"), list) and document["training"]:
             return _decathlon(images, document)
         labels = images / "labelsTr"

@@ -15,8 +15,9 @@ gives the same output bytes, ``ImageType[0] = "DERIVED"``, a ``DerivationDescrip
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,16 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
             raise InputError(f"{file}: umed reads grey images (expected SamplesPerPixel 1, got {samples})")
         try:
             pixels = ds.pixel_array
-        except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError, RuntimeError) as error:
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            NotImplementedError,
+            RuntimeError,
+        ) as error:
             raise InputError(f"{file}: unreadable or truncated pixel data ({type(error).__name__}: {error})") from error
         expected = _pixel_dtype(ds, file)
         if pixels.ndim != 2:
@@ -154,8 +164,10 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
         raise InputError(f"{folder}: no DICOM image file (expected a folder holding one DICOM series, got none)")
     series = {str(ds.get("SeriesInstanceUID", "")) for ds, _, _ in slices}
     if len(series) > 1:
-        raise InputError(f"{folder}: several DICOM series in one folder (expected 1 series, got {len(series)}); "
-                         "put each series in its own folder")
+        raise InputError(
+            f"{folder}: several DICOM series in one folder (expected 1 series, got {len(series)}); "
+            "put each series in its own folder"
+        )
     first_ds, first_pixels, first_file = slices[0]
     orientation = _float_list(first_ds, "ImageOrientationPatient", 6, first_file)
     row_dir, col_dir = orientation[:3], orientation[3:]
@@ -164,15 +176,23 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
     positions = []
     for ds, pixels, file in slices:
         if pixels.shape != first_pixels.shape:
-            raise InputError(f"{file}: slice size differs within the series (expected {first_pixels.shape}, got {pixels.shape})")
+            raise InputError(
+                f"{file}: slice size differs within the series (expected {first_pixels.shape}, got {pixels.shape})"
+            )
         if not np.allclose(_float_list(ds, "ImageOrientationPatient", 6, file), orientation, atol=1e-4):
-            raise InputError(f"{file}: slice orientation differs within the series (expected {orientation.tolist()}, got "
-                             f"{_float_list(ds, 'ImageOrientationPatient', 6, file).tolist()})")
+            raise InputError(
+                f"{file}: slice orientation differs within the series (expected {orientation.tolist()}, got "
+                f"{_float_list(ds, 'ImageOrientationPatient', 6, file).tolist()})"
+            )
         if not np.allclose(_float_list(ds, "PixelSpacing", 2, file), spacing_rc, atol=1e-4):
-            raise InputError(f"{file}: pixel spacing differs within the series (expected {spacing_rc.tolist()}, got "
-                             f"{_float_list(ds, 'PixelSpacing', 2, file).tolist()})")
+            raise InputError(
+                f"{file}: pixel spacing differs within the series (expected {spacing_rc.tolist()}, got "
+                f"{_float_list(ds, 'PixelSpacing', 2, file).tolist()})"
+            )
         if pixels.dtype != first_pixels.dtype:
-            raise InputError(f"{file}: pixel dtype differs within the series (expected {first_pixels.dtype}, got {pixels.dtype})")
+            raise InputError(
+                f"{file}: pixel dtype differs within the series (expected {first_pixels.dtype}, got {pixels.dtype})"
+            )
         positions.append(_float_list(ds, "ImagePositionPatient", 3, file))
     order = np.argsort([float(np.dot(p, normal)) for p in positions], kind="stable")
     slices = [slices[i] for i in order]
@@ -181,14 +201,18 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
     if n > 1:
         step = (positions_arr[-1] - positions_arr[0]) / (n - 1)
         if np.linalg.norm(step) < 1e-6:
-            raise InputError(f"{folder}: slices share one position (expected distinct ImagePositionPatient, got {n} "
-                             "slices at the same place)")
+            raise InputError(
+                f"{folder}: slices share one position (expected distinct ImagePositionPatient, got {n} "
+                "slices at the same place)"
+            )
         predicted = positions_arr[0] + np.arange(n)[:, None] * step
         error = float(np.abs(positions_arr - predicted).max())
         if error > _POSITION_TOLERANCE_MM:
             gaps = np.linalg.norm(np.diff(positions_arr, axis=0), axis=1)
-            raise InputError(f"{folder}: irregular slice spacing or missing slices (expected evenly spaced slices, got "
-                             f"gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)")
+            raise InputError(
+                f"{folder}: irregular slice spacing or missing slices (expected evenly spaced slices, got "
+                f"gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)"
+            )
     else:
         thickness = float(first_ds.get("SpacingBetweenSlices", 0) or first_ds.get("SliceThickness", 0) or 1.0)
         step = normal * thickness
@@ -237,7 +261,7 @@ def _derived_uid(uid: str) -> str:
 
 def _file_names(datasets: Sequence[Any]) -> list[str]:
     names = []
-    for index, ds in enumerate(datasets):
+    for ds in datasets:
         filename = getattr(ds, "filename", None)
         names.append(Path(filename).name if isinstance(filename, (str, Path)) and filename else "")
     if any(not name for name in names) or len(set(names)) != len(names):
@@ -275,11 +299,15 @@ def save_dicom_series(array: np.ndarray, meta: CaseMeta, folder: Path, *, derive
     folder = Path(folder)
     array = np.asarray(array)
     if tuple(array.shape) != tuple(meta.shape):
-        raise GeometryError(f"{folder}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})")
+        raise GeometryError(
+            f"{folder}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})"
+        )
     datasets = meta.header
     if not isinstance(datasets, (list, tuple)) or len(datasets) != array.shape[-1]:
-        raise InputError(f"{folder}: cannot write DICOM without the source datasets (expected {array.shape[-1]} "
-                         f"datasets, got {len(datasets) if isinstance(datasets, (list, tuple)) else type(datasets).__name__})")
+        raise InputError(
+            f"{folder}: cannot write DICOM without the source datasets (expected {array.shape[-1]} "
+            f"datasets, got {len(datasets) if isinstance(datasets, (list, tuple)) else type(datasets).__name__})"
+        )
     stored = dicom_to_stored(array, meta, source=folder)
     bits_allocated = stored.dtype.itemsize * 8
     names = _file_names(datasets)
@@ -291,7 +319,9 @@ def save_dicom_series(array: np.ndarray, meta: CaseMeta, folder: Path, *, derive
             bits_stored = int(ds.get("BitsStored", bits_allocated))
             if bits_stored < bits_allocated:
                 signed = stored.dtype.kind == "i"
-                low, high = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+                low, high = (
+                    (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+                )
                 if plane.size and (int(plane.min()) < low or int(plane.max()) > high):
                     ds.BitsStored, ds.HighBit = bits_allocated, bits_allocated - 1
             for keyword in ("SmallestImagePixelValue", "LargestImagePixelValue"):
@@ -372,15 +402,25 @@ def make_dicom_series(
         OutputError: the folder cannot be written.
 
     Example:
-        >>> image, meta = load_case(Path("brats/volumes/case.nii.gz"))  # doctest: +SKIP
-        >>> make_dicom_series(image[:, :, 60:80] * 100, meta.affine, Path("case_dicom"))  # doctest: +SKIP
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> volume = np.arange(60).reshape(4, 5, 3) * 10.0  # (X, Y, Z): three axial slices
+        >>> folder = make_dicom_series(volume, np.diag([0.5, 0.5, 2.0, 1.0]), Path(tmp.name) / "series")
+        >>> sorted(path.name for path in folder.iterdir())
+        ['IM00001.dcm', 'IM00002.dcm', 'IM00003.dcm']
+        >>> image, meta = load_dicom_series(folder)
+        >>> bool((image == volume).all()), meta.spacing, meta.disk_dtype
+        (True, (0.5, 0.5, 2.0), dtype('int16'))
+        >>> tmp.cleanup()
     """
-    from pydicom.dataset import FileMetaDataset, Dataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
     array = np.asarray(array)
     if array.ndim != 3:
-        raise ConfigError(f"{out_dir}: make_dicom_series needs a volume (expected 3 dimensions, got shape {array.shape})")
+        raise ConfigError(
+            f"{out_dir}: make_dicom_series needs a volume (expected 3 dimensions, got shape {array.shape})"
+        )
     dtype = np.dtype(dtype)
     if dtype.kind not in "iu" or dtype.itemsize not in (1, 2, 4):
         raise ConfigError(f"{out_dir}: DICOM pixel dtype must be an 8, 16 or 32-bit integer (got {dtype})")
@@ -391,11 +431,15 @@ def make_dicom_series(
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
     spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
     if affine.shape != (4, 4) or np.any(spacing < 1e-9) or abs(np.linalg.det(lps[:3, :3])) < 1e-12:
-        raise ConfigError(f"{out_dir}: singular or malformed affine (expected a 4x4 invertible matrix, got {affine.shape})")
+        raise ConfigError(
+            f"{out_dir}: singular or malformed affine (expected a 4x4 invertible matrix, got {affine.shape})"
+        )
     row_dir, col_dir = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
     if abs(float(np.dot(row_dir, col_dir))) > 1e-6:
-        raise ConfigError(f"{out_dir}: in-plane axes are not orthogonal (expected a dot product of 0, got "
-                          f"{float(np.dot(row_dir, col_dir)):.3g})")
+        raise ConfigError(
+            f"{out_dir}: in-plane axes are not orthogonal (expected a dot product of 0, got "
+            f"{float(np.dot(row_dir, col_dir)):.3g})"
+        )
     normal = np.cross(row_dir, col_dir)
     stored = to_stored(array, dtype, slope, intercept, source=out_dir)
     study_uid = generate_uid(entropy_srcs=[patient_id, "study"])

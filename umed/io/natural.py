@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from umed.case import CaseMeta
+from umed.case import CaseMeta, ImageFormat
 from umed.errors import GeometryError, InputError
 from umed.io.atomic import atomic_file
 from umed.io.nifti import to_stored
 
-__all__ = ["load_natural", "save_natural", "natural_to_stored", "is_natural_path", "natural_case_id", "NATURAL_SUFFIXES"]
+__all__ = [
+    "load_natural",
+    "save_natural",
+    "natural_to_stored",
+    "is_natural_path",
+    "natural_case_id",
+    "NATURAL_SUFFIXES",
+]
 
 NATURAL_SUFFIXES = (".png", ".tif", ".tiff")
 _PNG_MODES = {"L": np.uint8, "P": np.uint8, "1": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16}
@@ -36,11 +43,11 @@ def natural_case_id(path: Path) -> str:
     return Path(path).stem
 
 
-def _meta(path: Path, fmt: str, shape: tuple[int, int], dtype: np.dtype, header: dict[str, Any]) -> CaseMeta:
+def _meta(path: Path, fmt: ImageFormat, shape: tuple[int, ...], dtype: np.dtype, header: dict[str, Any]) -> CaseMeta:
     return CaseMeta(
         case_id=natural_case_id(path),
         source=path,
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         shape=shape,
         affine=np.eye(4),
         spacing=(1.0, 1.0),
@@ -63,21 +70,25 @@ def _load_png(path: Path) -> tuple[np.ndarray, CaseMeta]:
             elif mode in _PNG_MODES:
                 array = np.asarray(image)
             else:
-                raise InputError(f"{path}: umed reads grey images (expected mode L, I;16, P or 1, got {mode}); "
-                                 "convert it to greyscale first")
+                raise InputError(
+                    f"{path}: umed reads grey images (expected mode L, I;16, P or 1, got {mode}); "
+                    "convert it to greyscale first"
+                )
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, zlib.error, EOFError) as error:
         raise InputError(f"{path}: unreadable or truncated PNG ({type(error).__name__}: {error})") from error
     if mode == "I":
         if array.size and (array.min() < 0 or array.max() > 65535):
-            raise InputError(f"{path}: PNG values outside 16 bits (expected 0..65535, got {array.min()}..{array.max()})")
-        dtype = np.dtype(np.uint16)
+            raise InputError(
+                f"{path}: PNG values outside 16 bits (expected 0..65535, got {array.min()}..{array.max()})"
+            )
+        dtype: np.dtype = np.dtype(np.uint16)
     else:
         dtype = np.dtype(_PNG_MODES[mode])
     array = np.array(array, dtype=dtype)  # own, writable, native byte order
     header = {"mode": mode, "palette": palette, **info}
-    return array, _meta(path, "png", tuple(array.shape), dtype, header)  # type: ignore[arg-type]
+    return array, _meta(path, "png", tuple(array.shape), dtype, header)
 
 
 def _load_tiff(path: Path) -> tuple[np.ndarray, CaseMeta]:
@@ -89,9 +100,10 @@ def _load_tiff(path: Path) -> tuple[np.ndarray, CaseMeta]:
             if pages == 0:
                 raise InputError(f"{path}: unreadable or truncated TIFF (expected 1 image page, got 0)")
             if pages != 1:
-                raise InputError(f"{path}: umed reads single-image TIFF files (expected 1 page, got {pages}); "
-                                 "save a stack as NIfTI")
-            page = tif.pages[0]
+                raise InputError(
+                    f"{path}: umed reads single-image TIFF files (expected 1 page, got {pages}); save a stack as NIfTI"
+                )
+            page = cast(tifffile.TiffPage, tif.pages[0])  # the first page is never a TiffFrame
             array = page.asarray()
             header = {
                 "photometric": int(page.photometric),
@@ -108,7 +120,7 @@ def _load_tiff(path: Path) -> tuple[np.ndarray, CaseMeta]:
         raise InputError(f"{path}: unsupported TIFF dtype (expected integers or floats, got {array.dtype})")
     dtype = array.dtype.newbyteorder("=")
     array = np.array(array, dtype=dtype)
-    return array, _meta(path, "tiff", tuple(array.shape), dtype, header)  # type: ignore[arg-type]
+    return array, _meta(path, "tiff", tuple(array.shape), dtype, header)
 
 
 def load_natural(path: Path) -> tuple[np.ndarray, CaseMeta]:
@@ -159,12 +171,16 @@ def save_natural(array: np.ndarray, meta: CaseMeta, path: Path) -> Path:
     path = Path(path)
     array = np.asarray(array)
     if tuple(array.shape) != tuple(meta.shape):
-        raise GeometryError(f"{path}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})")
+        raise GeometryError(
+            f"{path}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})"
+        )
     suffix = path.suffix.lower()
     wanted = (".png",) if meta.format == "png" else (".tif", ".tiff")
     if suffix not in wanted:
-        raise InputError(f"{path}: file name does not match the format {meta.format} (expected {'/'.join(wanted)}, got "
-                         f"{suffix or 'no suffix'})")
+        raise InputError(
+            f"{path}: file name does not match the format {meta.format} (expected {'/'.join(wanted)}, got "
+            f"{suffix or 'no suffix'})"
+        )
     stored = natural_to_stored(array, meta, source=path)
     header = meta.header if isinstance(meta.header, dict) else {}
     with atomic_file(path) as temp:

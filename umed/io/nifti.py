@@ -16,13 +16,16 @@ import gzip
 import io
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from umed.case import CaseMeta
 from umed.errors import GeometryError, InputError
 from umed.io.atomic import atomic_file
+
+if TYPE_CHECKING:
+    from nibabel.nifti1 import Nifti1Header  # Nifti2Header is a subclass
 
 __all__ = ["load_nifti", "save_nifti", "is_nifti_path", "nifti_case_id", "to_stored", "from_stored"]
 
@@ -52,7 +55,9 @@ def _is_scaled(slope: np.ndarray | float, intercept: np.ndarray | float) -> bool
     return bool(np.any(np.asarray(slope) != 1.0) or np.any(np.asarray(intercept) != 0.0))
 
 
-def from_stored(stored: np.ndarray, disk_dtype: np.dtype, slope: np.ndarray | float, intercept: np.ndarray | float) -> np.ndarray:
+def from_stored(
+    stored: np.ndarray, disk_dtype: np.dtype, slope: np.ndarray | float, intercept: np.ndarray | float
+) -> np.ndarray:
     """Stored voxels to file units.
 
     Args:
@@ -114,17 +119,20 @@ def to_stored(
     if scaled:
         values = (values - np.asarray(intercept, np.float64)) / np.asarray(slope, np.float64)
     if not np.isfinite(values).all():
-        raise InputError(f"{source}: NaN or Inf values cannot be stored (expected finite values, got non-finite for {dtype})")
+        raise InputError(
+            f"{source}: NaN or Inf values cannot be stored (expected finite values, got non-finite for {dtype})"
+        )
     return np.clip(np.rint(values), low, high).astype(dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
 
 
-def _open(path: Path, mode: str) -> BinaryIO:
+def _open_read(path: Path) -> BinaryIO:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, mode)  # type: ignore[return-value]
-    return open(path, mode)  # noqa: SIM115
+        # GzipFile is a binary file object, but typeshed does not declare it a BinaryIO
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")  # noqa: SIM115
 
 
 def _read_exact(handle: BinaryIO, size: int) -> bytearray:
@@ -133,6 +141,7 @@ def _read_exact(handle: BinaryIO, size: int) -> bytearray:
     view = memoryview(buffer)
     filled = 0
     while filled < size:
+        # every binary file umed opens (BufferedReader, GzipFile) has readinto; typing.BinaryIO does not declare it
         count = handle.readinto(view[filled:])  # type: ignore[attr-defined]
         if not count:
             break
@@ -140,7 +149,7 @@ def _read_exact(handle: BinaryIO, size: int) -> bytearray:
     return buffer if filled == size else buffer[:filled]
 
 
-def _header_class(first: bytes, path: Path) -> type:
+def _header_class(first: bytes, path: Path) -> type[Nifti1Header]:
     import nibabel as nib
 
     if len(first) < 4:  # an empty (zero-byte) or nearly empty file
@@ -236,24 +245,30 @@ def load_nifti(path: Path) -> tuple[np.ndarray, CaseMeta]:
     path = Path(path)
     case_id = nifti_case_id(path)
     try:
-        with _open(path, "rb") as handle:
+        with _open_read(path) as handle:
             first = handle.read(4)
             klass = _header_class(first, path)
             raw = first + handle.read(klass.template_dtype.itemsize - 4)
             if len(raw) < klass.template_dtype.itemsize:
-                raise InputError(f"{path}: truncated NIfTI header (expected {klass.template_dtype.itemsize} bytes, got {len(raw)})")
+                raise InputError(
+                    f"{path}: truncated NIfTI header (expected {klass.template_dtype.itemsize} bytes, got {len(raw)})"
+                )
             header = klass(raw, check=False)
             magic = bytes(header["magic"]).rstrip(b"\x00")[:3]
             if magic not in (b"n+1", b"n+2"):
-                raise InputError(f"{path}: not a single-file NIfTI (expected magic n+1 or n+2, got {magic!r}); "
-                                 "convert .hdr/.img pairs to .nii.gz")
+                raise InputError(
+                    f"{path}: not a single-file NIfTI (expected magic n+1 or n+2, got {magic!r}); "
+                    "convert .hdr/.img pairs to .nii.gz"
+                )
             flag = handle.read(4)
             consumed = len(raw) + len(flag)
             if len(flag) == 4 and flag[0:1] != b"\x00":
                 size = int(header["vox_offset"]) - consumed
                 if size <= 0:
-                    raise InputError(f"{path}: NIfTI extensions but no room for them (expected vox_offset > {consumed}, "
-                                     f"got {int(header['vox_offset'])})")
+                    raise InputError(
+                        f"{path}: NIfTI extensions but no room for them (expected vox_offset > {consumed}, "
+                        f"got {int(header['vox_offset'])})"
+                    )
                 byteswap = header.endianness != nib.volumeutils.native_code
                 extensions = klass.exts_klass.from_fileobj(handle, size, byteswap)
                 consumed += extensions.get_sizeondisk()
@@ -325,19 +340,30 @@ def save_nifti(array: np.ndarray, meta: CaseMeta, path: Path) -> Path:
     path = Path(path)
     array = np.asarray(array)
     if tuple(array.shape) != tuple(meta.shape):
-        raise GeometryError(f"{path}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})")
+        raise GeometryError(
+            f"{path}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})"
+        )
     header = meta.header
     if not isinstance(header, (nib.Nifti1Header, nib.Nifti2Header)):
-        raise InputError(f"{path}: cannot write NIfTI without the source header (expected a NIfTI header, got {type(header).__name__})")
+        raise InputError(
+            f"{path}: cannot write NIfTI without the source header (expected a NIfTI header, "
+            f"got {type(header).__name__})"
+        )
     if not is_nifti_path(path):
-        raise InputError(f"{path}: NIfTI output needs a .nii or .nii.gz name (expected .nii/.nii.gz, got {path.suffix or 'no suffix'})")
+        raise InputError(
+            f"{path}: NIfTI output needs a .nii or .nii.gz name (expected .nii/.nii.gz, "
+            f"got {path.suffix or 'no suffix'})"
+        )
     stored = to_stored(array, meta.disk_dtype, meta.slope, meta.intercept, source=path)
     on_disk = stored.dtype.newbyteorder(header.endianness)
     prefix = _header_prefix(header)
     with atomic_file(path) as temp:
         with open(temp, "wb") as raw:
             if path.name.lower().endswith(".gz"):
-                handle: BinaryIO = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+                # GzipFile is a binary file object, but typeshed does not declare it a BinaryIO
+                handle: BinaryIO = gzip.GzipFile(  # type: ignore[assignment]
+                    filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0
+                )
             else:
                 handle = raw
             try:

@@ -10,8 +10,19 @@ from pathlib import Path
 
 __all__ = ["PACKAGES", "package_versions", "sha256_bytes", "sha256_file"]
 
-PACKAGES = ("umed", "torch", "monai", "numpy", "scipy", "scikit-image", "nibabel", "pydicom", "SimpleITK",
-            "matplotlib", "pillow")
+PACKAGES = (
+    "umed",
+    "torch",
+    "monai",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "nibabel",
+    "pydicom",
+    "SimpleITK",
+    "matplotlib",
+    "pillow",
+)
 """The packages whose versions are recorded (umed first)."""
 
 

@@ -47,8 +47,10 @@ def check_finite(array: np.ndarray, path: object) -> None:
         return
     finite = np.isfinite(array)
     if not finite.all():
-        raise InputError(f"{path}: NaN or Inf voxels (expected finite values, got {int(finite.size - finite.sum())} "
-                         "non-finite voxels)")
+        raise InputError(
+            f"{path}: NaN or Inf voxels (expected finite values, got {int(finite.size - finite.sum())} "
+            "non-finite voxels)"
+        )
 
 
 def validate_case(case: Case, *, atol: float = 1e-3) -> tuple[np.ndarray, CaseMeta, np.ndarray, CaseMeta]:
@@ -68,9 +70,19 @@ def validate_case(case: Case, *, atol: float = 1e-3) -> tuple[np.ndarray, CaseMe
         GeometryError: image and mask differ in shape, affine or spacing beyond ``atol``.
 
     Example:
-        >>> image, meta, labels, _ = validate_case(case)  # doctest: +SKIP
-        >>> if mask_is_empty(labels):  # doctest: +SKIP
-        ...     logger.warning("%s: empty mask, passed through unchanged", case.mask_path)
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import nibabel as nib
+        >>> from umed.io import discover_cases
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> for folder, array in (("images", np.ones((4, 5, 3), np.float32)), ("masks", np.zeros((4, 5, 3), np.uint8))):
+        ...     (Path(tmp.name) / folder).mkdir()
+        ...     nib.save(nib.Nifti1Image(array, np.eye(4)), Path(tmp.name) / folder / "case_a.nii.gz")
+        >>> (case,) = discover_cases(Path(tmp.name) / "images", Path(tmp.name) / "masks")
+        >>> image, meta, labels, _ = validate_case(case)
+        >>> image.shape, labels.shape, mask_is_empty(labels)  # an empty mask: protect passes the case through
+        ((4, 5, 3), (4, 5, 3), True)
+        >>> tmp.cleanup()
     """
     if case.mask_path is None:
         raise InputError(f"{case.image_path}: missing mask (expected a label map for case {case.case_id}, got none)")
@@ -78,6 +90,8 @@ def validate_case(case: Case, *, atol: float = 1e-3) -> tuple[np.ndarray, CaseMe
     check_finite(image, case.image_path)
     labels, mask_meta = load_mask(case.mask_path, image_meta=meta, atol=atol)
     if labels.size and labels.dtype.kind == "i" and int(labels.min()) < 0:
-        raise InputError(f"{case.mask_path}: negative labels (expected labels >= 0, got {int((labels < 0).sum())} "
-                         f"voxels below 0, smallest {int(labels.min())})")
+        raise InputError(
+            f"{case.mask_path}: negative labels (expected labels >= 0, got {int((labels < 0).sum())} "
+            f"voxels below 0, smallest {int(labels.min())})"
+        )
     return image, meta, labels, mask_meta
