@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent  # the venv's bin: python and the `umed` console script
 TIMEOUT = 300  # seconds; each example takes ~10-25 s on an idle 2-core machine
+
+pytestmark = pytest.mark.slow  # each runs a subprocess: 16 to 33 s on a shared 2-core machine
 
 
 def _run(command: list[str], out: Path) -> subprocess.CompletedProcess[str]:

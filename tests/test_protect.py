@@ -49,6 +49,7 @@ def _config(images: Path, masks: Path, out: Path, **overrides) -> ProtectConfig:
     return ProtectConfig(**values)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("brats_dir")  # fails when ../shared/data is missing (see tests/conftest.py)
 def test_protect_real_brats_case_keeps_geometry_budget_and_support(tmp_path: Path) -> None:
     """A full 240x240x155 BraTS volume: same header, |change| <= eps, nothing outside the support, PSNR >= 50 dB."""
@@ -120,6 +121,7 @@ def test_protect_dicom_series_keeps_tags_and_budget_after_quantisation(
     assert entry["metrics"]["psnr"] >= 50.0
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_and_resume_after_interruption(brats_two_cases: tuple[Path, Path], tmp_path: Path) -> None:
     images, masks = brats_two_cases
     whole = protect_dataset(_config(images, masks, tmp_path / "whole"))

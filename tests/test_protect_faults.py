@@ -174,6 +174,7 @@ def test_temporary_file_of_a_writer_killed_mid_write_is_swept(data, config, tmp_
     assert any("removed a temporary file" in w for w in json.loads(summary.manifest_path.read_text())["warnings"])
 
 
+@pytest.mark.slow
 def test_write_failure_is_a_per_case_error_not_a_traceback(data, config, tmp_path: Path) -> None:
     """A file-size limit makes every large write fail in the OS (EFBIG), as a full disk does with ENOSPC."""
     images, masks = data
@@ -202,6 +203,7 @@ def _in_own_mount_namespace(script: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "300"})
 
 
+@pytest.mark.slow
 def test_read_only_and_full_file_systems_are_clear_errors(data, config, tmp_path: Path) -> None:
     """Real file systems (tmpfs in a private mount namespace): read-only OUT refused before the fit, a full disk
     (ENOSPC) a per-case error, no temporary file left."""

@@ -81,6 +81,7 @@ def test_corrected_mask_of_an_applied_case_is_protected_again(data, config, tmp_
     _consistent(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, named",
     [
@@ -115,6 +116,7 @@ def test_removed_case_output_is_warned_about(data, config, tmp_path: Path) -> No
     assert any(f"{CASE_B}.nii.gz: output of case {CASE_B}, which is no longer in the input" in w for w in warnings)
 
 
+@pytest.mark.slow
 def test_protector_bytes_are_the_same_in_two_runs(data, config, tmp_path: Path) -> None:
     images, masks = data
     protect_dataset(config(images, masks, tmp_path / "one"))

@@ -266,6 +266,7 @@ def test_pipeline_equals_cli_on_phantoms_float_and_scaled_int16(tmp_path: Path) 
         assert (cli != _file_units(case.image_path)).any()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("brats_dir")  # fails when ../shared/data is missing (see tests/conftest.py)
 def test_monai_pipeline_on_real_brats_equals_umed_protect(tmp_path: Path) -> None:
     """Acceptance: a real BraTS case (T1c, 24 axial slices around the tumour, float32 on disk) protected by

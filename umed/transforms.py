@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -87,6 +87,7 @@ def case_id_for(image_source: Path | None, label_source: Path | None, *, fallbac
 def _source_storage(source: Path | None) -> tuple[np.dtype, float, float]:
     """On-disk dtype, slope and intercept of a NIfTI file, read from its header (the voxels are not read)."""
     import nibabel as nib
+    from nibabel.arrayproxy import ArrayProxy
 
     if source is None:
         raise ConfigError(
@@ -95,7 +96,13 @@ def _source_storage(source: Path | None) -> tuple[np.dtype, float, float]:
         )
     try:
         image = nib.load(str(source))
-        slope, intercept = image.dataobj.slope, image.dataobj.inter  # nibabel maps unset/NaN scaling to 1, 0
+        if not isinstance(image, nib.Nifti1Image):  # Nifti2Image is a subclass
+            raise InputError(
+                f"{source}: disk_dtype='source' reads a NIfTI header (expected a NIfTI file, "
+                f"got {type(image).__name__})"
+            )
+        proxy = cast(ArrayProxy, image.dataobj)  # a loaded image's data object (not an array: nothing is read)
+        slope, intercept = proxy.slope, proxy.inter  # nibabel maps unset/NaN scaling to 1, 0
         dtype = np.dtype(image.get_data_dtype()).newbyteorder("=")
     except (OSError, AttributeError, nib.filebasedimages.ImageFileError) as error:
         raise InputError(

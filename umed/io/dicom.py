@@ -206,8 +206,8 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
                 "slices at the same place)"
             )
         predicted = positions_arr[0] + np.arange(n)[:, None] * step
-        error = float(np.abs(positions_arr - predicted).max())
-        if error > _POSITION_TOLERANCE_MM:
+        deviation = float(np.abs(positions_arr - predicted).max())
+        if deviation > _POSITION_TOLERANCE_MM:
             gaps = np.linalg.norm(np.diff(positions_arr, axis=0), axis=1)
             raise InputError(
                 f"{folder}: irregular slice spacing or missing slices (expected evenly spaced slices, got "
@@ -414,7 +414,7 @@ def make_dicom_series(
         >>> tmp.cleanup()
     """
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
     array = np.asarray(array)
     if array.ndim != 3:
@@ -451,7 +451,7 @@ def make_dicom_series(
         for z in range(array.shape[2]):
             sop_uid = generate_uid(entropy_srcs=[patient_id, "instance", series_description, str(z)])
             meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = _SOP_CLASSES[modality]
+            meta.MediaStorageSOPClassUID = UID(_SOP_CLASSES[modality])
             meta.MediaStorageSOPInstanceUID = sop_uid
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
