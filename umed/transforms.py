@@ -88,6 +88,7 @@ def _source_storage(source: Path | None) -> tuple[np.dtype, float, float]:
     """On-disk dtype, slope and intercept of a NIfTI file, read from its header (the voxels are not read)."""
     import nibabel as nib
     from nibabel.arrayproxy import ArrayProxy
+    from nibabel.spatialimages import SpatialImage
 
     if source is None:
         raise ConfigError(
@@ -96,10 +97,10 @@ def _source_storage(source: Path | None) -> tuple[np.dtype, float, float]:
         )
     try:
         image = nib.load(str(source))
-        if not isinstance(image, nib.Nifti1Image):  # Nifti2Image is a subclass
+        if not isinstance(image, SpatialImage):  # e.g. GIFTI: no on-disk dtype to read
             raise InputError(
-                f"{source}: disk_dtype='source' reads a NIfTI header (expected a NIfTI file, "
-                f"got {type(image).__name__})"
+                f"{source}: cannot read the on-disk dtype and scaling for disk_dtype='source' "
+                f"(expected a NIfTI file, got {type(image).__name__})"
             )
         proxy = cast(ArrayProxy, image.dataobj)  # a loaded image's data object (not an array: nothing is read)
         slope, intercept = proxy.slope, proxy.inter  # nibabel maps unset/NaN scaling to 1, 0
