@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from umed.case import Case, CaseMeta, CaseResult
+from umed.metrics import bounding_box, changed_box
 from umed.errors import ConfigError, UmedError
 from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
 from umed.settings import ProtectConfig
@@ -124,14 +125,34 @@ def case_eps_scale(
     """
     if target_psnr is None:
         return 1.0
+    _, allowed = _support_box(structure, budget.band_width)
+    n_support = int(allowed.sum()) if allowed is not None else 0
+    if n_support == 0:
+        return 1.0
+    eps = math.sqrt(10 ** (-target_psnr / 10) * structure.size / n_support)
+    return min(eps, eps_cap) / budget.eps_max
+
+
+def _support_box(structure: np.ndarray, band_width: int) -> tuple[tuple[slice, ...], np.ndarray | None]:
+    """The support (structure plus its contour band, slice by slice along the last axis) inside its bounding box.
+
+    Returns ``(box, allowed)``: ``box`` indexes the structure's volume view (``(H, W, 1)`` for 2D), ``allowed`` the
+    bool support there (``None`` without structure). The support of a slice is its structure dilated by the band in
+    the slice's plane, so the box is the structure's bounding box grown in-plane by the band width (clipped), and
+    computing it there gives the same voxels as on the whole slice (the dilation only looks ``band_width`` away).
+    """
     from umed.regions import support
 
     volume = _as_volume(structure)
-    n_support = sum(int(support(volume[..., z], budget.band_width).sum()) for z in range(volume.shape[-1]) if volume[..., z].any())
-    if n_support == 0:
-        return 1.0
-    eps = math.sqrt(10 ** (-target_psnr / 10) * volume.size / n_support)
-    return min(eps, eps_cap) / budget.eps_max
+    box = bounding_box(volume)
+    if box is None:
+        return (), None
+    grown = tuple(slice(max(b.start - band_width, 0), min(b.stop + band_width, n)) if axis < 2 else b
+                  for axis, (b, n) in enumerate(zip(box, volume.shape)))
+    slices = np.moveaxis(volume[grown], -1, 0)
+    allowed = np.stack([support(slices[k], band_width) if slices[k].any() else np.zeros_like(slices[k])
+                        for k in range(len(slices))], axis=-1)
+    return grown, allowed
 
 
 def exact_psnr_scale(sum_squares: float, n_voxels: int, eps: float, *, target_psnr: float, eps_cap: float) -> float:
@@ -282,9 +303,15 @@ def protect_array(
         from umed.io import quantize
 
         out = np.asarray(quantize(out, meta)).astype(image.dtype, copy=False)
-    # a rounding that overshoots the budget (another slice's rescale, float precision) gives the voxel back its value
-    overshoot = np.abs(out.astype(np.float64) - image) > eps * span * (1 + 1e-9)
-    out[overshoot] = image[overshoot]
+    # a rounding that overshoots the budget (another slice's rescale, float precision) gives the voxel back its value;
+    # only the perturbed slices can differ from the input (quantize is the identity on loaded values)
+    out_volume = _as_volume(out)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        before, after = image_volume[..., chunk], out_volume[..., chunk]
+        overshoot = np.abs(after.astype(np.float64) - before) > eps * span * (1 + 1e-9)
+        after[overshoot] = before[overshoot]
+        out_volume[..., chunk] = after
     return ProtectedArray(out, eps, scale, tuple(indices))
 
 
@@ -609,25 +636,47 @@ def change_metrics(
     PSNR is over the whole image (per volume for 3D, per image for 2D) and over the structure (ROI); SSIM over the
     whole image (scikit-image, data_range 1); ``max_abs_change`` in normalised units and in /255;
     ``outside_support_changes`` counts voxels changed outside structure plus band (must be 0).
-    """
-    from umed.metrics import psnr, ssim
-    from umed.regions import support
 
-    reference = mapping.to_unit(original).astype(np.float32)
-    test = mapping.to_unit(protected).astype(np.float32)
-    change = np.abs(protected.astype(np.float64) - original.astype(np.float64)) / float(mapping.high - mapping.low)
-    volume = _as_volume(structure)
-    allowed = np.stack([support(volume[..., z], band_width) for z in range(volume.shape[-1])], axis=-1)
-    allowed = allowed.reshape(structure.shape)
+    Every number is computed from the bounding box of the changed voxels (one comparison pass over the image):
+    outside it the two images are equal, so the squared errors there are 0 and every local SSIM is 1
+    (:func:`umed.metrics.ssim_changed`). The values are those of the whole-image metrics up to float summation order.
+    """
+    from umed.metrics import ssim_changed
+
+    span = float(mapping.high - mapping.low)
+    box = changed_box(original, protected)
+    n_structure = int(np.count_nonzero(structure))
+    if box is None:
+        return {"psnr": float("inf"), "psnr_roi": float("inf") if n_structure else float("nan"), "ssim": 1.0,
+                "max_abs_change": 0.0, "max_abs_change_255": 0.0, "changed_voxels": 0, "outside_support_changes": 0}
+    reference, test = mapping.to_unit(original[box]), mapping.to_unit(protected[box])
+    squared = np.square(reference.astype(np.float64) - test.astype(np.float64))
+    change = np.abs(protected[box].astype(np.float64) - original[box].astype(np.float64)) / span
+    changed = change > 0
+    allowed_box, allowed = _support_box(structure, band_width)
+    inside = 0
+    if allowed is not None:  # changed voxels inside the support: the support and the changed box overlap
+        volume_box = box + (slice(0, 1),) if structure.ndim == 2 else box
+        overlap = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(volume_box, allowed_box))
+        if all(o.stop > o.start for o in overlap):
+            mine = tuple(slice(o.start - a.start, o.stop - a.start) for o, a in zip(overlap, volume_box))
+            theirs = tuple(slice(o.start - b.start, o.stop - b.start) for o, b in zip(overlap, allowed_box))
+            inside = int((_as_volume(changed)[mine] & allowed[theirs]).sum())
+    sse, sse_roi = float(squared.sum()), float(squared[structure[box]].sum())
     return {
-        "psnr": float(psnr(reference, test, data_range=1.0)),
-        "psnr_roi": float(psnr(reference, test, data_range=1.0, mask=structure)),
-        "ssim": float(ssim(reference, test, data_range=1.0)),
+        "psnr": _psnr_from_mse(sse / original.size),
+        "psnr_roi": _psnr_from_mse(sse_roi / n_structure) if n_structure else float("nan"),
+        "ssim": ssim_changed(original, protected, data_range=1.0, prepare=mapping.to_unit, box=box),
         "max_abs_change": float(change.max()),
         "max_abs_change_255": float(change.max() * 255),
-        "changed_voxels": int((change > 0).sum()),
-        "outside_support_changes": int(((change > 0) & ~allowed).sum()),
+        "changed_voxels": int(changed.sum()),
+        "outside_support_changes": int(changed.sum()) - inside,
     }
+
+
+def _psnr_from_mse(mse: float) -> float:
+    """PSNR (dB, data_range 1) of a mean squared error, as :func:`umed.metrics.psnr` computes it."""
+    return float("inf") if mse == 0.0 else float(10.0 * np.log10(1.0 / mse))
 
 
 def _check_guarantees(case: Case, metrics: dict[str, float], eps: float) -> None:
