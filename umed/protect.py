@@ -477,7 +477,13 @@ def _make_or_load_protector(
     return wanted, path, json.loads(path.read_text()), failures
 
 
-def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = None) -> ProtectSummary:
+def protect_dataset(
+    cfg: ProtectConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    workers: int = 1,
+    scheduler: str | Path | None = None,
+) -> ProtectSummary:
     """Protect every case of a dataset and write OUT/ (cases in their own format, protector, manifest.json).
 
     A bad case is recorded in the summary and the manifest and the run goes on; a case with an empty mask is copied
@@ -485,8 +491,12 @@ def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = N
     interrupted run with the same settings is checked by SHA-256 and skipped: the final bytes are the same as an
     uninterrupted run's.
 
+    The fit runs here; the cases are applied by :func:`umed.engine.map_jobs`: in this process (``workers=1``), in
+    ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
+    bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
+
     Raises:
-        ConfigError: OUT inside an input folder, no usable case, unknown method.
+        ConfigError: OUT inside an input folder, no usable case, unknown method, unreachable scheduler.
         InputError: the image folder cannot be read.
     """
     from umed.io import check_output_location, discover_cases
@@ -519,27 +529,44 @@ def protect_dataset(cfg: ProtectConfig, *, progress: ProgressCallback | None = N
         "cases": {},
         "failed": {},
     }
-    results: list[CaseResult] = []
-    for done, case in enumerate(cases):
-        if progress:
-            progress("protecting cases", done, len(cases))
-        if case.case_id in failed_ids:
-            results.append(failed_ids[case.case_id])
-            manifest["failed"][case.case_id] = failed_ids[case.case_id].error
-            continue
-        try:
-            result, entry = _protect_one(case, cfg, protector, done_before.get(case.case_id))
-        except UmedError as error:
-            result, entry = CaseResult(case.case_id, "failed", error=str(error)), None
-            manifest["failed"][case.case_id] = str(error)
-        results.append(result)
-        if entry is not None:
-            manifest["cases"][case.case_id] = entry
-        write_json_atomic(manifest, manifest_path)
+    from umed.engine import map_jobs
+
+    outcomes: dict[str, tuple[CaseResult, dict[str, Any] | None]] = {key: (r, None) for key, r in failed_ids.items()}
+    jobs = [(case, done_before.get(case.case_id)) for case in cases if case.case_id not in failed_ids]
     if progress:
-        progress("protecting cases", len(cases), len(cases))
+        progress("protecting cases", len(outcomes), len(cases))
+    for _, (result, entry) in map_jobs(_protect_job, jobs, (cfg, protector), workers=workers, scheduler=scheduler):
+        outcomes[result.case_id] = (result, entry)
+        _fill_manifest(manifest, cases, outcomes)
+        write_json_atomic(manifest, manifest_path)
+        if progress:
+            progress("protecting cases", len(outcomes), len(cases))
+    _fill_manifest(manifest, cases, outcomes)
     write_json_atomic(manifest, manifest_path)
+    results = [outcomes[case.case_id][0] for case in cases]
     return ProtectSummary(results, manifest_path, protector_path, protector_doc.get("training_log", {}))
+
+
+def _fill_manifest(manifest: dict[str, Any], cases: Sequence[Case], outcomes: dict[str, tuple[CaseResult, Any]]) -> None:
+    """Set the manifest's cases and failures from the outcomes so far, in case order (whatever order they came)."""
+    done = [outcomes[case.case_id] for case in cases if case.case_id in outcomes]
+    manifest["cases"] = {result.case_id: entry for result, entry in done if entry is not None}
+    manifest["failed"] = {result.case_id: result.error for result, _ in done if result.status == "failed"}
+
+
+def _protect_job(job: tuple[Case, dict[str, Any] | None], shared: tuple[ProtectConfig, Protector]) -> tuple[CaseResult, dict[str, Any] | None]:
+    """One case on any worker (see :func:`umed.engine.map_jobs`): ``(result, manifest entry or None)``; a bad case
+    gives a failed result. Temporary files a killed earlier attempt of this case left behind are removed first."""
+    (case, earlier), (cfg, protector) = job, shared
+    for stale in cfg.out.glob(f".{case.image_path.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    try:
+        return _protect_one(case, cfg, protector, earlier)
+    except UmedError as error:
+        return CaseResult(case.case_id, "failed", error=str(error)), None
 
 
 def _recorded_rules(cfg: ProtectConfig, document: dict[str, Any]) -> ProtectConfig:
