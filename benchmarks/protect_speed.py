@@ -94,9 +94,11 @@ def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
     one_images, one_masks = _one_case_folder(Path(images), Path(masks), case)
     rss_before = peak_rss_mb()
     seconds, entry = [], {}
+    generator = _time_perturb()
     for repeat in range(REPEATS):
         out = WORK / "apply_out" / f"{case}_{repeat}"
         shutil.rmtree(out, ignore_errors=True)
+        generator.append(0.0)
         started = time.perf_counter()
         summary = protect_dataset(ProtectConfig(images=one_images, masks=one_masks, out=out, protector=Path(protector)))
         seconds.append(time.perf_counter() - started)
@@ -104,7 +106,27 @@ def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
         shutil.rmtree(out, ignore_errors=True)
     return {"seconds": [round(s, 3) for s in seconds], "median_seconds": round(statistics.median(seconds), 3),
             "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_imports_mb": round(rss_before, 1),
-            "slices_perturbed": entry["changed_slices"], "psnr": round(entry["metrics"]["psnr"], 2)}
+            "slices_perturbed": entry["changed_slices"], "psnr": round(entry["metrics"]["psnr"], 2),
+            "generator_seconds_median": round(statistics.median(generator), 3)}
+
+
+def _time_perturb() -> list[float]:
+    """Instrument UMedProtector.perturb (the generator passes): its seconds add up in the list's last item (append
+    0.0 before each run); the results are unchanged."""
+    from umed.perturbators.umed import UMedProtector
+
+    totals: list[float] = []
+    original = UMedProtector.perturb
+
+    def timed(self, batch):
+        started = time.perf_counter()
+        try:
+            return original(self, batch)
+        finally:
+            totals[-1] += time.perf_counter() - started
+
+    UMedProtector.perturb = timed
+    return totals
 
 
 def _phase_plain(image: str) -> dict:
@@ -183,7 +205,11 @@ def main() -> None:
         print(json.dumps(phases[phase](*rest)))
         return
     load_before = os.getloadavg()
-    prepared = _subprocess("prepare", args.config, str(args.fit_steps))
+    done = WORK / "prepared.json"  # inputs and protectors of an earlier run with the same --fit-steps are reused
+    prepared = json.loads(done.read_text()) if done.is_file() else {}
+    if prepared.get("fit_steps") != args.fit_steps:
+        prepared = _subprocess("prepare", args.config, str(args.fit_steps))
+        done.write_text(json.dumps(prepared))
     brats_images, brats_masks = WORK / "brats" / "images", WORK / "brats" / "masks"
     brats_protector, ct_protector = WORK / "fit_brats" / "protector.json", WORK / "fit_ct" / "protector.json"
     volumes = {}

@@ -264,10 +264,9 @@ def protect_array(
     structure, indices = structure_slices(labels, structure_labels)
     scale = case_eps_scale(structure, protector.budget, target_psnr=target_psnr, eps_cap=eps_cap)
     eps = protector.budget.eps_max * scale
-    out = image.copy()
     if not indices:
-        return ProtectedArray(out, eps, scale, ())
-    image_volume, structure_volume, out_volume = _as_volume(image), _as_volume(structure), _as_volume(out)
+        return ProtectedArray(image.copy(), eps, scale, ())
+    image_volume, structure_volume = _as_volume(image), _as_volume(structure)
     span = float(mapping.high - mapping.low)
     deltas: list[np.ndarray] = []
     for start in range(0, len(indices), batch_size):
@@ -290,6 +289,9 @@ def protect_array(
         eps, scale = eps * factor, scale * factor
         headroom = eps * (1 - 1e-5)  # so float32 rounding of the written value cannot land past the bound
         deltas = [np.clip(d * np.float32(factor), -headroom, headroom) for d in deltas]
+    del structure, structure_volume  # peak memory: the output is allocated after the generator passes
+    out = image.copy()
+    out_volume = _as_volume(out)
     for k, start in enumerate(range(0, len(indices), batch_size)):
         chunk = indices[start : start + batch_size]
         original = np.stack([image_volume[..., z] for z in chunk])
@@ -606,6 +608,7 @@ def _protect_one(
     image, meta, labels, _ = validate_case(case)
     target = output_path_for(case, meta, cfg.out)
     structure, indices = structure_slices(labels, cfg.structure_labels)
+    del labels  # only the structure is needed from here (peak memory: a CT's label map is 200 MB)
     if not indices:
         logger.warning("%s: the mask has no structure voxel; the case is copied unchanged", case.mask_path)
         _copy_atomic(case.image_path, target)
@@ -624,11 +627,11 @@ def _protect_one(
     mapping = _fit_mapping(image, cfg)
     protected = protect_array(
         image,
-        labels,
+        structure,  # as a label map: its foreground (every label > 0) is the structure itself
         meta,
         protector,
         mapping=mapping,
-        structure_labels=cfg.structure_labels,
+        structure_labels=None,
         target_psnr=cfg.target_psnr,
         eps_cap=cfg.eps_cap,
     )
