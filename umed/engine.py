@@ -39,6 +39,7 @@ def map_jobs(
     *,
     workers: int = 1,
     scheduler: str | Path | None = None,
+    lost: Callable[[Item, str], Result] | None = None,
 ) -> Iterator[tuple[int, Result]]:
     """Run ``job(item, shared)`` for every item and yield ``(index, result)`` as each job completes.
 
@@ -48,6 +49,8 @@ def map_jobs(
         shared: a picklable object every job needs; sent to each worker once.
         workers: local worker processes when no ``scheduler`` is given; 1 runs the jobs in this process.
         scheduler: address of a running Dask scheduler (``tcp://host:8786``) or the path of its scheduler file.
+        lost: gives the result of a job whose workers kept dying (``KilledWorker`` after Dask's allowed failures),
+            from the item and a message; ``None`` re-raises.
 
     Raises:
         ConfigError: ``workers < 1``, or the scheduler cannot be reached.
@@ -64,10 +67,16 @@ def map_jobs(
         client = stack.enter_context(_client(workers, scheduler))
         on_workers = client.scatter(shared, broadcast=True, hash=False)
         futures = {client.submit(job, item, on_workers, pure=False): index for index, item in enumerate(items)}
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            index = futures[future]
+            try:
+                yield index, future.result()
+            except KilledWorker as error:
+                if lost is None:
+                    raise
+                yield index, lost(items[index], f"the workers running it died repeatedly ({error})")
 
 
 def _client(workers: int, scheduler: str | Path | None) -> Any:

@@ -537,7 +537,8 @@ def protect_dataset(
     jobs = [(case, done_before.get(case.case_id)) for case in cases if case.case_id not in failed_ids]
     if progress:
         progress("protecting cases", len(outcomes), len(cases))
-    for _, (result, entry) in map_jobs(_protect_job, jobs, (cfg, protector), workers=workers, scheduler=scheduler):
+    for _, (result, entry) in map_jobs(_protect_job, jobs, (cfg, protector), workers=workers, scheduler=scheduler,
+                                       lost=_lost_job):
         outcomes[result.case_id] = (result, entry)
         _fill_manifest(manifest, cases, outcomes)
         write_json_atomic(manifest, manifest_path)
@@ -554,6 +555,10 @@ def _fill_manifest(manifest: dict[str, Any], cases: Sequence[Case], outcomes: di
     done = [outcomes[case.case_id] for case in cases if case.case_id in outcomes]
     manifest["cases"] = {result.case_id: entry for result, entry in done if entry is not None}
     manifest["failed"] = {result.case_id: result.error for result, _ in done if result.status == "failed"}
+
+
+def _lost_job(job: tuple[Case, Any], message: str) -> tuple[CaseResult, None]:
+    return CaseResult(job[0].case_id, "failed", error=f"{job[0].image_path}: {message}"), None
 
 
 def _protect_job(job: tuple[Case, dict[str, Any] | None], shared: tuple[ProtectConfig, Protector]) -> tuple[CaseResult, dict[str, Any] | None]:
