@@ -7,7 +7,7 @@ Tasks (train/test split fixed, test cases never used to fit the protector nor fo
 
 Usage::
 
-    python benchmarks/efficacy.py --task brats_core --method umed --config configs/brats_tumour_core.yaml \
+    python benchmarks/efficacy.py --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml \
         --victims unet --defenses none,intensity --tag default
 
 Victims work at native resolution by default (the audit's default; ``--size N`` resamples); clean victim runs are

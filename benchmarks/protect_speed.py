@@ -4,7 +4,7 @@ same file (issue 15's goal: <= 2x), its peak memory, and the batch throughput wi
 
 Volumes: the four BraTS training cases (240x240x155 float32 NIfTI, tumour core), a DICOM series made from one of
 them (int16 + slope, 155 files), and a 512x512x400 int16 CT-sized phantom (``image_dtype="int16_raw"``, lesion
-label). The protectors have the architecture of configs/brats_tumour_core.yaml; their training steps are cut
+label). The protectors have the architecture of umed/configs/brats_tumour_core.yaml; their training steps are cut
 (``--fit-steps``) because the cost of applying does not depend on how long the generator was trained.
 
 Each measurement runs in its own process (peak resident memory is that process's own, torch included); per volume
@@ -193,7 +193,7 @@ def _volume(kind: str, images: Path, masks: Path, case: str, protector: Path, pl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="configs/brats_tumour_core.yaml")
+    parser.add_argument("--config", default="umed/configs/brats_tumour_core.yaml")
     parser.add_argument("--fit-steps", type=int, default=20)
     parser.add_argument("--phase", nargs="*")
     args = parser.parse_args()

@@ -6,7 +6,6 @@
 # Needs `umed` and `python` on PATH (e.g. `source .venv/bin/activate`). No download: the cases are synthetic phantoms.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${1:-$(mktemp -d "${TMPDIR:-/tmp}/umed-example-01.XXXXXX")}"
 mkdir -p "$OUT"
 PYTHON="${PYTHON:-python}"
@@ -21,8 +20,8 @@ images, masks = make_phantom_dataset(Path(sys.argv[1]), n_cases=4, ndim=3, shape
 print(f"   images: {images}\n   masks:  {masks}")
 ' "$OUT/phantoms"
 
-echo "== 2. umed protect with the fast settings of $HERE/fast.yaml"
-umed protect "$OUT/phantoms/images" --masks "$OUT/phantoms/masks" --out "$OUT/protected" --config "$HERE/fast.yaml"
+echo "== 2. umed protect with the shipped fast settings (umed configs fast)"
+umed protect "$OUT/phantoms/images" --masks "$OUT/phantoms/masks" --out "$OUT/protected" --config fast
 
 echo "== 3. umed info on the protected copy (same format, shape, spacing and dtype as the input)"
 umed info "$OUT/protected" --masks "$OUT/phantoms/masks" --json "$OUT/info.json"

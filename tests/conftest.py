@@ -189,3 +189,37 @@ def tiny_fit_settings() -> dict[str, dict]:
         "ar": {"tile": 16},
         "random": {},
     }
+
+
+BRATS_CROP_CASES = ("brats_2013_pat0003_1", "brats_2013_pat0004_1")
+
+
+@pytest.fixture(scope="session")
+def brats_crops(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two real BraTS T1c cases cut to the 8 axial slices around the tumour centre, as NIfTI ``(images, masks)``
+    folders; tests copy them (:func:`copy_dataset`) before changing anything."""
+    folder = SHARED_DATA / "brats2015"
+    if not (folder / "t1c").is_dir():
+        pytest.skip(f"{folder}: shared BraTS data not available")
+    root = tmp_path_factory.mktemp("brats_crops")
+    images, masks = root / "images", root / "masks"
+    images.mkdir(), masks.mkdir()
+    for case in BRATS_CROP_CASES:
+        image, mask = nib.load(folder / "t1c" / f"{case}.nii.gz"), nib.load(folder / "masks" / f"{case}.nii.gz")
+        z = int(np.flatnonzero(np.asarray(mask.dataobj).any(axis=(0, 1))).mean())
+        nib.save(image.slicer[:, :, z - 4 : z + 4], images / f"{case}.nii.gz")
+        nib.save(mask.slicer[:, :, z - 4 : z + 4], masks / f"{case}.nii.gz")
+    return images, masks
+
+
+def copy_dataset(images: Path, masks: Path, target: Path) -> tuple[Path, Path]:
+    """Copy an ``(images, masks)`` pair of folders to ``target/images`` and ``target/masks``."""
+    import shutil
+
+    return (Path(shutil.copytree(images, target / "images")), Path(shutil.copytree(masks, target / "masks")))
+
+
+@pytest.fixture
+def copy_data():
+    """The :func:`copy_dataset` helper."""
+    return copy_dataset

@@ -9,7 +9,7 @@ import pytest
 from umed.errors import ConfigError
 from umed.settings import ProtectConfig, load_protect_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "umed" / "configs"
 
 
 def test_every_shipped_config_loads() -> None:

@@ -8,7 +8,7 @@ from umed.case import Case, CaseMeta, CaseResult
 from umed.errors import ConfigError, GeometryError, InputError, OutputError, UmedError
 from umed.settings import ProtectConfig, load_protect_config
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version lives (pyproject.toml reads it)
 
 __all__ = [
     "__version__",

@@ -333,17 +333,7 @@ def _floor_dict(floor: ThresholdFloor) -> dict[str, Any]:
     return {"threshold": floor.threshold, "polarity": floor.polarity, "dice": floor.dice, "train_dice": floor.train_dice}
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages an audit's numbers depend on."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("umed", "torch", "monai", "numpy", "scipy", "scikit-image", "nibabel", "matplotlib", "pillow"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+from umed.io.provenance import package_versions  # noqa: E402 (one package list for every record)
 
 
 # ------------------------------------------------------------------------------------------------------- loading
@@ -708,7 +698,9 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     pairs = _pair_cases(cfg)
     ids = [case.case_id for case, _ in pairs]
     train_ids, test_ids = _split(ids, cfg)
-    notes: list[str] = []
+    from umed.resume import leakage_warnings  # a test case that fitted the protector, or a duplicate under another name
+
+    notes: list[str] = leakage_warnings(cfg.protected, pairs, test_ids)
 
     items: dict[str, _Loaded] = {}
     for k, (case, protected_path) in enumerate(pairs):

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,39 +319,6 @@ def protect_array(
 # --------------------------------------------------------------------------------------------------------- batch
 
 
-def _copy_atomic(source: Path, target: Path) -> None:
-    """Copy a file or a DICOM folder byte for byte, through a temporary name in the target folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            shutil.copytree(source, temp, dirs_exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(temp, target)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-    else:
-        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(handle)
-        try:
-            shutil.copyfile(source, temp)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _fit_mapping(image: np.ndarray, cfg: ProtectConfig) -> Any:
     from umed.intensity import fit_mapping
 
@@ -418,49 +384,116 @@ def _collect_training_slices(
     return batch, failures
 
 
-def _make_or_load_protector(
-    cfg: ProtectConfig, cases: Sequence[Case], progress: ProgressCallback | None
-) -> tuple[Protector, Path, dict[str, Any], list[CaseResult]]:
-    """Load ``cfg.protector``, reuse a matching protector already in OUT (resume), or fit a new one."""
-    from umed.perturbators import make_protector
-    from umed.protector_io import load_protector, save_protector, sha256_file
+def _hashes(cases: Sequence[Case]) -> dict[str, tuple[str | None, str | None]]:
+    """``case_id -> (image SHA-256, mask SHA-256)``; ``None`` for a missing or unreadable file."""
+    from umed.io.provenance import sha256_file
 
-    budget = Budget(cfg.eps_contour, cfg.eps_texture, cfg.band_width)
-    if cfg.protector is not None:
-        protector, document = load_protector(cfg.protector)
-        return protector, Path(cfg.protector), document, []
-    fingerprint = sorted(
-        (case.case_id, sha256_file(case.image_path), sha256_file(case.mask_path) if case.mask_path else None)
-        for case in cases
-        if case.image_path.exists() and (cfg.fit_cases is None or case.case_id in cfg.fit_cases)
-    )
-    wanted = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
-    target = cfg.out / PROTECTOR_NAME
-    if target.is_file():
+    def digest(path: Path | None) -> str | None:
         try:
-            existing, document = load_protector(target)
-        except UmedError:
-            existing, document = None, {}
-        same_fit = {
-            "training_data": [list(item) for item in fingerprint],
-            "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else None,
-            "target_psnr": cfg.target_psnr,
-            "eps_cap": cfg.eps_cap,
-            "intensity_mode": cfg.intensity_mode,
-        }
-        if existing is not None and existing.config() == wanted.config() and all(
-            document.get(key) == value for key, value in same_fit.items()
-        ):
-            return existing, target, document, []  # each case is validated when it is applied
+            return sha256_file(path) if path is not None else None
+        except OSError:
+            return None
+
+    return {case.case_id: (digest(case.image_path), digest(case.mask_path)) for case in cases}
+
+
+def _fit_cases(cfg: ProtectConfig, cases: Sequence[Case]) -> list[Case]:
     fit_on = [case for case in cases if cfg.fit_cases is None or case.case_id in cfg.fit_cases]
     if cfg.fit_cases is not None and len(fit_on) != len(set(cfg.fit_cases)):
         missing = sorted(set(cfg.fit_cases) - {case.case_id for case in fit_on})
         raise ConfigError(f"{cfg.images}: fit_cases not found in the dataset ({missing})")
-    batch, failures = _collect_training_slices(fit_on, cfg, budget, progress)
+    return fit_on
+
+
+def _nothing_to_protect(cfg: ProtectConfig, cases: Sequence[Case]) -> ConfigError:
+    """The error for a dataset whose masks hold no structure voxel, naming the labels they do hold."""
+    from umed.io import load_mask
+
+    present: set[int] = set()
+    for case in cases:
+        try:
+            present.update(int(value) for value in np.unique(load_mask(case.mask_path)[0]))
+        except (UmedError, TypeError):
+            continue
+    present.discard(0)
+    where = cfg.masks or cfg.images
+    if cfg.structure_labels:
+        return ConfigError(f"{where}: no case has any voxel of label(s) {list(cfg.structure_labels)} (expected "
+                           f"labels present in the masks: {sorted(present) or 'none but 0'})")
+    return ConfigError(f"{where}: every mask is empty (expected some label > 0 to protect, got only 0)")
+
+
+@dataclass
+class _Plan:
+    """What a run will apply and under which resume key."""
+
+    protector: Protector | None
+    path: Path | None
+    document: dict[str, Any]
+    failures: list[CaseResult]
+    key: dict[str, Any]
+    fit_ids: list[str]
+
+
+def _plan(cfg: ProtectConfig, cases: Sequence[Case], hashes: dict, overwrite: bool, mode: int,
+          progress: ProgressCallback | None) -> tuple[ProtectConfig, _Plan, dict[str, Any] | None]:
+    """Decide the resume key, check OUT against it, then load, reuse or fit the protector.
+
+    Returns ``(cfg, plan, previous manifest)``; the previous manifest is ``None`` unless its cases may be reused.
+    """
+    from umed.perturbators import make_protector
+    from umed.protector_io import load_protector
+    from umed.resume import check_reusable, read_manifest, remove_previous_outputs, resume_key, warn_removed_cases
+
+    version = _version()
+    if cfg.protector is not None:
+        protector, document = load_protector(cfg.protector)
+        cfg = _recorded_rules(cfg, document)
+        training = document.get("training_data") or []
+        key = resume_key(cfg, protector.config(), training, version, document.get("weights_sha256"))
+        fit_on: list[Case] = []
+    else:
+        budget = Budget(cfg.eps_contour, cfg.eps_texture, cfg.band_width)
+        protector = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
+        fit_on = _fit_cases(cfg, cases)
+        training = [[case.case_id, *hashes[case.case_id]] for case in fit_on]
+        key = resume_key(cfg, protector.config(), training, version)
+    own = cfg.out / PROTECTOR_NAME
+    if overwrite:
+        for path in remove_previous_outputs(cfg.out, _manifest_or_none(cfg.out / MANIFEST_NAME),
+                                            [PROTECTOR_NAME, own.with_suffix(".pt").name]):
+            logger.warning("%s: removed (--overwrite)", path)
+    previous = read_manifest(cfg.out / MANIFEST_NAME)
+    check_reusable(cfg.out, previous, _json_or_none(own), key)
+    warn_removed_cases(cfg.out, previous, [case.case_id for case in cases])
+    fit_ids = sorted(str(item[0]) for item in training)
+    if cfg.protector is not None:
+        return cfg, _Plan(protector, Path(cfg.protector), document, [], key, fit_ids), previous
+    if own.is_file():
+        try:
+            reused, document = load_protector(own)
+            return cfg, _Plan(reused, own, document, [], key, fit_ids), previous  # cases validated when applied
+        except UmedError as error:
+            logger.warning("%s: not reused, fitted again (%s)", own, error)
+    return cfg, _fit(cfg, fit_on, protector, key, fit_ids, mode, progress), previous
+
+
+def _fit(cfg: ProtectConfig, fit_on: Sequence[Case], protector: Protector, key: dict[str, Any], fit_ids: list[str],
+         mode: int, progress: ProgressCallback | None) -> _Plan:
+    """Fit ``protector`` on the training cases and save it as OUT/protector.json (+ .pt)."""
+    import json
+
+    from umed.protector_io import save_protector
+    from umed.resume import key_digest
+
+    batch, failures = _collect_training_slices(fit_on, cfg, protector.budget, progress)
     if batch is None:
-        raise ConfigError(f"{cfg.masks or cfg.images}: no case has any structure voxel to protect")
+        if not failures:
+            raise _nothing_to_protect(cfg, fit_on)
+        # every case with structure failed: no protector; the per-case errors are reported, empty masks passed on
+        return _Plan(None, None, {}, failures, key, fit_ids)
     started = time.perf_counter()
-    log = wanted.fit(batch, progress=progress)
+    log = protector.fit(batch, progress=progress)
     extra = {
         "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else None,
         "intensity_mode": cfg.intensity_mode,
@@ -470,110 +503,160 @@ def _make_or_load_protector(
         "training_slices": int(batch.images.shape[0]),
         "training_seconds": round(time.perf_counter() - started, 2),
         "training_log": log,
-        "training_data": [list(item) for item in fingerprint],
+        "training_data": key["training_data"],
+        "fit_cases": fit_ids,
+        "resume_key": key,
+        "resume_key_sha256": key_digest(key),
     }
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    path = save_protector(wanted, target, extra=extra)
+    path = save_protector(protector, cfg.out / PROTECTOR_NAME, extra=extra, mode=mode)
+    return _Plan(protector, path, json.loads(path.read_text()), failures, key, fit_ids)
+
+
+def _version() -> str:
+    from umed.io.provenance import package_versions
+
+    return package_versions()["umed"]
+
+
+def _json_or_none(path: Path) -> dict[str, Any] | None:
     import json
 
-    return wanted, path, json.loads(path.read_text()), failures
+    try:
+        document = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return {}  # unreadable: not this run's (refused unless --overwrite)
+    return document if isinstance(document, dict) or document is None else {}
+
+
+def _manifest_or_none(path: Path) -> dict[str, Any] | None:
+    document = _json_or_none(path)
+    return document or None
 
 
 def protect_dataset(
     cfg: ProtectConfig,
     *,
     progress: ProgressCallback | None = None,
+    overwrite: bool = False,
     workers: int = 1,
     scheduler: str | Path | None = None,
 ) -> ProtectSummary:
     """Protect every case of a dataset and write OUT/ (cases in their own format, protector, manifest.json).
 
     A bad case is recorded in the summary and the manifest and the run goes on; a case with an empty mask is copied
-    unchanged (with a warning) so that the released dataset stays complete. A case already written by an earlier,
-    interrupted run with the same settings is checked by SHA-256 and skipped: the final bytes are the same as an
-    uninterrupted run's.
+    unchanged (with a warning) so that the released dataset stays complete. OUT is locked for the run
+    (:mod:`umed.io.lock`) and temporary files a killed run left in it are removed first. An OUT written before with
+    the same resume key (:mod:`umed.resume`) is resumed: its protector is reused and a case is skipped when its image,
+    mask and output still have the recorded SHA-256, so the final bytes are an uninterrupted run's. An OUT written
+    with another key is refused unless ``overwrite`` (which first deletes what the earlier run wrote).
 
     The fit runs here; the cases are applied by :func:`umed.engine.map_jobs`: in this process (``workers=1``), in
     ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
     bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
 
     Raises:
-        ConfigError: OUT inside an input folder, no usable case, unknown method, unreachable scheduler.
+        ConfigError: OUT inside an input folder, OUT written with other settings, no structure to protect,
+            unreachable scheduler.
         InputError: the image folder cannot be read.
+        OutputError: OUT is a file, cannot be written, or another run holds its lock.
     """
     from umed.io import check_output_location, discover_cases
-    from umed.protector_io import package_versions, sha256_file, write_json_atomic
+    from umed.io.atomic import output_mode, sweep_temporaries
+    from umed.io.lock import output_lock
+    from umed.resume import captured_warnings
 
-    inputs = [cfg.images] + ([cfg.masks] if cfg.masks else [])
-    check_output_location(cfg.out, inputs)
-    cases = discover_cases(cfg.images, cfg.masks)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    check_output_location(cfg.out, [cfg.images] + ([cfg.masks] if cfg.masks else []))
+    with captured_warnings() as warnings:
+        cases = discover_cases(cfg.images, cfg.masks)
+        with output_lock(cfg.out):
+            for path in sweep_temporaries(cfg.out):
+                logger.warning("%s: removed a temporary file left by an interrupted run", path)
+            hashes = _hashes(cases)
+            mode = output_mode(*(case.image_path for case in cases))
+            cfg, plan, previous = _plan(cfg, cases, hashes, overwrite, mode, progress)
+            return _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler)
+
+
+def _apply_all(cfg: ProtectConfig, cases: Sequence[Case], hashes: dict, plan: _Plan, previous: dict[str, Any] | None,
+               mode: int, warnings: list[str], progress: ProgressCallback | None, workers: int = 1,
+               scheduler: str | Path | None = None) -> ProtectSummary:
+    """Apply the planned protector to every case, writing the manifest after each one."""
+    from umed.io.atomic import write_json_atomic
+    from umed.io.provenance import package_versions
+    from umed.resume import key_digest
+
     manifest_path = cfg.out / MANIFEST_NAME
-    previous = _read_manifest(manifest_path)
-
-    protector, protector_path, protector_doc, failures = _make_or_load_protector(cfg, cases, progress)
-    if cfg.protector is not None:
-        cfg = _recorded_rules(cfg, protector_doc)
-    protector_config = protector.config()
-    same_run = previous.get("protector") == protector_config and previous.get("settings", {}).get(
-        "structure_labels"
-    ) == cfg.to_dict()["structure_labels"] and previous.get("settings", {}).get("target_psnr") == cfg.target_psnr
-    done_before = previous.get("cases", {}) if same_run else {}
-
-    failed_ids = {result.case_id: result for result in failures}
+    done_before = (previous or {}).get("cases", {})
+    failed_ids = {result.case_id: result for result in plan.failures}
+    path = plan.path
     manifest: dict[str, Any] = {
-        "umed": package_versions()["umed"],
+        "umed": _version(),
         "settings": cfg.to_dict(),
-        "protector": protector_config,
-        "protector_file": protector_path.name if protector_path.parent == cfg.out else str(protector_path),
+        "protector": plan.protector.config() if plan.protector is not None else None,
+        "protector_file": None if path is None else (path.name if path.parent == cfg.out else str(path)),
+        "resume_key": plan.key,
+        "resume_key_sha256": key_digest(plan.key),
+        "fit_cases": plan.fit_ids,
         "data_range": "normalised intensity, 1.0 = the case's intensity mapping span",
         "versions": package_versions(),
         "cases": {},
         "failed": {},
+        "warnings": warnings,
     }
     from umed.engine import map_jobs
 
-    outcomes: dict[str, tuple[CaseResult, dict[str, Any] | None]] = {key: (r, None) for key, r in failed_ids.items()}
-    jobs = [(case, done_before.get(case.case_id)) for case in cases if case.case_id not in failed_ids]
+    before = list(warnings)  # then each case's own warnings, in case order (a worker's are logged where it runs)
+    outcomes: dict[str, tuple[CaseResult, Any, list[str]]] = {key: (r, None, []) for key, r in failed_ids.items()}
+    jobs = [(case, done_before.get(case.case_id), hashes[case.case_id]) for case in cases
+            if case.case_id not in failed_ids]
     if progress:
         progress("protecting cases", len(outcomes), len(cases))
-    for _, (result, entry) in map_jobs(_protect_job, jobs, (cfg, protector), workers=workers, scheduler=scheduler,
-                                       lost=_lost_job):
-        outcomes[result.case_id] = (result, entry)
-        _fill_manifest(manifest, cases, outcomes)
-        write_json_atomic(manifest, manifest_path)
+    for _, outcome in map_jobs(_protect_job, jobs, (cfg, plan.protector, mode), workers=workers, scheduler=scheduler,
+                               lost=_lost_job):
+        outcomes[outcome[0].case_id] = outcome
+        _fill_manifest(manifest, cases, outcomes, before)
+        write_json_atomic(manifest, manifest_path, mode=mode)
         if progress:
             progress("protecting cases", len(outcomes), len(cases))
-    _fill_manifest(manifest, cases, outcomes)
-    write_json_atomic(manifest, manifest_path)
+    _fill_manifest(manifest, cases, outcomes, before)
+    write_json_atomic(manifest, manifest_path, mode=mode)
     results = [outcomes[case.case_id][0] for case in cases]
-    return ProtectSummary(results, manifest_path, protector_path, protector_doc.get("training_log", {}))
+    return ProtectSummary(results, manifest_path, path, plan.document.get("training_log", {}))
 
 
-def _fill_manifest(manifest: dict[str, Any], cases: Sequence[Case], outcomes: dict[str, tuple[CaseResult, Any]]) -> None:
-    """Set the manifest's cases and failures from the outcomes so far, in case order (whatever order they came)."""
+def _fill_manifest(manifest: dict[str, Any], cases: Sequence[Case], outcomes: dict[str, tuple[CaseResult, Any, list[str]]],
+                   before: list[str]) -> None:
+    """Set the manifest's cases, failures and warnings from the outcomes so far, in case order (whatever order they
+    came in)."""
     done = [outcomes[case.case_id] for case in cases if case.case_id in outcomes]
-    manifest["cases"] = {result.case_id: entry for result, entry in done if entry is not None}
-    manifest["failed"] = {result.case_id: result.error for result, _ in done if result.status == "failed"}
+    manifest["cases"] = {result.case_id: entry for result, entry, _ in done if entry is not None}
+    manifest["failed"] = {result.case_id: result.error for result, _, _ in done if result.status == "failed"}
+    manifest["warnings"] = before + [message for _, _, messages in done for message in messages]
 
 
-def _lost_job(job: tuple[Case, Any], message: str) -> tuple[CaseResult, None]:
-    return CaseResult(job[0].case_id, "failed", error=f"{job[0].image_path}: {message}"), None
+def _lost_job(job: tuple[Case, Any, Any], message: str) -> tuple[CaseResult, None, list[str]]:
+    return CaseResult(job[0].case_id, "failed", error=f"{job[0].image_path}: {message}"), None, []
 
 
-def _protect_job(job: tuple[Case, dict[str, Any] | None], shared: tuple[ProtectConfig, Protector]) -> tuple[CaseResult, dict[str, Any] | None]:
-    """One case on any worker (see :func:`umed.engine.map_jobs`): ``(result, manifest entry or None)``; a bad case
-    gives a failed result. Temporary files a killed earlier attempt of this case left behind are removed first."""
-    (case, earlier), (cfg, protector) = job, shared
+def _protect_job(
+    job: tuple[Case, dict[str, Any] | None, tuple[str | None, str | None]], shared: tuple[ProtectConfig, Any, int]
+) -> tuple[CaseResult, dict[str, Any] | None, list[str]]:
+    """One case on any worker (see :func:`umed.engine.map_jobs`): ``(result, manifest entry or None, warnings)``; a
+    bad case gives a failed result. Temporary files a killed earlier attempt of this case left are removed first."""
+    from umed.resume import captured_warnings
+
+    (case, earlier, hashes), (cfg, protector, mode) = job, shared
     for stale in cfg.out.glob(f".{case.image_path.name}.*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-    try:
-        return _protect_one(case, cfg, protector, earlier)
-    except UmedError as error:
-        return CaseResult(case.case_id, "failed", error=str(error)), None
+    with captured_warnings() as messages:
+        try:
+            result, entry = _protect_one(case, cfg, protector, earlier, hashes, mode)
+        except UmedError as error:
+            result, entry = CaseResult(case.case_id, "failed", error=str(error)), None
+    return result, entry, list(messages)
 
 
 def _recorded_rules(cfg: ProtectConfig, document: dict[str, Any]) -> ProtectConfig:
@@ -597,15 +680,26 @@ def _recorded_rules(cfg: ProtectConfig, document: dict[str, Any]) -> ProtectConf
     return dataclasses.replace(cfg, **changed) if changed else cfg
 
 
+def _set_mode(target: Path, mode: int) -> None:
+    """Give a written case (file, or DICOM folder's files) ``mode`` (the input's, when stricter than the default)."""
+    files = [p for p in target.rglob("*") if p.is_file()] if target.is_dir() else [target]
+    for file in files:
+        if file.stat().st_mode & 0o777 != mode:
+            os.chmod(file, mode)
+
+
 def _protect_one(
-    case: Case, cfg: ProtectConfig, protector: Protector, earlier: dict[str, Any] | None
+    case: Case, cfg: ProtectConfig, protector: Protector | None, earlier: dict[str, Any] | None,
+    hashes: tuple[str | None, str | None], mode: int,
 ) -> tuple[CaseResult, dict[str, Any]]:
     """Protect one case (or confirm an earlier run's output) and return its result and manifest entry."""
     from umed.io import output_path_for, save_case, validate_case
-    from umed.protector_io import sha256_file
+    from umed.io.atomic import copy_atomic, output_mode
+    from umed.io.provenance import sha256_file
 
-    input_sha = sha256_file(case.image_path)
-    if earlier and earlier.get("input_sha256") == input_sha:
+    input_sha, mask_sha = hashes
+    if (earlier and input_sha and earlier.get("input_sha256") == input_sha and earlier.get("mask_sha256") == mask_sha
+            and isinstance(earlier.get("output"), str)):
         target = cfg.out / earlier["output"]
         if target.exists() and sha256_file(target) == earlier.get("output_sha256"):
             return CaseResult(case.case_id, "skipped", target, metrics=earlier.get("metrics", {}), details=earlier), earlier
@@ -616,17 +710,22 @@ def _protect_one(
     del labels  # only the structure is needed from here (peak memory: a CT's label map is 200 MB)
     if not indices:
         logger.warning("%s: the mask has no structure voxel; the case is copied unchanged", case.mask_path)
-        _copy_atomic(case.image_path, target)
+        copy_atomic(case.image_path, target, mode=output_mode(case.image_path))
         entry = {
             "status": "passed_through",
             "input": str(case.image_path),
+            "mask": str(case.mask_path),
             "output": target.name,
             "input_sha256": input_sha,
+            "mask_sha256": mask_sha,
             "output_sha256": sha256_file(target),
             "warning": "mask has no structure voxel: copied unchanged",
             "metrics": {},
         }
         return CaseResult(case.case_id, "passed_through", target, details=entry), entry
+    if protector is None:
+        raise UmedError(f"{case.image_path}: not protected (no protector could be fitted: every training case with "
+                        "structure failed, see the failed cases)")
 
     started = time.perf_counter()
     mapping = _fit_mapping(image, cfg)
@@ -643,12 +742,14 @@ def _protect_one(
     metrics = change_metrics(image, protected.array, structure, mapping=mapping, band_width=protector.budget.band_width)
     _check_guarantees(case, metrics, protected.eps)
     save_case(protected.array, meta, target, derived=True)
+    _set_mode(target, output_mode(case.image_path))
     entry = {
         "status": "protected",
         "input": str(case.image_path),
         "mask": str(case.mask_path),
         "output": target.name,
         "input_sha256": input_sha,
+        "mask_sha256": mask_sha,
         "output_sha256": sha256_file(target),
         "format": meta.format,
         "seed": protector.seed,

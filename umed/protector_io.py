@@ -7,14 +7,14 @@ SHA-256 of the weights) and ``NAME.pt`` (a plain ``dict[str, Tensor]`` saved wit
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from umed.errors import ConfigError, InputError
+from umed.io.atomic import write_bytes_atomic, write_json_atomic
+from umed.io.provenance import package_versions, sha256_bytes, sha256_file
 from umed.perturbators.base import Budget, Protector
 
 __all__ = ["save_protector", "load_protector", "export_protector", "package_versions", "sha256_file", "write_json_atomic"]
@@ -22,55 +22,16 @@ __all__ = ["save_protector", "load_protector", "export_protector", "package_vers
 FORMAT_VERSION = 1
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of umed and the libraries that shape its output (recorded in every manifest)."""
-    import importlib.metadata as metadata
-
-    versions = {}
-    for name in ("umed", "torch", "monai", "numpy", "nibabel", "pydicom", "SimpleITK", "scikit-image"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's files (sorted by name, names included) for a DICOM series."""
-    digest = hashlib.sha256()
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    """Write JSON through a temporary file in the same folder and ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=2, sort_keys=False, default=str)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def save_protector(protector: Protector, path: Path, *, extra: dict[str, Any] | None = None) -> Path:
+def save_protector(
+    protector: Protector, path: Path, *, extra: dict[str, Any] | None = None, mode: int | None = None
+) -> Path:
     """Write ``path`` (``.json``) and, when the protector has weights, ``path.with_suffix('.pt')``.
 
     Args:
         protector: a fitted protector.
         path: the JSON file to write (its ``.pt`` twin goes beside it).
         extra: more JSON-able facts to record (intensity rule, structure labels, training log).
+        mode: file mode of both files (default: see :mod:`umed.io.atomic`).
 
     Returns:
         The JSON path.
@@ -81,16 +42,13 @@ def save_protector(protector: Protector, path: Path, *, extra: dict[str, Any] | 
     state = protector.state_dict()
     weights_sha = None
     if state:
-        weights = path.with_suffix(".pt")
-        handle, temp = tempfile.mkstemp(prefix=f".{weights.name}.", suffix=".tmp", dir=path.parent)
-        os.close(handle)
-        try:
-            torch.save({key: value for key, value in state.items()}, temp)
-            os.replace(temp, weights)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        weights_sha = sha256_file(weights)
+        # torch.save names the zip's records after the file it writes: saving to memory keeps the temporary name
+        # out of the archive, so the same protector always gives the same bytes
+        buffer = io.BytesIO()
+        torch.save({key: value for key, value in state.items()}, buffer)
+        data = buffer.getvalue()
+        write_bytes_atomic(data, path.with_suffix(".pt"), mode=mode)
+        weights_sha = sha256_bytes(data)
     document = {
         "format": "umed-protector",
         "format_version": FORMAT_VERSION,
@@ -100,7 +58,7 @@ def save_protector(protector: Protector, path: Path, *, extra: dict[str, Any] | 
         "versions": package_versions(),
         **(extra or {}),
     }
-    write_json_atomic(document, path)
+    write_json_atomic(document, path, mode=mode)
     return path
 
 
@@ -111,7 +69,7 @@ def load_protector(path: Path) -> tuple[Protector, dict[str, Any]]:
         The protector, ready to ``perturb``, and the JSON document.
 
     Raises:
-        InputError: missing or unreadable files, a weights file whose SHA-256 does not match.
+        InputError: missing or unreadable files, a weights file whose SHA-256 does not match or is not recorded.
         ConfigError: an unknown method or format.
     """
     import torch
@@ -134,7 +92,10 @@ def load_protector(path: Path) -> tuple[Protector, dict[str, Any]]:
         weights = path.parent / document["weights"]
         if not weights.is_file():
             raise InputError(f"{weights}: the protector's weights are missing")
-        if document.get("weights_sha256") and sha256_file(weights) != document["weights_sha256"]:
+        if not document.get("weights_sha256"):
+            raise InputError(f"{path}: no weights_sha256 (expected the SHA-256 of {document['weights']}, got none): "
+                             "the weights cannot be checked")
+        if sha256_file(weights) != document["weights_sha256"]:
             raise InputError(f"{weights}: SHA-256 does not match {path.name} (the weights were changed or truncated)")
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)

@@ -1,7 +1,9 @@
 """Settings of a protect run: a frozen dataclass, loadable from YAML, with the defaults umed ships.
 
-Every field has a default; a YAML file (``configs/*.yaml``, ``--config FILE``) overrides any of them, and the CLI
-options override the file. Budgets are in umed's normalised intensity space (see :mod:`umed.intensity`).
+The defaults are the shipped config ``umed`` (``umed/configs/umed.yaml``, see :mod:`umed.configs`): the dataclass
+reads its numbers from that file, so the code and the shipped defaults cannot disagree. A YAML file or a shipped name
+(``--config``) overrides any field, and the CLI options override the file. Budgets are in umed's normalised
+intensity space (see :mod:`umed.intensity`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,27 @@ from typing import Any
 
 import yaml
 
+from umed import configs
 from umed.errors import ConfigError
 
-__all__ = ["ProtectConfig", "load_protect_config"]
+__all__ = ["ProtectConfig", "load_protect_config", "shipped_default"]
+
+
+def _parse_fraction(text: str, name: str) -> float:
+    """``"8/255"`` or ``"0.03"`` -> float."""
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/")
+            return float(numerator) / float(denominator)
+        return float(text)
+    except (ValueError, ZeroDivisionError) as error:
+        raise ConfigError(f"{name}: expected a number or a fraction like 8/255 (got {text!r})") from error
+
+
+def shipped_default(name: str) -> Any:
+    """The value of top-level setting ``name`` in the default config (fractions such as ``4/255`` parsed)."""
+    value = configs.load(configs.DEFAULT)[name]
+    return _parse_fraction(value, name) if isinstance(value, str) and name.startswith("eps") else value
 
 
 @dataclass(frozen=True)
@@ -29,7 +49,7 @@ class ProtectConfig:
         method: protector name (``umed``, ``em``, ``tap``, ``sep``, ``salm``, ``lsp``, ``ar``, ``random``).
         seed: run seed; every random choice is seeded from it plus the case or slice key.
         structure_labels: labels that form the structure to protect; ``None`` means every label > 0.
-        eps_contour: L-inf bound on the contour band, normalised units (8/255 by default).
+        eps_contour: L-inf bound on the contour band, normalised units.
         eps_texture: L-inf bound inside the structure, normalised units.
         band_width: contour band half-width in voxels.
         target_psnr: when set, each case's perturbation is rescaled so that its whole-image PSNR (per volume for 3D,
@@ -42,20 +62,23 @@ class ProtectConfig:
         fit_cases: case ids whose slices fit the protector (``None``: every case); the protector is then applied to
             every case. An audit keeps its test cases out of the fit this way.
         protector: a saved protector (``protector.json``) to apply instead of training one.
-        method_settings: method-specific settings (epochs, lr, ...), passed to the protector.
+        method_settings: method-specific settings (epochs, lr, ...), passed to the protector (UMed's defaults are
+            the ``method_settings`` of the shipped config ``umed``).
+
+    Defaults not listed in the shipped config ``umed`` (structure labels, intensity mode, ...) are the ones above.
     """
 
     images: Path
     masks: Path | None
     out: Path
-    method: str = "umed"
-    seed: int = 0
+    method: str = shipped_default("method")
+    seed: int = shipped_default("seed")
     structure_labels: tuple[int, ...] | None = None
-    eps_contour: float = 8 / 255
-    eps_texture: float = 8 / 255
-    band_width: int = 3
-    target_psnr: float | None = None
-    eps_cap: float = 16 / 255
+    eps_contour: float = shipped_default("eps_contour")
+    eps_texture: float = shipped_default("eps_texture")
+    band_width: int = shipped_default("band_width")
+    target_psnr: float | None = shipped_default("target_psnr")
+    eps_cap: float = shipped_default("eps_cap")
     intensity_mode: str = "percentile"
     window: tuple[float, float] | None = None
     max_train_slices: int = 1024
@@ -68,6 +91,8 @@ class ProtectConfig:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ConfigError(f"{name}: must be in (0, 1] in normalised units (got {value})")
+        if self.structure_labels is not None and any(label < 0 for label in self.structure_labels):
+            raise ConfigError(f"structure_labels: labels must be >= 0 (got {list(self.structure_labels)})")
         if self.band_width < 0:
             raise ConfigError(f"band_width: must be >= 0 voxels (got {self.band_width})")
         if self.intensity_mode not in ("percentile", "window"):
@@ -86,54 +111,81 @@ class ProtectConfig:
         return out
 
 
-_PATH_FIELDS = {"images", "masks", "out", "protector"}
-_TUPLE_FIELDS = {"structure_labels", "window", "fit_cases"}
+def load_protect_config(path: str | Path | None = None, **overrides: Any) -> ProtectConfig:
+    """Build a :class:`ProtectConfig` from an optional config and keyword overrides (``None`` means "not given").
 
-
-def load_protect_config(path: Path | None = None, **overrides: Any) -> ProtectConfig:
-    """Build a :class:`ProtectConfig` from an optional YAML file and keyword overrides (``None`` means "not given").
-
-    The YAML holds any ProtectConfig field at top level; ``method_settings`` is a mapping. Unknown keys are an error
-    so that a typo never silently falls back to a default.
+    ``path`` is a YAML file or the name of a shipped config (``umed``, ``brats_tumour_core``, ``isbi_membranes``,
+    ``fast``, ``methods/em``, ...; see :mod:`umed.configs`); without it the shipped default applies (the dataclass's
+    defaults are that file). The YAML holds any ProtectConfig field at top level; ``method_settings`` is a mapping.
+    Unknown keys and values of the wrong type are an error, so that a typo never silently falls back to a default.
 
     Raises:
-        ConfigError: unreadable YAML, an unknown key, or an invalid value.
+        ConfigError: unreadable YAML, an unknown name or key, or an invalid value (the message names the setting).
     """
     values: dict[str, Any] = {}
+    source = "settings"
     if path is not None:
+        source, content = configs.resolve(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read the config ({error})") from error
+            loaded = yaml.safe_load(content) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{source}: cannot read the config ({error})") from error
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings (got {type(loaded).__name__})")
+            raise ConfigError(f"{source}: expected a mapping of settings (got {type(loaded).__name__})")
         values.update(loaded)
     values.update({key: value for key, value in overrides.items() if value is not None})
     known = {f.name for f in dataclasses.fields(ProtectConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{path or 'settings'}: unknown setting(s) {unknown} (expected some of {sorted(known)})")
-    for key in _PATH_FIELDS & set(values):
-        if values[key] is not None:
-            values[key] = Path(values[key])
-    for key in _TUPLE_FIELDS & set(values):
-        if values[key] is not None:
-            values[key] = tuple(values[key])
-    for key in ("eps_contour", "eps_texture", "eps_cap"):
-        if isinstance(values.get(key), str):  # allow "8/255" in YAML
-            values[key] = _parse_fraction(values[key], key)
+        raise ConfigError(f"{source}: unknown setting(s) {unknown} (expected some of {sorted(known)})")
     missing = [name for name in ("images", "out") if name not in values]
     if missing:
-        raise ConfigError(f"{path or 'settings'}: missing required setting(s) {missing}")
+        raise ConfigError(f"{source}: missing required setting(s) {missing}")
     values.setdefault("masks", None)
+    values = {key: _coerce(key, value, source) for key, value in values.items()}
     return ProtectConfig(**values)
 
 
-def _parse_fraction(text: str, name: str) -> float:
-    try:
-        if "/" in text:
-            numerator, denominator = text.split("/")
-            return float(numerator) / float(denominator)
-        return float(text)
-    except ValueError as error:
-        raise ConfigError(f"{name}: expected a number or a fraction like 8/255 (got {text!r})") from error
+def _number(value: Any, key: str, source: str, kind: type) -> Any:
+    """``value`` as an int or float; bools and text that is not a number are a :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        expected = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{source}: {key}: expected {expected} (got {value!r})")
+    return kind(value)
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check the type of one setting and convert it (paths, tuples, fractions); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if key in ("images", "masks", "out", "protector"):
+        return Path(value)
+    if key in ("eps_contour", "eps_texture", "eps_cap"):
+        return _parse_fraction(value, f"{source}: {key}") if isinstance(value, str) else _number(value, key, source, float)
+    if key in ("seed", "band_width", "max_train_slices"):
+        return _number(value, key, source, int)
+    if key == "target_psnr":
+        return _number(value, key, source, float)
+    if key in ("method", "intensity_mode"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key}: expected a name (got {value!r})")
+        return value
+    if key == "method_settings":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: method_settings: expected a mapping such as {{steps: 300}} (got {value!r})")
+        return dict(value)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: {key}: expected a list such as {_EXAMPLES[key]} (got {value!r})")
+    if key == "structure_labels":
+        labels = tuple(_number(item, key, source, int) for item in value)
+        if any(label < 0 for label in labels):
+            raise ConfigError(f"{source}: structure_labels: labels must be >= 0 (got {list(labels)})")
+        return labels
+    if key == "window":
+        if len(value) != 2:
+            raise ConfigError(f"{source}: window: expected [low, high] (got {value!r})")
+        return tuple(_number(item, key, source, float) for item in value)
+    return tuple(str(item) for item in value)  # fit_cases
+
+
+_EXAMPLES = {"structure_labels": "[1, 3, 4]", "window": "[-1000, 1000]", "fit_cases": "[case_a, case_b]"}

@@ -80,4 +80,70 @@ def test_output_inside_input_and_bad_config_fail_with_one_line(phantoms, tmp_pat
     result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(bad)])
     assert result.exit_code == 1 and "epsilon_typo" in result.output
     result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o2"), "--method", "nope"])
-    assert result.exit_code == 1 and "unknown method 'nope'" in result.output
+    assert result.exit_code == 1 and "unknown name 'nope'" in result.output
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("band_width: three", "band_width: expected a whole number (got 'three')"),
+        ("target_psnr: fifty", "target_psnr: expected a number (got 'fifty')"),
+        ("eps_contour: 4/0", "eps_contour: expected a number or a fraction like 8/255 (got '4/0')"),
+        ("seed: abc", "seed: expected a whole number (got 'abc')"),
+        ("structure_labels: 1", "structure_labels: expected a list such as [1, 3, 4] (got 1)"),
+        ("method_settings: 5", "method_settings: expected a mapping such as {steps: 300} (got 5)"),
+    ],
+)
+def test_config_value_of_the_wrong_type_is_one_clear_line(phantoms, tmp_path: Path, line: str, message: str) -> None:
+    images, masks, _ = phantoms
+    config = tmp_path / "bad.yaml"
+    config.write_text(line + "\n")
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(config)])
+    assert result.exit_code == 1, result.output
+    assert f"bad.yaml: {message}" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "o").exists()
+
+
+def test_zero_byte_files_and_out_file_are_clear_errors_in_protect_and_info(phantoms, tmp_path: Path) -> None:
+    import shutil
+
+    images, masks, config = phantoms
+    images2, masks2 = Path(shutil.copytree(images, tmp_path / "i")), Path(shutil.copytree(masks, tmp_path / "m"))
+    (images2 / "zero.nii.gz").write_bytes(b"")
+    (masks2 / "zero.nii.gz").write_bytes(b"")
+    result = runner.invoke(app, ["protect", str(images2), "-m", str(masks2), "-o", str(tmp_path / "o"), "-c", str(config)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "zero.nii.gz: not a NIfTI file" in result.output and "phantom_000" in result.output
+    info = runner.invoke(app, ["info", str(images2), "-m", str(masks2)])
+    assert info.exit_code == 1 and isinstance(info.exception, SystemExit), info.output
+    assert "zero.nii.gz: not a NIfTI file" in info.output
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "file"), "-c", str(config)])
+    assert result.exit_code == 1 and "file: not a folder (expected an output folder, got a file)" in result.output
+
+
+def test_changed_settings_into_the_same_out_are_refused_unless_overwrite(phantoms, tmp_path: Path) -> None:
+    images, masks, config = phantoms
+    base = ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(config)]
+    assert runner.invoke(app, base).exit_code == 0
+    refused = runner.invoke(app, base + ["--seed", "5"])
+    assert refused.exit_code == 1 and "changed: protector.seed" in refused.output and "--overwrite" in refused.output
+    assert runner.invoke(app, base + ["--seed", "5", "--overwrite"]).exit_code == 0
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["protector"]["seed"] == 5
+
+
+def test_version_and_configs_commands() -> None:
+    import umed
+
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"umed {umed.__version__}"
+    listed = runner.invoke(app, ["configs"])
+    assert listed.exit_code == 0
+    names = [line.split()[0] for line in listed.output.splitlines()]
+    assert names[:1] == ["umed"] and {"brats_tumour_core", "isbi_membranes", "fast", "methods/em"} <= set(names)
+    assert "(default)" in listed.output.splitlines()[0]
+    shown = runner.invoke(app, ["configs", "fast"])
+    assert shown.exit_code == 0 and "steps: 20" in shown.output
+    unknown = runner.invoke(app, ["configs", "nope"])
+    assert unknown.exit_code == 1 and "unknown name 'nope'" in unknown.output

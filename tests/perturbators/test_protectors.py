@@ -75,7 +75,9 @@ def test_umed_region_budgets(fitted, batch):
     delta = fitted["umed"].perturb(batch)
     band = regions.contour_band(batch.structures, BUDGET.band_width, batch=True)
     inner = batch.structures & ~band
-    tau = regions.texture_map(batch.images, batch.structures, batch=True)
+    settings = fitted["umed"].settings  # the protector's texture map (its defaults are the shipped config's)
+    tau = regions.texture_map(batch.images, batch.structures, batch=True, window=settings["texture_window"],
+                              tau_min=settings["tau_min"])
     scale = batch.eps_scale[:, None, None]
     assert np.all(np.abs(delta)[band] <= np.broadcast_to(np.float32(BUDGET.eps_contour) * scale, delta.shape)[band])
     texture_limit = np.float32(BUDGET.eps_texture) * tau * scale
@@ -217,7 +219,7 @@ def test_perturb_before_fit_is_a_config_error(name, batch):
 
 
 def test_make_protector_errors():
-    with pytest.raises(ConfigError, match=r"unknown method 'nope' \(expected one of umed, em"):
+    with pytest.raises(ConfigError, match=r"method: unknown name 'nope' \(expected one of umed, em"):
         make_protector("nope", BUDGET)
     with pytest.raises(ConfigError, match="unknown setting"):
         make_protector("umed", BUDGET, stpes=3)

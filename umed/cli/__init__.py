@@ -12,11 +12,27 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from umed import __version__
+
+        print(f"umed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print umed's version and exit.", callback=_version,
+                                 is_eager=True),
+) -> None:
+    """Unlearnable medical image segmentation datasets: protect, audit, inspect."""
+
+
 def _register() -> None:
     """Import each command module; each one adds its command to ``app``."""
     import importlib
 
-    for module in ("info", "protect", "audit", "demo", "export"):
+    for module in ("info", "protect", "audit", "demo", "export", "configs"):
         try:
             importlib.import_module(f"umed.cli.{module}")
         except ModuleNotFoundError as error:  # a command not yet written

@@ -15,10 +15,12 @@ Layouts understood by :func:`discover_cases`:
 from __future__ import annotations
 
 import json
+import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from umed.errors import ConfigError, GeometryError, InputError
 from umed.io.dicom import dicom_from_stored, dicom_to_stored, is_dicom_dir, load_dicom_series, save_dicom_series
 from umed.io.natural import is_natural_path, load_natural, natural_case_id, natural_to_stored, save_natural
 from umed.io.nifti import from_stored, is_nifti_path, load_nifti, nifti_case_id, save_nifti, to_stored
+from umed.registry import Registry
 
 __all__ = [
     "load_case",
@@ -37,7 +40,11 @@ __all__ = [
     "check_output_location",
     "output_path_for",
     "case_name",
+    "FORMATS",
+    "FileFormat",
 ]
+
+logger = logging.getLogger(__name__)
 
 _CHANNEL_SUFFIX = re.compile(r"^(?P<base>.+)_(?P<channel>\d{4})$")
 _SUPPORTED = ".nii.gz, .nii, .png, .tif, .tiff files or DICOM series folders"
@@ -222,15 +229,7 @@ def quantize(array_file_units: np.ndarray, meta: CaseMeta) -> np.ndarray:
     Raises:
         InputError: NaN/Inf values for an integer dtype.
     """
-    array = np.asarray(array_file_units)
-    if meta.format == "nifti":
-        stored = to_stored(array, meta.disk_dtype, meta.slope, meta.intercept, source=meta.source)
-        return from_stored(stored, meta.disk_dtype, meta.slope, meta.intercept)
-    if meta.format == "dicom":
-        return dicom_from_stored(dicom_to_stored(array, meta), meta)
-    if meta.format in ("png", "tiff"):
-        return from_stored(natural_to_stored(array, meta), meta.disk_dtype, 1.0, 0.0)
-    raise InputError(f"{meta.source}: unknown format (expected nifti, dicom, png or tiff, got {meta.format})")
+    return _format(meta).quantize(np.asarray(array_file_units), meta)
 
 
 def save_case(array_file_units: np.ndarray, meta: CaseMeta, path: Path, *, derived: bool = True) -> Path:
@@ -254,14 +253,41 @@ def save_case(array_file_units: np.ndarray, meta: CaseMeta, path: Path, *, deriv
         InputError: NaN/Inf values for an integer dtype, or ``meta`` lacks the source header.
         OutputError: the target cannot be written.
     """
-    path = Path(path)
-    if meta.format == "nifti":
-        return save_nifti(array_file_units, meta, path)
-    if meta.format == "dicom":
-        return save_dicom_series(array_file_units, meta, path, derived=derived)
-    if meta.format in ("png", "tiff"):
-        return save_natural(array_file_units, meta, path)
-    raise InputError(f"{meta.source}: unknown format (expected nifti, dicom, png or tiff, got {meta.format})")
+    return _format(meta).save(array_file_units, meta, Path(path), derived)
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """How one on-disk format rounds values to what it stores and writes a case (see :data:`FORMATS`)."""
+
+    quantize: Callable[[np.ndarray, CaseMeta], np.ndarray]
+    save: Callable[[np.ndarray, CaseMeta, Path, bool], Path]
+
+
+def _quantize_nifti(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
+    stored = to_stored(array, meta.disk_dtype, meta.slope, meta.intercept, source=meta.source)
+    return from_stored(stored, meta.disk_dtype, meta.slope, meta.intercept)
+
+
+def _quantize_natural(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
+    return from_stored(natural_to_stored(array, meta), meta.disk_dtype, 1.0, 0.0)
+
+
+_NATURAL = FileFormat(_quantize_natural, lambda array, meta, path, derived: save_natural(array, meta, path))
+FORMATS: Registry[FileFormat] = Registry("format", {
+    "nifti": FileFormat(_quantize_nifti, lambda array, meta, path, derived: save_nifti(array, meta, path)),
+    "dicom": FileFormat(lambda array, meta: dicom_from_stored(dicom_to_stored(array, meta), meta),
+                        lambda array, meta, path, derived: save_dicom_series(array, meta, path, derived=derived)),
+    "png": _NATURAL,
+    "tiff": _NATURAL,
+})
+"""``CaseMeta.format`` -> :class:`FileFormat`: the one place a format name chooses code."""
+
+
+def _format(meta: CaseMeta) -> FileFormat:
+    if meta.format not in FORMATS:
+        raise InputError(f"{meta.source}: unknown format (expected {', '.join(FORMATS.names())}, got {meta.format})")
+    return FORMATS[meta.format]
 
 
 def output_path_for(case: Case, meta: CaseMeta, out_dir: Path) -> Path:
@@ -306,6 +332,7 @@ def _entries(folder: Path) -> list[_Entry]:
         name = case_name(path)
         if name is None:
             continue
+        name = unicodedata.normalize("NFC", name)  # macOS writes names in NFD: "é" must pair with "é"
         match = _CHANNEL_SUFFIX.match(name)
         entries.append(_Entry(path, name, match.group("base") if match else name))
     return entries
@@ -349,6 +376,10 @@ def _pair(images: list[_Entry], masks: list[_Entry] | None, folder: Path) -> lis
         cases[case_id] = Case(case_id, entry.path, mask)
     if not cases:
         raise InputError(f"{folder}: no images (expected {_SUPPORTED}, got none)")
+    used = {case.mask_path for case in cases.values()}
+    for entry in masks or []:
+        if entry.path not in used:
+            logger.warning("%s: mask without an image (no image named %s); ignored", entry.path, entry.name)
     return [cases[key] for key in sorted(cases)]
 
 

@@ -143,6 +143,8 @@ def _read_exact(handle: BinaryIO, size: int) -> bytearray:
 def _header_class(first: bytes, path: Path) -> type:
     import nibabel as nib
 
+    if len(first) < 4:  # an empty (zero-byte) or nearly empty file
+        raise InputError(f"{path}: not a NIfTI file (expected a 348- or 540-byte header, got {len(first)} bytes)")
     sizes = {int(np.frombuffer(first, "<i4")[0]), int(np.frombuffer(first, ">i4")[0])}
     if 348 in sizes:
         return nib.Nifti1Header

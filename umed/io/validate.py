@@ -9,7 +9,7 @@ Policies:
   protects one channel per file (split them into separate files as nnU-Net's ``_0000``/``_0001`` files do);
 - an empty mask (no label > 0) is *not* an error: the case is returned and callers warn and pass it through
   unchanged (see :func:`mask_is_empty`);
-- a missing mask, NaN/Inf voxels, non-integer labels and geometry mismatches are errors.
+- a missing mask, NaN/Inf voxels, non-integer or negative labels and geometry mismatches are errors.
 """
 
 from __future__ import annotations
@@ -77,4 +77,7 @@ def validate_case(case: Case, *, atol: float = 1e-3) -> tuple[np.ndarray, CaseMe
     image, meta = load_case(case.image_path)
     check_finite(image, case.image_path)
     labels, mask_meta = load_mask(case.mask_path, image_meta=meta, atol=atol)
+    if labels.size and labels.dtype.kind == "i" and int(labels.min()) < 0:
+        raise InputError(f"{case.mask_path}: negative labels (expected labels >= 0, got {int((labels < 0).sum())} "
+                         f"voxels below 0, smallest {int(labels.min())})")
     return image, meta, labels, mask_meta

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from umed.errors import ConfigError
+from umed.registry import Registry
 from umed.perturbators.ar import ARProtector
 from umed.perturbators.base import Budget, Protector, SliceBatch
 from umed.perturbators.em import EMProtector
@@ -35,7 +35,7 @@ __all__ = [
     "RandomProtector",
 ]
 
-PROTECTORS: dict[str, type[Protector]] = {
+PROTECTORS: Registry[type[Protector]] = Registry("method", {
     cls.name: cls
     for cls in (
         UMedProtector,
@@ -47,7 +47,7 @@ PROTECTORS: dict[str, type[Protector]] = {
         ARProtector,
         RandomProtector,
     )
-}
+})
 """Method name to protector class: ``umed``, ``em``, ``tap``, ``sep``, ``salm``, ``lsp``, ``ar``, ``random``."""
 
 
@@ -69,7 +69,4 @@ def make_protector(name: str, budget: Budget, *, seed: int = 0, **settings: Any)
     Example:
         >>> protector = make_protector("lsp", Budget(4 / 255, 4 / 255, 3), seed=1, patch=4)
     """
-    key = str(name).strip().lower()
-    if key not in PROTECTORS:
-        raise ConfigError(f"unknown method '{name}' (expected one of {', '.join(PROTECTORS)})")
-    return PROTECTORS[key](budget, seed=seed, **settings)
+    return PROTECTORS.get(name)(budget, seed=seed, **settings)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed import regions
+from umed import configs, regions
 from umed.errors import ConfigError
 from umed.perturbators._surrogate import (
     CropSampler,
@@ -60,6 +60,7 @@ from umed.perturbators.networks import CDCGenerator, PlainGenerator
 
 __all__ = ["UMedProtector"]
 
+_SHIPPED = configs.load(configs.DEFAULT)["method_settings"]  # UMed's defaults: the shipped config ``umed``
 _PATTERN_TILE = 8  # patches per side of the repeating "patches" pattern table
 _REGION_CHUNK = 64  # slices per texture-map call
 
@@ -67,23 +68,23 @@ _REGION_CHUNK = 64  # slices per texture-map call
 class UMedProtector(Protector):
     """UMed's contour (CDC) and texture generators, trained min-min against a surrogate U-Net.
 
-    Settings (all optional):
-        steps (1000): generator steps; ``epochs`` (None), when set, replaces it by
-            ``ceil(epochs * n_slices / batch_size)``.
-        batch_size (8): crops per step, and slices per forward pass in ``perturb``.
-        lr (1e-4): Adam learning rate of the generators. surrogate_lr (1e-3): of the surrogate.
-        theta (0.7): CDC theta of G_c. base_channels (16), depth (3): generator width and depth.
-        surrogate_every (5): generator steps per surrogate step. surrogate_reinit_every (0 = never): re-initialise
+    Settings (all optional; the defaults marked * are the ``method_settings`` of the shipped config ``umed``,
+    ``umed/configs/umed.yaml``, the one place their numbers live):
+        steps*: generator steps; ``epochs`` (None), when set, replaces it by ``ceil(epochs * n_slices / batch_size)``.
+        batch_size*: crops per step, and slices per forward pass in ``perturb``.
+        lr*: Adam learning rate of the generators. surrogate_lr (1e-3): of the surrogate.
+        theta*: CDC theta of G_c. base_channels*, depth (3): generator width and depth.
+        surrogate_every*: generator steps per surrogate step. surrogate_reinit_every* (0 = never): re-initialise
             the surrogate (and its optimiser) every N generator steps. surrogate_warmup (0): clean surrogate steps
             before min-min starts.
-        crop (128): training crop side (smaller slices are zero-padded). flips (True): random flips of crops.
+        crop*: training crop side (smaller slices are zero-padded). flips (True): random flips of crops.
         generator_input ("image+mask"): generator input channels, ``"image"`` or ``"image+mask"``.
-        saturation (0.0): weight of ``mean(1 - |delta| / bound)`` over the support (budget use).
-        pattern_init ("none"): ``"none"``, ``"sign"``, ``"checker"`` or ``"patches"``, the pattern P offsetting
-            the logits (see the module docstring).
-        pattern_gain (2.0): logit offset ``gain * P`` (tanh(2) = 0.96). pattern_patch (8): block side of
-            ``"checker"`` and patch side of ``"patches"``, in voxels.
-        texture_window (5), tau_min (0.25): the texture map of :func:`umed.regions.texture_map`.
+        saturation*: weight of ``mean(1 - |delta| / bound)`` over the support (budget use).
+        pattern_init*: ``"none"``, ``"sign"``, ``"checker"`` or ``"patches"``, the pattern P offsetting the logits
+            (see the module docstring).
+        pattern_gain*: logit offset ``gain * P`` (tanh(2) = 0.96). pattern_patch*: block side of ``"checker"`` and
+            patch side of ``"patches"``, in voxels.
+        texture_window (5), tau_min*: the texture map of :func:`umed.regions.texture_map`.
 
     Example:
         >>> protector = UMedProtector(Budget(4 / 255, 4 / 255, 3), seed=0, steps=200, crop=96)
@@ -93,26 +94,26 @@ class UMedProtector(Protector):
 
     name = "umed"
     SETTINGS = {
-        "steps": Setting(1000, int, low=0),
+        "steps": Setting(_SHIPPED["steps"], int, low=0),
         "epochs": Setting(None, float, low=0.0, low_open=True, optional=True),
-        "batch_size": Setting(8, int, low=1),
-        "lr": Setting(1e-4, float, low=0.0, low_open=True),
+        "batch_size": Setting(_SHIPPED["batch_size"], int, low=1),
+        "lr": Setting(_SHIPPED["lr"], float, low=0.0, low_open=True),
         "surrogate_lr": Setting(1e-3, float, low=0.0, low_open=True),
-        "theta": Setting(0.7, float, low=0.0, high=1.0),
-        "base_channels": Setting(16, int, low=1),
+        "theta": Setting(_SHIPPED["theta"], float, low=0.0, high=1.0),
+        "base_channels": Setting(_SHIPPED["base_channels"], int, low=1),
         "depth": Setting(3, int, low=1, high=6),
-        "surrogate_every": Setting(5, int, low=1),
-        "surrogate_reinit_every": Setting(0, int, low=0),
+        "surrogate_every": Setting(_SHIPPED["surrogate_every"], int, low=1),
+        "surrogate_reinit_every": Setting(_SHIPPED["surrogate_reinit_every"], int, low=0),
         "surrogate_warmup": Setting(0, int, low=0),
-        "crop": Setting(128, int, low=8),
+        "crop": Setting(_SHIPPED["crop"], int, low=8),
         "flips": Setting(True, bool),
         "generator_input": Setting("image+mask", str, choices=("image", "image+mask")),
-        "saturation": Setting(0.0, float, low=0.0),
-        "pattern_init": Setting("none", str, choices=("none", "sign", "checker", "patches")),
-        "pattern_gain": Setting(2.0, float, low=0.0),
-        "pattern_patch": Setting(8, int, low=1),
+        "saturation": Setting(_SHIPPED["saturation"], float, low=0.0),
+        "pattern_init": Setting(_SHIPPED["pattern_init"], str, choices=("none", "sign", "checker", "patches")),
+        "pattern_gain": Setting(_SHIPPED["pattern_gain"], float, low=0.0),
+        "pattern_patch": Setting(_SHIPPED["pattern_patch"], int, low=1),
         "texture_window": Setting(5, int, low=2),
-        "tau_min": Setting(0.25, float, low=0.0, high=1.0),
+        "tau_min": Setting(_SHIPPED["tau_min"], float, low=0.0, high=1.0),
     }
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:

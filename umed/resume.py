@@ -1,0 +1,210 @@
+"""The resume key of a protect run, and what an existing OUT folder may be reused for.
+
+One key decides both whether the protector in OUT is reused and whether a case already in OUT is skipped: every
+setting that changes the written bytes (method and its resolved settings, budgets and band width, seed, eps_cap,
+target PSNR, intensity mode and window, structure labels, the slice cap, the training cases' image and mask SHA-256,
+the umed version; for ``--protector``, the applied protector's weights SHA-256). A case is skipped only when the key,
+its image's and its mask's SHA-256 and its output's SHA-256 all match what the manifest recorded.
+
+An OUT written with another key is refused (:func:`check_reusable`) unless the run overwrites it
+(:func:`remove_previous_outputs`): one OUT never mixes the outputs of two settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from umed.errors import ConfigError, OutputError
+
+__all__ = ["resume_key", "key_digest", "read_manifest", "check_reusable", "remove_previous_outputs",
+           "warn_removed_cases", "captured_warnings"]
+
+logger = logging.getLogger(__name__)
+
+
+def resume_key(cfg: Any, protector_config: dict[str, Any], training_data: Sequence[Sequence[Any]],
+               version: str, protector_weights: str | None = None) -> dict[str, Any]:
+    """The settings that decide the bytes of a run (a JSON-able dict; see the module docstring).
+
+    Args:
+        cfg: the run's :class:`umed.settings.ProtectConfig` (after a loaded protector's recorded rules apply).
+        protector_config: :meth:`Protector.config` (method, budget with band width, seed, resolved settings).
+        training_data: ``[case_id, image_sha256, mask_sha256]`` of the cases the protector is fitted on.
+        version: umed's version.
+        protector_weights: for an applied saved protector, its ``weights_sha256`` (and its JSON is in
+            ``protector_config``).
+    """
+    return {
+        "protector": protector_config,
+        "protector_weights_sha256": protector_weights,
+        "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else None,
+        "target_psnr": cfg.target_psnr,
+        "eps_cap": cfg.eps_cap,
+        "intensity_mode": cfg.intensity_mode,
+        "window": list(cfg.window) if cfg.window else None,
+        "max_train_slices": cfg.max_train_slices,
+        "training_data": sorted([list(item) for item in training_data]),
+        "umed": version,
+    }
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    """SHA-256 of the key's canonical JSON."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of an earlier run, ``None`` when there is none.
+
+    Raises:
+        OutputError: the file exists but is not a readable JSON object (it is not silently replaced).
+    """
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise OutputError(f"{path}: unreadable manifest of an earlier run ({error}); use --overwrite to replace "
+                          "that run's output, or another --out") from error
+    if not isinstance(document, dict):
+        raise OutputError(f"{path}: not a umed manifest (expected a JSON object); use --overwrite or another --out")
+    return document
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    names = []
+    for name in sorted(set(old) | set(new)):
+        if name == "protector" and isinstance(old.get(name), dict) and isinstance(new.get(name), dict):
+            names += [f"protector.{part}" for part in sorted(set(old[name]) | set(new[name]))
+                      if old[name].get(part) != new[name].get(part)]
+        elif old.get(name) != new.get(name):
+            names.append("training cases (image or mask SHA-256)" if name == "training_data" else name)
+    return names
+
+
+def check_reusable(out: Path, previous: dict[str, Any] | None, protector_doc: dict[str, Any] | None,
+                   key: dict[str, Any]) -> bool:
+    """Whether OUT holds an earlier run with this key (``True``), nothing of umed's (``False``), or raise.
+
+    Args:
+        out: the output folder.
+        previous: its manifest (:func:`read_manifest`), or ``None``.
+        protector_doc: its ``protector.json``, or ``None``.
+        key: this run's :func:`resume_key`.
+
+    Raises:
+        ConfigError: OUT holds a run with another key; the message names the settings that differ.
+    """
+    digest = key_digest(key)
+    for name, document in (("manifest.json", previous), ("protector.json", protector_doc)):
+        if document is None:
+            continue
+        if document.get("resume_key_sha256") != digest:
+            old = document.get("resume_key")
+            changed = ", ".join(_differences(old, key)) if isinstance(old, dict) else "no resume key recorded"
+            raise ConfigError(
+                f"{out / name}: OUT holds the output of a run with other settings (changed: {changed}); "
+                "use --overwrite to replace it, or another --out (outputs of two settings are never mixed)"
+            )
+    return previous is not None
+
+
+def remove_previous_outputs(out: Path, previous: dict[str, Any] | None, protector_names: Sequence[str]) -> list[Path]:
+    """``--overwrite``: delete what an earlier run wrote in OUT (the outputs its manifest lists, the protector and the
+    manifest); nothing else in OUT is touched. Returns the removed paths."""
+    import shutil
+
+    names = set(protector_names) | {"manifest.json"}
+    for entry in (previous or {}).get("cases", {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("output"), str):
+            names.add(entry["output"])
+    removed = []
+    root = out.resolve()
+    for name in sorted(names):
+        path = out / name
+        if root not in path.resolve().parents or not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
+
+
+def warn_removed_cases(out: Path, previous: dict[str, Any] | None, case_ids: Sequence[str]) -> None:
+    """Warn about outputs of an earlier run whose case is no longer in the input (they stay in OUT)."""
+    current = set(case_ids)
+    for case_id, entry in sorted((previous or {}).get("cases", {}).items()):
+        if case_id not in current and isinstance(entry, dict):
+            logger.warning("%s: output of case %s, which is no longer in the input (left in place; delete it or use "
+                           "--overwrite)", out / str(entry.get("output", case_id)), case_id)
+
+
+class _Collector(logging.Handler):
+    def __init__(self, show: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.show = show  # no handler of the application's: print as logging's last resort would have
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if self.show and logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """Collect the warnings umed logs during the block (for the manifest); they are still shown as usual."""
+    root = logging.getLogger("umed")
+    collector = _Collector(show=not root.hasHandlers())
+    root.addHandler(collector)
+    try:
+        yield collector.messages
+    finally:
+        root.removeHandler(collector)
+
+
+def leakage_warnings(protected: Path, pairs: Sequence[tuple[Any, Path]], test_ids: Sequence[str]) -> list[str]:
+    """Warnings for an audit whose test cases are not held out: a test case the protector was fitted on (the
+    manifest of ``umed protect`` in ``protected`` records ``fit_cases``), or a test image that is byte for byte a
+    training image under another name. Each is also logged.
+
+    Args:
+        protected: the protected folder (its ``manifest.json``, when there is one, is read).
+        pairs: ``(clean Case, protected path)`` per case.
+        test_ids: the audit's test case ids.
+    """
+    from umed.io.provenance import sha256_file
+
+    test = set(test_ids)
+    messages = []
+    manifest = _manifest_quietly(Path(protected) / "manifest.json")
+    fitted = sorted(test & set(manifest.get("fit_cases") or []))
+    if fitted:
+        messages.append(f"{Path(protected) / 'manifest.json'}: test case(s) {fitted} were used to fit the protector "
+                        "(their scores are not held out; protect with fit_cases excluding them)")
+    by_hash: dict[str, list[str]] = {}
+    for case, _ in pairs:
+        with contextlib.suppress(OSError):
+            by_hash.setdefault(sha256_file(case.image_path), []).append(case.case_id)
+    for names in by_hash.values():
+        if len(names) > 1 and test & set(names) and set(names) - test:
+            messages.append(f"cases {sorted(names)} have the same image bytes: test case(s) "
+                            f"{sorted(test & set(names))} also appear among the training cases under another name")
+    for message in messages:
+        logger.warning("%s", message)
+    return messages
+
+
+def _manifest_quietly(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
