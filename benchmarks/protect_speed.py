@@ -1,67 +1,182 @@
-"""Time and peak memory of fitting a UMed protector on the BraTS training cases and of applying it per volume,
-beside a plain nibabel load + save of the same volume (issue 3's cost goal: applying <= 2x a plain load + save).
+"""Cost of applying a fitted protector (``umed protect --protector P``) per volume, beside a plain load + save of the
+same file (issue 15's goal: <= 2x), its peak memory, and the batch throughput with 1 and 2 local workers and on a
+2-worker Dask LocalCluster.
 
-Each phase runs in its own process so that its peak resident memory is its own. Usage::
+Volumes: the four BraTS training cases (240x240x155 float32 NIfTI, tumour core), a DICOM series made from one of
+them (int16 + slope, 155 files), and a 512x512x400 int16 CT-sized phantom (``image_dtype="int16_raw"``, lesion
+label). The protectors have the architecture of umed/configs/brats_tumour_core.yaml; their training steps are cut
+(``--fit-steps``) because the cost of applying does not depend on how long the generator was trained.
 
-    python benchmarks/protect_speed.py --config umed/configs/brats_tumour_core.yaml
+Each measurement runs in its own process (peak resident memory is that process's own, torch included); per volume
+the apply and the plain I/O are each timed three times and the median is kept. Usage::
 
-writes benchmarks/results/protect_speed.json.
+    OMP_NUM_THREADS=1 python benchmarks/protect_speed.py --fit-steps 20
+
+writes benchmarks/results/protect_speed.json. Timings from a shared machine vary: the JSON records the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's umed, also in the Dask workers
 
-from _common import BRATS, BRATS_TRAIN, RUNS, link_cases, peak_rss_mb, write_result  # noqa: E402
+from _common import BRATS, BRATS_TEST, BRATS_TRAIN, RUNS, link_cases, peak_rss_mb, write_result  # noqa: E402
+
+WORK = RUNS / "speed"
+DICOM_CASE = BRATS_TRAIN[0]
+CT_SHAPE = (512, 512, 400)
+REPEATS = 3
 
 
-def _phase_fit(config: str, out: str) -> dict:
+def _phase_prepare(config: str, fit_steps: int) -> dict:
+    """Inputs (links to BraTS, a DICOM series, the CT phantom) and the two protectors."""
+    import nibabel as nib
+    import numpy as np
+    import yaml
+
+    from umed.io import load_case, make_dicom_series
+    from umed.phantom import make_phantom_dataset
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
 
-    images, masks = link_cases(BRATS / "t1c", BRATS / "masks", BRATS_TRAIN, RUNS / "speed_data")
-    cfg = load_protect_config(Path(config), images=images, masks=masks, out=Path(out), structure_labels=(1, 3, 4))
+    brats = link_cases(BRATS / "t1c", BRATS / "masks", BRATS_TRAIN + BRATS_TEST, WORK / "brats")
+    settings = yaml.safe_load(Path(config).read_text())
+    settings["method_settings"]["steps"] = fit_steps
+    fit_config = WORK / "fit.yaml"
+    fit_config.write_text(yaml.safe_dump(settings))
+    fit_on = link_cases(BRATS / "t1c", BRATS / "masks", BRATS_TRAIN, WORK / "brats_fit")
     started = time.perf_counter()
-    summary = protect_dataset(cfg)
-    total = time.perf_counter() - started
-    doc = json.loads(summary.protector_path.read_text())
-    return {"seconds_fit_and_apply_all": round(total, 2), "training_seconds": doc["training_seconds"],
-            "training_slices": doc["training_slices"], "peak_rss_mb": round(peak_rss_mb(), 1)}
+    cfg = load_protect_config(fit_config, images=fit_on[0], masks=fit_on[1], out=WORK / "fit_brats")
+    protect_dataset(cfg, workers=1)
+    fit_seconds = time.perf_counter() - started
+
+    array, _ = load_case(BRATS / "t1c" / f"{DICOM_CASE}.nii.gz")
+    mask = nib.load(BRATS / "masks" / f"{DICOM_CASE}.nii.gz")
+    affine = np.diag([0.9, 0.9, 1.0, 1.0])
+    (WORK / "dicom" / "masks").mkdir(parents=True, exist_ok=True)
+    make_dicom_series(np.round(array * 100) / 100, affine, WORK / "dicom" / "images" / DICOM_CASE, slope=0.01)
+    nib.save(nib.Nifti1Image(np.asarray(mask.dataobj).astype(np.int16), affine), WORK / "dicom" / "masks" / f"{DICOM_CASE}.nii.gz")
+
+    make_phantom_dataset(WORK / "ct", n_cases=1, shape=CT_SHAPE, seed=0, image_dtype="int16_raw")
+    make_phantom_dataset(WORK / "ct_fit", n_cases=2, shape=(128, 128, 16), seed=1, image_dtype="int16_raw")
+    cfg = load_protect_config(fit_config, images=WORK / "ct_fit" / "images", masks=WORK / "ct_fit" / "masks",
+                              out=WORK / "fit_ct", structure_labels=(2,))
+    protect_dataset(cfg, workers=1)
+    return {"brats_images": str(brats[0]), "fit_steps": fit_steps, "fit_seconds_brats": round(fit_seconds, 1)}
 
 
-def _phase_apply(protector: str, case: str, out: str) -> dict:
-    from umed.intensity import fit_mapping
-    from umed.io import load_case, load_mask, save_case
-    from umed.protect import protect_array
-    from umed.protector_io import load_protector
-
-    protector_obj, document = load_protector(Path(protector))
-    started = time.perf_counter()
-    image, meta = load_case(BRATS / "t1c" / f"{case}.nii.gz")
-    labels, _ = load_mask(BRATS / "masks" / f"{case}.nii.gz", image_meta=meta)
-    result = protect_array(image, labels, meta, protector_obj, mapping=fit_mapping(image), structure_labels=(1, 3, 4),
-                           target_psnr=document.get("target_psnr"), eps_cap=document.get("eps_cap", 16 / 255))
-    save_case(result.array, meta, Path(out) / f"{case}.nii.gz")
-    return {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "slices_perturbed": len(result.changed_slices)}
+def _one_case_folder(images: Path, masks: Path, case: str) -> tuple[Path, Path]:
+    """A folder holding just this case (links), so protect_dataset runs the batch code on one volume."""
+    target = WORK / "one" / f"{images.parent.name}_{case}"
+    for source, name in ((images, "images"), (masks, "masks")):
+        (target / name).mkdir(parents=True, exist_ok=True)
+        for path in source.iterdir():
+            if path.name.split(".")[0] == case and not (target / name / path.name).exists():
+                (target / name / path.name).symlink_to(path.resolve())
+    return target / "images", target / "masks"
 
 
-def _phase_plain(case: str, out: str) -> dict:
+def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
+    """``umed protect --protector`` on a folder holding one case, three times (fresh output each time)."""
+    from umed.protect import protect_dataset
+    from umed.settings import ProtectConfig
+
+    one_images, one_masks = _one_case_folder(Path(images), Path(masks), case)
+    rss_before = peak_rss_mb()
+    seconds, entry = [], {}
+    generator = _time_perturb()
+    for repeat in range(REPEATS):
+        out = WORK / "apply_out" / f"{case}_{repeat}"
+        shutil.rmtree(out, ignore_errors=True)
+        generator.append(0.0)
+        started = time.perf_counter()
+        summary = protect_dataset(ProtectConfig(images=one_images, masks=one_masks, out=out, protector=Path(protector)))
+        seconds.append(time.perf_counter() - started)
+        entry = json.loads(summary.manifest_path.read_text())["cases"][case]
+        shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": [round(s, 3) for s in seconds], "median_seconds": round(statistics.median(seconds), 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_imports_mb": round(rss_before, 1),
+            "slices_perturbed": entry["changed_slices"], "psnr": round(entry["metrics"]["psnr"], 2),
+            "generator_seconds_median": round(statistics.median(generator), 3)}
+
+
+def _time_perturb() -> list[float]:
+    """Instrument UMedProtector.perturb (the generator passes): its seconds add up in the list's last item (append
+    0.0 before each run); the results are unchanged."""
+    from umed.perturbators.umed import UMedProtector
+
+    totals: list[float] = []
+    original = UMedProtector.perturb
+
+    def timed(self, batch):
+        started = time.perf_counter()
+        try:
+            return original(self, batch)
+        finally:
+            totals[-1] += time.perf_counter() - started
+
+    UMedProtector.perturb = timed
+    return totals
+
+
+def _phase_plain(image: str) -> dict:
+    """Load + save of the same file (nibabel) or series (pydicom, every file), three times."""
     import nibabel as nib
     import numpy as np
+    import pydicom
 
+    source = Path(image)
+    seconds = []
+    for repeat in range(REPEATS):
+        out = WORK / "plain_out" / f"{source.name}_{repeat}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        started = time.perf_counter()
+        if source.is_dir():
+            for path in sorted(source.iterdir()):
+                dataset = pydicom.dcmread(path)
+                _ = dataset.pixel_array
+                dataset.save_as(out / path.name)
+        else:
+            loaded = nib.load(source)
+            data = np.asarray(loaded.dataobj)
+            nib.save(nib.Nifti1Image(data, loaded.affine, loaded.header), out / source.name)
+        seconds.append(time.perf_counter() - started)
+        shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": [round(s, 3) for s in seconds], "median_seconds": round(statistics.median(seconds), 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def _phase_batch(images: str, masks: str, protector: str, workers: str, scheduler: str) -> dict:
+    """The whole ``umed protect --protector`` batch: wall time including the start of the worker processes."""
+    from umed.protect import protect_dataset
+    from umed.settings import ProtectConfig
+
+    out = WORK / "batch_out" / f"w{workers}_{'cluster' if scheduler != '-' else 'local'}"
+    shutil.rmtree(out, ignore_errors=True)
+    cluster = None
+    if scheduler != "-":
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
     started = time.perf_counter()
-    image = nib.load(BRATS / "t1c" / f"{case}.nii.gz")
-    data = np.asarray(image.dataobj)
-    nib.save(nib.Nifti1Image(data, image.affine, image.header), Path(out) / f"{case}.nii.gz")
-    return {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    summary = protect_dataset(ProtectConfig(images=Path(images), masks=Path(masks), out=out, protector=Path(protector)),
+                              workers=int(workers), scheduler=cluster.scheduler_address if cluster else None)
+    seconds = time.perf_counter() - started
+    if cluster is not None:
+        cluster.close()
+    volumes = sum(result.status == "protected" for result in summary.results)
+    return {"volumes": volumes, "seconds": round(seconds, 2), "volumes_per_minute": round(60 * volumes / seconds, 2)}
 
 
 def _subprocess(*args: str) -> dict:
@@ -69,31 +184,60 @@ def _subprocess(*args: str) -> dict:
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
+def _volume(kind: str, images: Path, masks: Path, case: str, protector: Path, plain_path: Path) -> dict:
+    apply = _subprocess("apply", str(images), str(masks), case, str(protector))
+    plain = _subprocess("plain", str(plain_path))
+    return {"kind": kind, "apply": apply, "plain_load_save": plain,
+            "apply_over_plain": round(apply["median_seconds"] / plain["median_seconds"], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="umed/configs/brats_tumour_core.yaml")
+    parser.add_argument("--fit-steps", type=int, default=20)
     parser.add_argument("--phase", nargs="*")
     args = parser.parse_args()
     if args.phase:
         phase, *rest = args.phase
-        print(json.dumps({"fit": _phase_fit, "apply": _phase_apply, "plain": _phase_plain}[phase](*rest)))
+        phases = {"prepare": _phase_prepare, "apply": _phase_apply, "plain": _phase_plain, "batch": _phase_batch}
+        if phase == "prepare":
+            rest = [rest[0], int(rest[1])]
+        print(json.dumps(phases[phase](*rest)))
         return
-    work = RUNS / "speed"
-    for sub in ("fit", "apply", "plain"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
-    fit = _subprocess("fit", args.config, str(work / "fit"))
-    per_case = {}
+    load_before = os.getloadavg()
+    done = WORK / "prepared.json"  # inputs and protectors of an earlier run with the same --fit-steps are reused
+    prepared = json.loads(done.read_text()) if done.is_file() else {}
+    if prepared.get("fit_steps") != args.fit_steps:
+        prepared = _subprocess("prepare", args.config, str(args.fit_steps))
+        done.write_text(json.dumps(prepared))
+    brats_images, brats_masks = WORK / "brats" / "images", WORK / "brats" / "masks"
+    brats_protector, ct_protector = WORK / "fit_brats" / "protector.json", WORK / "fit_ct" / "protector.json"
+    volumes = {}
     for case in BRATS_TRAIN:
-        apply = _subprocess("apply", str(work / "fit" / "protector.json"), case, str(work / "apply"))
-        plain = _subprocess("plain", case, str(work / "plain"))
-        per_case[case] = {"apply": apply, "plain_load_save": plain, "apply_over_plain": round(apply["seconds"] / plain["seconds"], 2)}
-    ratios = [v["apply_over_plain"] for v in per_case.values()]
+        volumes[case] = _volume("BraTS NIfTI float32 240x240x155", brats_images, brats_masks, case, brats_protector,
+                                BRATS / "t1c" / f"{case}.nii.gz")
+    dicom = WORK / "dicom"
+    volumes[f"{DICOM_CASE}_dicom"] = _volume("DICOM series int16 + slope 240x240x155 (155 files)", dicom / "images",
+                                             dicom / "masks", DICOM_CASE, brats_protector, dicom / "images" / DICOM_CASE)
+    volumes["ct_phantom_000"] = _volume("CT phantom NIfTI int16 512x512x400", WORK / "ct" / "images", WORK / "ct" / "masks",
+                                        "phantom_000", ct_protector, WORK / "ct" / "images" / "phantom_000.nii.gz")
+    batch = {
+        "1 worker (in process)": _subprocess("batch", str(brats_images), str(brats_masks), str(brats_protector), "1", "-"),
+        "2 local workers (--workers 2)": _subprocess("batch", str(brats_images), str(brats_masks), str(brats_protector), "2", "-"),
+        "2-worker Dask LocalCluster (--scheduler)": _subprocess("batch", str(brats_images), str(brats_masks),
+                                                                str(brats_protector), "2", "cluster"),
+    }
+    brats_ratios = [volumes[case]["apply_over_plain"] for case in BRATS_TRAIN]
     path = write_result("protect_speed", {
         "config": args.config,
-        "fit": fit,
-        "per_case": per_case,
-        "apply_over_plain_mean": round(sum(ratios) / len(ratios), 2),
-        "goal": "apply <= 2 x plain nibabel load + save",
+        "prepare": prepared,
+        "note": ("measured on a shared 2-core machine (other people's jobs running; load averages below): absolute "
+                 "times are upper bounds, ratios are indicative"),
+        "load_average_before_after": [list(load_before), list(os.getloadavg())],
+        "per_volume": volumes,
+        "apply_over_plain_brats_median": statistics.median(brats_ratios),
+        "batch_brats_6_volumes": batch,
+        "goal": "apply <= 2 x plain load + save per volume; peak memory <= 2 GB on the 512x512x400 int16 CT",
     })
     print(path)
 

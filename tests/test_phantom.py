@@ -74,3 +74,11 @@ def test_make_phantom_uses_only_the_given_generator() -> None:
 def test_bad_settings(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ConfigError, match="phantom"):
         make_phantom_dataset(tmp_path, **kwargs)
+
+
+def test_int16_raw_phantoms_are_stored_without_scaling(tmp_path: Path) -> None:
+    """``int16_raw``: int16 holding the values themselves (slope 1, intercept 0), as CT volumes in HU often are."""
+    images, masks = make_phantom_dataset(tmp_path, n_cases=1, shape=(32, 32, 8), image_dtype="int16_raw")
+    image, meta, labels, _ = validate_case(discover_cases(images, masks)[0])
+    assert (meta.disk_dtype, meta.slope, meta.intercept) == (np.int16, 1.0, 0.0)
+    assert image.dtype == np.int16 and labels.max() == 2 and image.max() > 100

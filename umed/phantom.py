@@ -130,7 +130,7 @@ def make_phantom_dataset(
     ndim: int = 3,
     shape: Sequence[int] = (64, 64, 24),
     seed: int = 0,
-    image_dtype: Literal["mixed", "float32", "int16"] = "mixed",
+    image_dtype: Literal["mixed", "float32", "int16", "int16_raw"] = "mixed",
 ) -> tuple[Path, Path]:
     """Write a small phantom dataset: ``out_dir/images/phantom_NNN.nii.gz`` and ``out_dir/masks/phantom_NNN.nii.gz``.
 
@@ -141,8 +141,9 @@ def make_phantom_dataset(
         shape: spatial shape.
         seed: seeds ``np.random.default_rng``; case ``i`` draws from its own child generator, so the first cases do
             not change when ``n_cases`` grows.
-        image_dtype: ``"float32"``, ``"int16"`` (``scl_slope`` 0.25, ``scl_inter`` -100) or ``"mixed"`` (even cases
-            float32, odd cases int16).
+        image_dtype: ``"float32"``, ``"int16"`` (``scl_slope`` 0.25, ``scl_inter`` -100), ``"int16_raw"`` (int16
+            without scaling, file units = stored values, as CT volumes in HU are often stored) or ``"mixed"`` (even
+            cases float32, odd cases int16).
 
     Returns:
         ``(images_dir, masks_dir)``.
@@ -159,8 +160,8 @@ def make_phantom_dataset(
         raise ConfigError(f"phantom: n_cases must be >= 1 (got {n_cases})")
     if ndim not in (2, 3):
         raise ConfigError(f"phantom: ndim must be 2 or 3 (got {ndim})")
-    if image_dtype not in ("mixed", "float32", "int16"):
-        raise ConfigError(f"phantom: image_dtype must be mixed, float32 or int16 (got {image_dtype!r})")
+    if image_dtype not in ("mixed", "float32", "int16", "int16_raw"):
+        raise ConfigError(f"phantom: image_dtype must be mixed, float32, int16 or int16_raw (got {image_dtype!r})")
     shape = tuple(int(n) for n in shape)[:ndim]
     if len(shape) != ndim:
         raise ConfigError(f"phantom: shape needs {ndim} axes for ndim={ndim} (got {shape})")
@@ -174,7 +175,9 @@ def make_phantom_dataset(
         affine = _affine(ndim, rng)
         name = f"phantom_{index:03d}.nii.gz"
         as_int = image_dtype == "int16" or (image_dtype == "mixed" and index % 2 == 1)
-        if as_int:
+        if image_dtype == "int16_raw":
+            nifti = nib.Nifti1Image(np.clip(np.rint(image), -32768, 32767).astype(np.int16), affine)
+        elif as_int:
             stored = np.clip(np.rint((image - _INTERCEPT) / _SLOPE), -32768, 32767).astype(np.int16)
             nifti = nib.Nifti1Image(stored, affine)
             nifti.header.set_slope_inter(_SLOPE, _INTERCEPT)

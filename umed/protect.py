@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from umed.case import Case, CaseMeta, CaseResult
+from umed.metrics import bounding_box, changed_box
 from umed.errors import ConfigError, UmedError
 from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
 from umed.settings import ProtectConfig
@@ -122,14 +124,34 @@ def case_eps_scale(
     """
     if target_psnr is None:
         return 1.0
+    _, allowed = _support_box(structure, budget.band_width)
+    n_support = int(allowed.sum()) if allowed is not None else 0
+    if n_support == 0:
+        return 1.0
+    eps = math.sqrt(10 ** (-target_psnr / 10) * structure.size / n_support)
+    return min(eps, eps_cap) / budget.eps_max
+
+
+def _support_box(structure: np.ndarray, band_width: int) -> tuple[tuple[slice, ...], np.ndarray | None]:
+    """The support (structure plus its contour band, slice by slice along the last axis) inside its bounding box.
+
+    Returns ``(box, allowed)``: ``box`` indexes the structure's volume view (``(H, W, 1)`` for 2D), ``allowed`` the
+    bool support there (``None`` without structure). The support of a slice is its structure dilated by the band in
+    the slice's plane, so the box is the structure's bounding box grown in-plane by the band width (clipped), and
+    computing it there gives the same voxels as on the whole slice (the dilation only looks ``band_width`` away).
+    """
     from umed.regions import support
 
     volume = _as_volume(structure)
-    n_support = sum(int(support(volume[..., z], budget.band_width).sum()) for z in range(volume.shape[-1]) if volume[..., z].any())
-    if n_support == 0:
-        return 1.0
-    eps = math.sqrt(10 ** (-target_psnr / 10) * volume.size / n_support)
-    return min(eps, eps_cap) / budget.eps_max
+    box = bounding_box(volume)
+    if box is None:
+        return (), None
+    grown = tuple(slice(max(b.start - band_width, 0), min(b.stop + band_width, n)) if axis < 2 else b
+                  for axis, (b, n) in enumerate(zip(box, volume.shape)))
+    slices = np.moveaxis(volume[grown], -1, 0)
+    allowed = np.stack([support(slices[k], band_width) if slices[k].any() else np.zeros_like(slices[k])
+                        for k in range(len(slices))], axis=-1)
+    return grown, allowed
 
 
 def exact_psnr_scale(sum_squares: float, n_voxels: int, eps: float, *, target_psnr: float, eps_cap: float) -> float:
@@ -241,10 +263,9 @@ def protect_array(
     structure, indices = structure_slices(labels, structure_labels)
     scale = case_eps_scale(structure, protector.budget, target_psnr=target_psnr, eps_cap=eps_cap)
     eps = protector.budget.eps_max * scale
-    out = image.copy()
     if not indices:
-        return ProtectedArray(out, eps, scale, ())
-    image_volume, structure_volume, out_volume = _as_volume(image), _as_volume(structure), _as_volume(out)
+        return ProtectedArray(image.copy(), eps, scale, ())
+    image_volume, structure_volume = _as_volume(image), _as_volume(structure)
     span = float(mapping.high - mapping.low)
     deltas: list[np.ndarray] = []
     for start in range(0, len(indices), batch_size):
@@ -267,6 +288,9 @@ def protect_array(
         eps, scale = eps * factor, scale * factor
         headroom = eps * (1 - 1e-5)  # so float32 rounding of the written value cannot land past the bound
         deltas = [np.clip(d * np.float32(factor), -headroom, headroom) for d in deltas]
+    del structure, structure_volume  # peak memory: the output is allocated after the generator passes
+    out = image.copy()
+    out_volume = _as_volume(out)
     for k, start in enumerate(range(0, len(indices), batch_size)):
         chunk = indices[start : start + batch_size]
         original = np.stack([image_volume[..., z] for z in chunk])
@@ -280,9 +304,15 @@ def protect_array(
         from umed.io import quantize
 
         out = np.asarray(quantize(out, meta)).astype(image.dtype, copy=False)
-    # a rounding that overshoots the budget (another slice's rescale, float precision) gives the voxel back its value
-    overshoot = np.abs(out.astype(np.float64) - image) > eps * span * (1 + 1e-9)
-    out[overshoot] = image[overshoot]
+    # a rounding that overshoots the budget (another slice's rescale, float precision) gives the voxel back its value;
+    # only the perturbed slices can differ from the input (quantize is the identity on loaded values)
+    out_volume = _as_volume(out)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start : start + batch_size]
+        before, after = image_volume[..., chunk], out_volume[..., chunk]
+        overshoot = np.abs(after.astype(np.float64) - before) > eps * span * (1 + 1e-9)
+        after[overshoot] = before[overshoot]
+        out_volume[..., chunk] = after
     return ProtectedArray(out, eps, scale, tuple(indices))
 
 
@@ -504,7 +534,12 @@ def _manifest_or_none(path: Path) -> dict[str, Any] | None:
 
 
 def protect_dataset(
-    cfg: ProtectConfig, *, progress: ProgressCallback | None = None, overwrite: bool = False
+    cfg: ProtectConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    overwrite: bool = False,
+    workers: int = 1,
+    scheduler: str | Path | None = None,
 ) -> ProtectSummary:
     """Protect every case of a dataset and write OUT/ (cases in their own format, protector, manifest.json).
 
@@ -515,8 +550,13 @@ def protect_dataset(
     mask and output still have the recorded SHA-256, so the final bytes are an uninterrupted run's. An OUT written
     with another key is refused unless ``overwrite`` (which first deletes what the earlier run wrote).
 
+    The fit runs here; the cases are applied by :func:`umed.engine.map_jobs`: in this process (``workers=1``), in
+    ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
+    bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
+
     Raises:
-        ConfigError: OUT inside an input folder, OUT written with other settings, no structure to protect.
+        ConfigError: OUT inside an input folder, OUT written with other settings, no structure to protect,
+            unreachable scheduler.
         InputError: the image folder cannot be read.
         OutputError: OUT is a file, cannot be written, or another run holds its lock.
     """
@@ -534,11 +574,12 @@ def protect_dataset(
             hashes = _hashes(cases)
             mode = output_mode(*(case.image_path for case in cases))
             cfg, plan, previous = _plan(cfg, cases, hashes, overwrite, mode, progress)
-            return _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress)
+            return _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler)
 
 
 def _apply_all(cfg: ProtectConfig, cases: Sequence[Case], hashes: dict, plan: _Plan, previous: dict[str, Any] | None,
-               mode: int, warnings: list[str], progress: ProgressCallback | None) -> ProtectSummary:
+               mode: int, warnings: list[str], progress: ProgressCallback | None, workers: int = 1,
+               scheduler: str | Path | None = None) -> ProtectSummary:
     """Apply the planned protector to every case, writing the manifest after each one."""
     from umed.io.atomic import write_json_atomic
     from umed.io.provenance import package_versions
@@ -562,28 +603,60 @@ def _apply_all(cfg: ProtectConfig, cases: Sequence[Case], hashes: dict, plan: _P
         "failed": {},
         "warnings": warnings,
     }
-    results: list[CaseResult] = []
-    for done, case in enumerate(cases):
+    from umed.engine import map_jobs
+
+    before = list(warnings)  # then each case's own warnings, in case order (a worker's are logged where it runs)
+    outcomes: dict[str, tuple[CaseResult, Any, list[str]]] = {key: (r, None, []) for key, r in failed_ids.items()}
+    jobs = [(case, done_before.get(case.case_id), hashes[case.case_id]) for case in cases
+            if case.case_id not in failed_ids]
+    if progress:
+        progress("protecting cases", len(outcomes), len(cases))
+    for _, outcome in map_jobs(_protect_job, jobs, (cfg, plan.protector, mode), workers=workers, scheduler=scheduler,
+                               lost=_lost_job):
+        outcomes[outcome[0].case_id] = outcome
+        _fill_manifest(manifest, cases, outcomes, before)
+        write_json_atomic(manifest, manifest_path, mode=mode)
         if progress:
-            progress("protecting cases", done, len(cases))
-        if case.case_id in failed_ids:
-            results.append(failed_ids[case.case_id])
-            manifest["failed"][case.case_id] = failed_ids[case.case_id].error
-            continue
+            progress("protecting cases", len(outcomes), len(cases))
+    _fill_manifest(manifest, cases, outcomes, before)
+    write_json_atomic(manifest, manifest_path, mode=mode)
+    results = [outcomes[case.case_id][0] for case in cases]
+    return ProtectSummary(results, manifest_path, path, plan.document.get("training_log", {}))
+
+
+def _fill_manifest(manifest: dict[str, Any], cases: Sequence[Case], outcomes: dict[str, tuple[CaseResult, Any, list[str]]],
+                   before: list[str]) -> None:
+    """Set the manifest's cases, failures and warnings from the outcomes so far, in case order (whatever order they
+    came in)."""
+    done = [outcomes[case.case_id] for case in cases if case.case_id in outcomes]
+    manifest["cases"] = {result.case_id: entry for result, entry, _ in done if entry is not None}
+    manifest["failed"] = {result.case_id: result.error for result, _, _ in done if result.status == "failed"}
+    manifest["warnings"] = before + [message for _, _, messages in done for message in messages]
+
+
+def _lost_job(job: tuple[Case, Any, Any], message: str) -> tuple[CaseResult, None, list[str]]:
+    return CaseResult(job[0].case_id, "failed", error=f"{job[0].image_path}: {message}"), None, []
+
+
+def _protect_job(
+    job: tuple[Case, dict[str, Any] | None, tuple[str | None, str | None]], shared: tuple[ProtectConfig, Any, int]
+) -> tuple[CaseResult, dict[str, Any] | None, list[str]]:
+    """One case on any worker (see :func:`umed.engine.map_jobs`): ``(result, manifest entry or None, warnings)``; a
+    bad case gives a failed result. Temporary files a killed earlier attempt of this case left are removed first."""
+    from umed.resume import captured_warnings
+
+    (case, earlier, hashes), (cfg, protector, mode) = job, shared
+    for stale in cfg.out.glob(f".{case.image_path.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    with captured_warnings() as messages:
         try:
-            result, entry = _protect_one(case, cfg, plan.protector, done_before.get(case.case_id),
-                                         hashes[case.case_id], mode)
+            result, entry = _protect_one(case, cfg, protector, earlier, hashes, mode)
         except UmedError as error:
             result, entry = CaseResult(case.case_id, "failed", error=str(error)), None
-            manifest["failed"][case.case_id] = str(error)
-        results.append(result)
-        if entry is not None:
-            manifest["cases"][case.case_id] = entry
-        write_json_atomic(manifest, manifest_path, mode=mode)
-    if progress:
-        progress("protecting cases", len(cases), len(cases))
-    write_json_atomic(manifest, manifest_path, mode=mode)
-    return ProtectSummary(results, manifest_path, path, plan.document.get("training_log", {}))
+    return result, entry, list(messages)
 
 
 def _recorded_rules(cfg: ProtectConfig, document: dict[str, Any]) -> ProtectConfig:
@@ -634,6 +707,7 @@ def _protect_one(
     image, meta, labels, _ = validate_case(case)
     target = output_path_for(case, meta, cfg.out)
     structure, indices = structure_slices(labels, cfg.structure_labels)
+    del labels  # only the structure is needed from here (peak memory: a CT's label map is 200 MB)
     if not indices:
         logger.warning("%s: the mask has no structure voxel; the case is copied unchanged", case.mask_path)
         copy_atomic(case.image_path, target, mode=output_mode(case.image_path))
@@ -657,11 +731,11 @@ def _protect_one(
     mapping = _fit_mapping(image, cfg)
     protected = protect_array(
         image,
-        labels,
+        structure,  # as a label map: its foreground (every label > 0) is the structure itself
         meta,
         protector,
         mapping=mapping,
-        structure_labels=cfg.structure_labels,
+        structure_labels=None,
         target_psnr=cfg.target_psnr,
         eps_cap=cfg.eps_cap,
     )
@@ -698,25 +772,47 @@ def change_metrics(
     PSNR is over the whole image (per volume for 3D, per image for 2D) and over the structure (ROI); SSIM over the
     whole image (scikit-image, data_range 1); ``max_abs_change`` in normalised units and in /255;
     ``outside_support_changes`` counts voxels changed outside structure plus band (must be 0).
-    """
-    from umed.metrics import psnr, ssim
-    from umed.regions import support
 
-    reference = mapping.to_unit(original).astype(np.float32)
-    test = mapping.to_unit(protected).astype(np.float32)
-    change = np.abs(protected.astype(np.float64) - original.astype(np.float64)) / float(mapping.high - mapping.low)
-    volume = _as_volume(structure)
-    allowed = np.stack([support(volume[..., z], band_width) for z in range(volume.shape[-1])], axis=-1)
-    allowed = allowed.reshape(structure.shape)
+    Every number is computed from the bounding box of the changed voxels (one comparison pass over the image):
+    outside it the two images are equal, so the squared errors there are 0 and every local SSIM is 1
+    (:func:`umed.metrics.ssim_changed`). The values are those of the whole-image metrics up to float summation order.
+    """
+    from umed.metrics import ssim_changed
+
+    span = float(mapping.high - mapping.low)
+    box = changed_box(original, protected)
+    n_structure = int(np.count_nonzero(structure))
+    if box is None:
+        return {"psnr": float("inf"), "psnr_roi": float("inf") if n_structure else float("nan"), "ssim": 1.0,
+                "max_abs_change": 0.0, "max_abs_change_255": 0.0, "changed_voxels": 0, "outside_support_changes": 0}
+    reference, test = mapping.to_unit(original[box]), mapping.to_unit(protected[box])
+    squared = np.square(reference.astype(np.float64) - test.astype(np.float64))
+    change = np.abs(protected[box].astype(np.float64) - original[box].astype(np.float64)) / span
+    changed = change > 0
+    allowed_box, allowed = _support_box(structure, band_width)
+    inside = 0
+    if allowed is not None:  # changed voxels inside the support: the support and the changed box overlap
+        volume_box = box + (slice(0, 1),) if structure.ndim == 2 else box
+        overlap = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(volume_box, allowed_box))
+        if all(o.stop > o.start for o in overlap):
+            mine = tuple(slice(o.start - a.start, o.stop - a.start) for o, a in zip(overlap, volume_box))
+            theirs = tuple(slice(o.start - b.start, o.stop - b.start) for o, b in zip(overlap, allowed_box))
+            inside = int((_as_volume(changed)[mine] & allowed[theirs]).sum())
+    sse, sse_roi = float(squared.sum()), float(squared[structure[box]].sum())
     return {
-        "psnr": float(psnr(reference, test, data_range=1.0)),
-        "psnr_roi": float(psnr(reference, test, data_range=1.0, mask=structure)),
-        "ssim": float(ssim(reference, test, data_range=1.0)),
+        "psnr": _psnr_from_mse(sse / original.size),
+        "psnr_roi": _psnr_from_mse(sse_roi / n_structure) if n_structure else float("nan"),
+        "ssim": ssim_changed(original, protected, data_range=1.0, prepare=mapping.to_unit, box=box),
         "max_abs_change": float(change.max()),
         "max_abs_change_255": float(change.max() * 255),
-        "changed_voxels": int((change > 0).sum()),
-        "outside_support_changes": int(((change > 0) & ~allowed).sum()),
+        "changed_voxels": int(changed.sum()),
+        "outside_support_changes": int(changed.sum()) - inside,
     }
+
+
+def _psnr_from_mse(mse: float) -> float:
+    """PSNR (dB, data_range 1) of a mean squared error, as :func:`umed.metrics.psnr` computes it."""
+    return float("inf") if mse == 0.0 else float(10.0 * np.log10(1.0 / mse))
 
 
 def _check_guarantees(case: Case, metrics: dict[str, float], eps: float) -> None:

@@ -23,9 +23,12 @@ def protect(
     labels: Annotated[Optional[str], typer.Option("--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0).")] = None,
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run with other settings wrote in OUT (default: refuse).")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Processes that apply the protector in parallel after the fit (default: the machine's cores; 1: in this process).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).")] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
+    from umed.engine import default_workers
     from umed.errors import UmedError
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
@@ -43,7 +46,8 @@ def protect(
             target_psnr=target_psnr,
         )
         with progress_callback() as update:
-            summary = protect_dataset(cfg, progress=update, overwrite=overwrite)
+            summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers or default_workers(),
+                                      scheduler=scheduler)
     except UmedError as error:
         fail(str(error))
         return
