@@ -137,6 +137,9 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
                 "protected_best": r.protected.best_dice,
                 "protected_last": r.protected.last_dice,
                 "protected_over_clean_best": r.protected.best_dice / max(r.clean.best_dice, 1e-9),
+                "clean_nnunet": r.clean.nnunet_dice if r.clean.val_dice else None,  # nnU-Net's selection rule
+                "protected_nnunet": r.protected.nnunet_dice if r.protected.val_dice else None,
+                "mix_gain": r.mix_gain,  # mix: Dice gain over the clean half alone, per rule (else None)
                 "clean_best_epoch": r.clean.best_epoch,
                 "protected_best_epoch": r.protected.best_epoch,
                 "clean_hd95_last": getattr(r.clean, "last_hd95", None),

@@ -17,6 +17,7 @@ from umed.intensity import fit_mapping
 from umed.io import discover_cases, load_case, save_case
 from umed.metrics import dice, psnr
 from umed.phantom import make_phantom_dataset
+from umed.verdict import MIX_NOT_PROTECTED, MIX_PROTECTED, PARTLY_PROTECTED
 from umed.victims import VictimRun
 
 
@@ -63,7 +64,10 @@ def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Pa
             assert run[kind]["last_dice"] == pytest.approx(dice(pred, target))
             assert run[kind]["best_dice"] == pytest.approx(max(run[kind]["test_dice"]))
             assert len(run[kind]["test_dice"]) == 2
-        assert run["verdict"] in (NOT_PROTECTED, PROTECTED, INCONCLUSIVE)
+        assert run["verdict"] in (NOT_PROTECTED, PROTECTED, PARTLY_PROTECTED, INCONCLUSIVE)
+        for kind in ("clean", "protected"):  # nnU-Net's rule: validation case phantom_002 (of 000, 002)
+            assert len(run[kind]["val_dice"]) == 2 and run[kind]["nnunet_epoch"] in (1, 2)
+            assert run[kind]["nnunet_dice"] == run[kind]["test_dice"][run[kind]["nnunet_epoch"] - 1]
     assert document["threshold_floor"]["dice"] == pytest.approx(report.floor.dice)
 
     # imperceptibility: one mapping fitted on the clean image, applied to both
@@ -79,7 +83,23 @@ def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Pa
     assert 3.5 < case.max_abs_change_255 < 4.5 and case.role == "train"
     markdown = (out / "report.md").read_text()
     assert "Threshold floor" in markdown and "![dice](figures/dice.png)" in markdown
-    assert report.runs[0].verdict in markdown
+    assert report.runs[0].verdict in markdown and "nnU-Net" in markdown
+    assert document["data"]["fit_cases"] + document["data"]["validation_cases"] in (
+        ["phantom_000", "phantom_002"], ["phantom_002", "phantom_000"])
+    assert len(document["data"]["validation_cases"]) == 1
+
+
+def test_mix_trains_a_victim_on_the_clean_half_alone(tmp_path: Path) -> None:
+    images, protected, masks = make_protected_dataset(tmp_path / "mix", n_cases=4)
+    cfg = AuditConfig(clean=images, protected=protected, masks=masks, test_cases=("phantom_001",), epochs=2, size=32,
+                      batch_size=8, defenses=("mix",), validation=False)
+    run = run_audit(cfg).runs[0]
+    half = run.clean_half
+    assert half is not None and half.defense == "none" and half.details["groups"] == run.protected.details["clean_groups"]
+    assert len(half.details["groups"]) == 2 and half.n_train < run.protected.n_train  # round(0.5 * 3) of 3 made clean
+    assert run.verdict in (MIX_PROTECTED, MIX_NOT_PROTECTED)
+    assert run.mix_gain["last"] == pytest.approx(run.protected.last_dice - half.last_dice)
+    assert "nnunet" not in run.mix_gain  # validation=False: no nnU-Net rule
 
 
 def test_split_quick_and_2d_images(tmp_path: Path) -> None:
@@ -89,7 +109,7 @@ def test_split_quick_and_2d_images(tmp_path: Path) -> None:
     assert cfg.effective().victims == ("unet",) and cfg.effective().size == 32
     report = run_audit(cfg)
     assert len(report.test_cases) == 1 and not set(report.test_cases) & set(report.train_cases)
-    assert report.data["ndim"] == 2 and report.data["train_slices"] == 3
+    assert report.data["ndim"] == 2 and report.data["train_slices"] == 2 and report.data["validation_slices"] == 1
     assert math.isinf(report.cases[0].psnr) and report.imperceptibility["unchanged_cases"] == 4
     assert [r.victim for r in report.runs] == ["unet"]
     assert report.paths == {}  # no out: nothing written
@@ -151,9 +171,9 @@ def test_refusals(dataset, tmp_path: Path) -> None:
     images, protected, masks = dataset
     with pytest.raises(ConfigError, match="not both"):
         AuditConfig(clean=images, protected=protected, masks=masks, test_cases=("phantom_000",), split=0.3)
-    with pytest.raises(ConfigError, match="unknown victim"):
+    with pytest.raises(ConfigError, match="victim: unknown name"):
         AuditConfig(clean=images, protected=protected, masks=masks, victims=("resnet",))
-    with pytest.raises(ConfigError, match="unknown defense"):
+    with pytest.raises(ConfigError, match="defense: unknown name"):
         AuditConfig(clean=images, protected=protected, masks=masks, defenses="none,cutout")
     with pytest.raises(ConfigError, match="multiple of 16"):
         AuditConfig(clean=images, protected=protected, masks=masks, size=40)
@@ -173,12 +193,28 @@ def test_refusals(dataset, tmp_path: Path) -> None:
         run_audit(AuditConfig(clean=images, protected=other, masks=masks))
 
 
-def _run(best: float, last: float) -> VictimRun:
-    return VictimRun("unet", "none", 0, 1, [1.0], [best], [1.0], best, 1, last, 1.0, 1.0, {}, np.zeros((1, 2, 2), np.uint8))
+def _run(test_dice: list[float], val_dice: list[float] | None = None) -> VictimRun:
+    n, best = len(test_dice), int(np.argmax(test_dice))
+    return VictimRun("unet", "none", 0, n, [1.0] * n, list(test_dice), [1.0] * n, test_dice[best], best + 1,
+                     test_dice[-1], 1.0, 1.0, {}, np.zeros((1, 2, 2), np.uint8), val_dice=list(val_dice or []))
 
 
-def test_verdicts_compare_best_dice_with_the_floor() -> None:
-    assert AuditRun("unet", "none", _run(0.8, 0.8), _run(0.7, 0.6), floor=0.7).verdict == NOT_PROTECTED
-    assert AuditRun("unet", "none", _run(0.8, 0.8), _run(0.3, 0.1), floor=0.7).verdict == PROTECTED
-    assert AuditRun("unet", "none", _run(0.5, 0.5), _run(0.3, 0.1), floor=0.7).verdict == INCONCLUSIVE
+def test_verdicts_consider_the_three_selection_rules() -> None:
+    clean = _run([0.6, 0.8, 0.8], [0.5, 0.6, 0.7])
+    # reaches the floor under every rule (nnU-Net's rule picks epoch 3 here)
+    assert AuditRun("unet", "none", clean, _run([0.5, 0.75, 0.72], [0.1, 0.2, 0.3]), 0.7).verdict == NOT_PROTECTED
+    # only the oracle best epoch reaches it: partly protected, and the rules are named in the JSON
+    partly = AuditRun("unet", "none", clean, _run([0.75, 0.3, 0.1], [0.1, 0.2, 0.3]), 0.7)
+    assert partly.verdict == PARTLY_PROTECTED and partly.to_dict()["rules_at_or_above_floor"] == ["best"]
+    assert AuditRun("unet", "none", clean, _run([0.3, 0.2, 0.1], [0.1, 0.2, 0.3]), 0.7).verdict == PROTECTED
+    assert AuditRun("unet", "none", _run([0.5, 0.5]), _run([0.3, 0.1]), floor=0.7).verdict == INCONCLUSIVE
     assert NOT_PROTECTED == "not protected beyond what a threshold finds"
+
+
+def test_mix_verdict_compares_with_the_clean_half() -> None:
+    clean, mixed = _run([0.7, 0.8], [0.5, 0.6]), _run([0.6, 0.71], [0.4, 0.5])
+    same = AuditRun("unet", "mix", clean, mixed, 0.3, clean_half=_run([0.6, 0.70], [0.4, 0.5]))
+    assert same.mix_gain == pytest.approx({"best": 0.01, "last": 0.01, "nnunet": 0.01})
+    assert same.verdict == MIX_PROTECTED and same.to_dict()["mix_gain"]["last"] == pytest.approx(0.01)
+    worse = AuditRun("unet", "mix", clean, mixed, 0.3, clean_half=_run([0.5, 0.6], [0.4, 0.5]))
+    assert worse.verdict == MIX_NOT_PROTECTED and "clean_half" in worse.to_dict()

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from monai.metrics import DiceMetric
+from monai.metrics import DiceMetric, compute_hausdorff_distance
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from umed.errors import ConfigError, GeometryError
-from umed.metrics import dice, max_abs_change, psnr, ssim, threshold_floor
+from umed.metrics import dice, hd95_per_image, max_abs_change, psnr, ssim, threshold_floor
 
 
 @pytest.fixture
@@ -159,3 +159,30 @@ def test_ssim_changed_equals_ssim_for_2d_small_and_singleton_axes(shape) -> None
     assert ssim_changed(ref, test, data_range=1.0) == pytest.approx(ssim(ref, test, data_range=1.0), abs=1e-6)
     assert ssim_changed(ref.astype(np.float64), test, data_range=1.0) == pytest.approx(
         ssim(ref.astype(np.float64), test, data_range=1.0), abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # raised inside MONAI 1.6
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_hd95_matches_monai(ndim: int) -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(ndim)
+    shape = (4,) + (12,) * ndim
+    pred = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=1)
+    target = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=1)
+    pred[:, 0], target[:, -1] = True, True  # structure touching the border
+    spacing = [(1.0, 2.0, 0.5)[:ndim]] * shape[0]
+    one_hot = lambda m: torch.cat([~m, m], 1).float()  # noqa: E731
+    p, t = torch.from_numpy(pred)[:, None], torch.from_numpy(target)[:, None]
+    expected = compute_hausdorff_distance(one_hot(p), one_hot(t), percentile=95, spacing=spacing).reshape(-1).numpy()
+    np.testing.assert_allclose(hd95_per_image(pred, target, spacing=spacing), expected, rtol=1e-6)
+
+
+def test_hd95_penalises_missed_images_and_skips_empty_targets() -> None:
+    pred = np.zeros((3, 20, 20), bool)
+    target = np.zeros((3, 20, 20), bool)
+    pred[0, 4:10, 4:10], target[0, 5:12, 4:9] = True, True
+    target[1, 2:5, 2:5] = True  # missed: diagonal
+    pred[2, 1:3, 1:3] = True  # nothing to find
+    hd = hd95_per_image(pred, target, spacing=[(1.0, 2.0)] * 3)
+    assert np.isfinite(hd[0]) and hd[1] == pytest.approx(np.hypot(20 * 1.0, 20 * 2.0)) and np.isnan(hd[2])

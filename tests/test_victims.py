@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.metrics import compute_hausdorff_distance
 
 from umed.errors import ConfigError, GeometryError
 from umed.metrics import dice
-from umed.victims import VICTIM_NAMES, build_victim, dice_per_label, hd95_per_image, train_victim
+from umed.selection import ema, nnunet_epoch
+from umed.victims import VICTIM_NAMES, VictimRun, build_victim, dice_per_label, train_victim
 
 
 
@@ -39,7 +39,7 @@ def test_build_victim_maps_images_to_two_class_logits(name: str) -> None:
 
 
 def test_unknown_victim_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown victim 'vnet'"):
+    with pytest.raises(ConfigError, match=r"victim: unknown name 'vnet' \(expected one of unet, basicunet"):
         build_victim("vnet")
 
 
@@ -86,35 +86,30 @@ def test_train_victim_refuses_bad_shapes() -> None:
         train_victim(x, x[:1], x, x, victim="unet", epochs=1, batch_size=1, seed=0)
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # raised inside MONAI 1.6
-@pytest.mark.parametrize("ndim", [2, 3])
-def test_hd95_matches_monai(ndim: int) -> None:
-    from scipy import ndimage
-
-    rng = np.random.default_rng(ndim)
-    shape = (4,) + (12,) * ndim
-    pred = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=1)
-    target = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=1)
-    pred[:, 0], target[:, -1] = True, True  # structure touching the border
-    spacing = [(1.0, 2.0, 0.5)[:ndim]] * shape[0]
-    one_hot = lambda m: torch.cat([~m, m], 1).float()  # noqa: E731
-    p, t = torch.from_numpy(pred)[:, None], torch.from_numpy(target)[:, None]
-    expected = compute_hausdorff_distance(one_hot(p), one_hot(t), percentile=95, spacing=spacing).reshape(-1).numpy()
-    np.testing.assert_allclose(hd95_per_image(pred, target, spacing=spacing), expected, rtol=1e-6)
-
-
-def test_hd95_penalises_missed_images_and_skips_empty_targets() -> None:
-    pred = np.zeros((3, 20, 20), bool)
-    target = np.zeros((3, 20, 20), bool)
-    pred[0, 4:10, 4:10], target[0, 5:12, 4:9] = True, True
-    target[1, 2:5, 2:5] = True  # missed: diagonal
-    pred[2, 1:3, 1:3] = True  # nothing to find
-    hd = hd95_per_image(pred, target, spacing=[(1.0, 2.0)] * 3)
-    assert np.isfinite(hd[0]) and hd[1] == pytest.approx(np.hypot(20 * 1.0, 20 * 2.0)) and np.isnan(hd[2])
-
-
 def test_dice_per_label_ignores_the_other_labels() -> None:
     labels = np.array([[0, 1, 1, 2, 2, 0]])
     assert dice_per_label(labels > 0, labels) == {1: 1.0, 2: 1.0}
     assert dice_per_label(labels == 1, labels) == {1: 1.0, 2: 0.0}
     assert dice_per_label(labels == 1, labels == 1) == {}
+
+
+def test_validation_dice_is_scored_every_epoch_and_selects_nnunets_epoch() -> None:
+    rng = np.random.default_rng(2)
+    train_x, train_y = _discs(10, 32, rng)
+    val_x, val_y = _discs(4, 32, rng)
+    test_x, test_y = _discs(4, 32, rng)
+    run = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=3, batch_size=5, seed=1,
+                       val_x=val_x, val_y=val_y)
+    assert len(run.val_dice) == 3 and all(0 <= v <= 1 for v in run.val_dice)
+    epoch = nnunet_epoch(run.val_dice)
+    assert run.epoch("nnunet") == epoch and run.nnunet_dice == run.test_dice[epoch - 1]
+    assert run.epoch("last") == 3 and run.dice("best") == run.best_dice
+    doc = run.to_dict()
+    assert doc["nnunet_epoch"] == epoch and doc["val_dice_ema"] == pytest.approx(ema(run.val_dice))
+    assert doc["selection"]["last"]["dice"] == run.last_dice
+    back = VictimRun.from_dict(doc, run.predictions)
+    assert back.val_dice == pytest.approx(run.val_dice) and back.epoch("nnunet") == epoch
+
+    plain = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=3, batch_size=5, seed=1)
+    assert plain.train_loss == run.train_loss  # scoring the validation cases changes nothing in training
+    assert plain.val_dice == [] and plain.epoch("nnunet") is None and np.isnan(plain.nnunet_dice)

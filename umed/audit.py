@@ -12,7 +12,11 @@ The audit pairs a clean dataset with its protected version (same case names and 
    is "not protected beyond what a threshold finds".
 3. **Victims**: for every victim and defense, the victim is trained twice with the same seed and settings, on the
    protected and on the clean training cases, and scored every epoch on the clean test cases (Dice over all test
-   slices jointly, HD95 in mm). Test cases are never used for training.
+   slices jointly, HD95 in mm). Test cases are never used for training. Three model-selection rules are reported
+   (:mod:`umed.selection`): the oracle best epoch on the clean test cases, the last epoch, and nnU-Net's rule (best
+   EMA of the Dice on a validation split of the training cases, which are protected for the protected victim; the
+   validation cases are held out from fitting). For ``mix``, a third victim trained on the clean half of the
+   training cases alone is the reference: protection means the protected half adds nothing (:mod:`umed.verdict`).
 
 Training data for the slice victims are the axial slices (last axis) holding structure, plus ``empty_ratio`` as many
 slices without it (drawn per case with the run seed). By default the victims work at the images' **native resolution**,
@@ -41,16 +45,18 @@ import numpy as np
 from umed.case import Case
 from umed.errors import ConfigError, GeometryError, InputError
 from umed.metrics import ThresholdFloor, max_abs_change, psnr, ssim, threshold_floor
+from umed.audit_runs import CleanCache, VictimData, audit_run
+from umed.selection import validation_split
+from umed.verdict import (INCONCLUSIVE, NOT_PROTECTED, PARTLY_PROTECTED, PROTECTED, floor_verdict, mix_gains,
+                          mix_verdict, rules_at_or_above)
 from umed.victims import VictimRun
 
 if TYPE_CHECKING:
     from umed.perturbators.base import ProgressCallback
 
-__all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "run_audit"]
+__all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "INCONCLUSIVE", "NOT_PROTECTED",
+           "PARTLY_PROTECTED", "PROTECTED", "run_audit"]
 
-NOT_PROTECTED = "not protected beyond what a threshold finds"
-PROTECTED = "protected: below the threshold floor"
-INCONCLUSIVE = "inconclusive: the clean victim is also below the threshold floor"
 
 _PATCHES_PER_VOLUME = 64  # native unet3d: random patches per training volume and epoch (every other on structure)
 
@@ -90,6 +96,9 @@ class AuditConfig:
         batch_size: slices per training step.
         lr: Adam learning rate of the victims.
         roi_dilation: ROI for the ROI-PSNR = structure dilated by this many voxels.
+        validation: hold out :func:`umed.selection.validation_split` of the training cases (one fifth, at least one
+            case, drawn with ``seed``) as nnU-Net's validation fold for its selection rule; ``False`` fits on every
+            training case and leaves that rule out.
         clean_cache: folder where the runs on *clean* data are kept and reused: a clean run depends only on the clean
             data and the victim settings, so audits of several protections of one dataset (a method comparison)
             train each clean victim once. Keyed by a SHA-256 of the arrays and settings; ``None`` keeps nothing.
@@ -114,6 +123,7 @@ class AuditConfig:
     batch_size: int = 16
     lr: float = 1e-3
     roi_dilation: int = 3
+    validation: bool = True
     clean_cache: Path | None = None
 
     def __post_init__(self) -> None:
@@ -230,34 +240,51 @@ class ExampleSlice:
 
 @dataclass
 class AuditRun:
-    """One victim under one defense, trained on clean and on protected data with the same seed and settings."""
+    """One victim under one defense, trained on clean and on protected data with the same seed and settings.
+
+    Attributes:
+        clean_half: ``mix`` only: the victim trained on the clean half of the training cases alone (the cases
+            ``mix`` made clean), the reference the mixed victim is compared with.
+    """
 
     victim: str
     defense: str
     clean: VictimRun
     protected: VictimRun
     floor: float
+    clean_half: VictimRun | None = None
+
+    @property
+    def mix_gain(self) -> dict[str, float] | None:
+        """``mix``: Dice gain of the mixed victim over the clean-half victim per selection rule; else ``None``."""
+        return mix_gains(self.protected, self.clean_half) if self.clean_half is not None else None
 
     @property
     def verdict(self) -> str:
-        """Plain-language result against the threshold floor (best-epoch Dice, i.e. with early stopping)."""
-        if self.protected.best_dice >= self.floor:
-            return NOT_PROTECTED
-        if self.clean.best_dice < self.floor:
-            return INCONCLUSIVE
-        return PROTECTED
+        """Plain-language result (:mod:`umed.verdict`): against the clean-half victim for ``mix``, else against the
+        threshold floor under all three selection rules."""
+        if self.clean_half is not None:
+            return mix_verdict(self.mix_gain)
+        return floor_verdict(self.clean, self.protected, self.floor)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
-        return {
+        out = {
             "victim": self.victim,
             "defense": self.defense,
             "verdict": self.verdict,
+            "floor_verdict": floor_verdict(self.clean, self.protected, self.floor),
+            "rules_at_or_above_floor": rules_at_or_above(self.protected, self.floor),
             "dice_drop_best": self.clean.best_dice - self.protected.best_dice,
             "dice_drop_last": self.clean.last_dice - self.protected.last_dice,
+            "dice_drop_nnunet": self.clean.nnunet_dice - self.protected.nnunet_dice,
             "clean": self.clean.to_dict(),
             "protected": self.protected.to_dict(),
         }
+        if self.clean_half is not None:
+            out["clean_half"] = self.clean_half.to_dict()
+            out["mix_gain"] = self.mix_gain
+        return out
 
 
 @dataclass
@@ -605,57 +632,35 @@ def _patch3d(cfg: AuditConfig, shape: Sequence[int], side: int | None) -> tuple[
     return tuple(max(16, min(cfg.crop3d, n - n % 8)) for n in shape)
 
 
-def _arrays_digest(arrays: Sequence[np.ndarray]) -> str:
-    """SHA-256 of the arrays a clean victim run sees (dtype, shape and bytes of each), computed once per audit."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for array in arrays:
-        contiguous = np.ascontiguousarray(array)
-        digest.update(str((contiguous.dtype.str, contiguous.shape)).encode("utf-8"))
-        digest.update(contiguous.tobytes())
-    return digest.hexdigest()
+def _join(a: _SliceSet, b: _SliceSet | None) -> _SliceSet:
+    """Two slice sets as one (``b`` may be ``None``)."""
+    if b is None:
+        return a
+    return _SliceSet(*(np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in dataclasses.fields(_SliceSet)))
 
 
-def _clean_run_key(data_digest: str, settings: dict[str, Any]) -> str:
-    """The clean cache's file name: SHA-256 of the data digest and the run's settings."""
-    import hashlib
-    import json
-
-    text = json.dumps({"data": data_digest, **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def _cached_clean_run(folder: Path, key: str) -> VictimRun | None:
-    """The clean run stored under ``key``, or ``None`` (absent or unreadable: it is then trained again)."""
-    import json
-
-    meta, arrays = folder / f"{key}.json", folder / f"{key}.npz"
-    if not (meta.is_file() and arrays.is_file()):
-        return None
-    try:
-        doc = json.loads(meta.read_text(encoding="utf-8"))
-        with np.load(arrays) as saved:
-            predictions = saved["predictions"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-    run = VictimRun.from_dict(doc, predictions)
-    run.details = {**run.details, "from_clean_cache": key}
-    return run
+def _victim_data_2d(cfg: AuditConfig, train: _SliceSet, test: _SliceSet, val: _SliceSet | None) -> VictimData:
+    patch = _patch2d(cfg, train.labels.shape[1:])
+    return VictimData(
+        train.clean, train.protected, train.labels, train.groups, test.clean, test.labels, test.spacing,
+        val.clean if val else None, val.protected if val else None, val.labels if val else None,
+        patch, len(train.labels) if patch else None,
+    )
 
 
-def _store_clean_run(folder: Path, key: str, run: VictimRun) -> None:
-    import json
-
-    from umed.io.atomic import atomic_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_file(folder / f"{key}.npz") as temp:
-        with open(temp, "wb") as handle:
-            np.savez_compressed(handle, predictions=run.predictions)
-    with atomic_file(folder / f"{key}.json") as temp:
-        temp.write_text(json.dumps(run.to_dict()), encoding="utf-8")
+def _victim_data_3d(cfg: AuditConfig, fit: list[_Loaded], test: list[_Loaded], val: list[_Loaded],
+                    side: int | None) -> VictimData:
+    if cfg.native:
+        (c_x, p_x, y, _), (t_x, _, t_y, t_sp) = _volumes_native(fit, cfg.crop3d), _volumes_native(test, cfg.crop3d)
+        v = _volumes_native(val, cfg.crop3d) if val else None
+    else:
+        (c_x, p_x, y, _), (t_x, _, t_y, t_sp) = _volumes(fit, side), _volumes(test, side)
+        v = _volumes(val, side) if val else None
+    return VictimData(
+        c_x, p_x, y, np.arange(len(c_x)), t_x, t_y, t_sp, v[0] if v else None, v[1] if v else None,
+        v[2] if v else None, _patch3d(cfg, c_x.shape[1:], side),
+        _PATCHES_PER_VOLUME * len(c_x) if cfg.native else None, sliding_window=cfg.native,
+    )
 
 
 def _mean(values: list[float]) -> float:
@@ -686,7 +691,6 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         >>> report = run_audit(AuditConfig(clean=Path("ct"), protected=Path("ct_prot"), masks=Path("labels")))  # doctest: +SKIP
         >>> report.runs[0].verdict  # doctest: +SKIP
     """
-    from umed.victims import train_victim
 
     started = time.perf_counter()
     requested = cfg
@@ -721,9 +725,13 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         if items[case_id].audit.structure_slices == 0:
             notes.append(f"{case_id}: no structure voxels; it contributes only to the imperceptibility table")
 
+    fit_ids, val_ids = validation_split(train_ids, seed=cfg.seed) if cfg.validation else (train_ids, [])
+    if cfg.validation and not val_ids:
+        notes.append("one training case only: no validation split, nnU-Net's selection rule is left out")
     train_items = [items[i] for i in train_ids]
     test_items = [items[i] for i in test_ids]
-    train, test = _slices(train_items, cfg), _slices(test_items, cfg)
+    train, test = _slices([items[i] for i in fit_ids], cfg), _slices(test_items, cfg)
+    val = _slices([items[i] for i in val_ids], cfg) if val_ids else None
     if not (train.labels > 0).any():
         raise ConfigError(
             f"{cfg.masks or cfg.clean}: no structure voxels in the training cases "
@@ -731,69 +739,24 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         )
     if len(test.labels) == 0:
         raise ConfigError(f"{cfg.masks or cfg.clean}: no test slices (the test cases hold no structure)")
-    floor = threshold_floor(train.protected, train.labels > 0, test.clean, test.labels > 0)
-    floor_clean = threshold_floor(train.clean, train.labels > 0, test.clean, test.labels > 0)
+    every = _join(train, val)  # the threshold attacker fits on every training case
+    floor = threshold_floor(every.protected, every.labels > 0, test.clean, test.labels > 0)
+    floor_clean = threshold_floor(every.clean, every.labels > 0, test.clean, test.labels > 0)
 
-    vol = None
     side = cfg.size // 2 if cfg.size else None
+    data = {"2d": _victim_data_2d(cfg, train, test, val)}
     if "unet3d" in cfg.victims:
-        if cfg.native:
-            vol = (_volumes_native(train_items, cfg.crop3d), _volumes_native(test_items, cfg.crop3d))
-        else:
-            vol = (_volumes(train_items, side), _volumes(test_items, side))
+        data["3d"] = _victim_data_3d(cfg, [items[i] for i in fit_ids], test_items, [items[i] for i in val_ids], side)
     examples = _examples(train_items)
     for item in items.values():  # the full-resolution volumes are no longer needed
         item.clean = item.protected = item.labels = None
 
-    digests: dict[str, str] = {}  # clean data the 2D and 3D victims see, hashed once for the clean cache
-    if cfg.clean_cache is not None:
-        digests["2d"] = _arrays_digest([train.clean, train.labels, train.groups, test.clean, test.labels, test.spacing])
-        if vol is not None:
-            (c_x, _, y, _), (t_x, _, t_y, t_sp) = vol
-            digests["3d"] = _arrays_digest([c_x, y, t_x, t_y, t_sp])
-        umed_version = package_versions().get("umed")
-
-    runs: list[AuditRun] = []
-    for victim in cfg.victims:
-        for defense in cfg.defenses:
-            results = {}
-            for kind in ("clean", "protected"):
-                key = None
-                if kind == "clean" and cfg.clean_cache is not None:
-                    settings = dict(victim=victim, defense=defense, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                    lr=cfg.lr, seed=cfg.seed, size=cfg.size, crop=cfg.crop, crop3d=cfg.crop3d,
-                                    umed=umed_version)
-                    key = _clean_run_key(digests["3d" if victim == "unet3d" else "2d"], settings)
-                    cached = _cached_clean_run(cfg.clean_cache, key)
-                    if cached is not None:
-                        results[kind] = cached
-                        if progress:
-                            progress(f"{victim} / {defense} / clean data (cached)", cfg.epochs, cfg.epochs)
-                        continue
-                common = dict(
-                    victim=victim, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                    defense=defense, progress=progress, description=f"{victim} / {defense} / {kind} data",
-                )
-                if victim == "unet3d":
-                    (c_x, p_x, y, _), (t_x, _, t_y, t_sp) = vol
-                    patch3d = _patch3d(cfg, c_x.shape[1:], side)
-                    results[kind] = train_victim(
-                        p_x if kind == "protected" else c_x, y, t_x, t_y,
-                        clean_train_x=c_x, train_groups=np.arange(len(c_x)),
-                        patch_size=patch3d, test_spacing=t_sp,
-                        patches_per_epoch=_PATCHES_PER_VOLUME * len(c_x) if cfg.native else None,
-                        sliding_window=cfg.native, **common,
-                    )
-                else:
-                    patch = _patch2d(cfg, train.labels.shape[1:])
-                    results[kind] = train_victim(
-                        train.protected if kind == "protected" else train.clean, train.labels, test.clean, test.labels,
-                        clean_train_x=train.clean, train_groups=train.groups, test_spacing=test.spacing,
-                        patch_size=patch, patches_per_epoch=len(train.labels) if patch else None, **common,
-                    )
-                if key is not None:
-                    _store_clean_run(cfg.clean_cache, key, results[kind])
-            runs.append(AuditRun(victim, defense, results["clean"], results["protected"], floor.dice))
+    cache = CleanCache(cfg, data, package_versions().get("umed")) if cfg.clean_cache is not None else None
+    runs = [
+        audit_run(cfg, victim, defense, data["3d" if victim == "unet3d" else "2d"], floor.dice, cache, progress)
+        for victim in cfg.victims
+        for defense in cfg.defenses
+    ]
 
     cases = [items[i].audit for i in ids]
     imperceptibility = {
@@ -808,12 +771,13 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     if imperceptibility["unchanged_cases"]:
         notes.append(f"{int(imperceptibility['unchanged_cases'])} case(s) are identical in both folders (PSNR inf, "
                      "left out of the mean PSNR)")
-    data = {
+    summary = {
         "ndim": ndim,
         "size": cfg.size if cfg.size else "native",
         "slice_shape": list(train.labels.shape[1:]),
         "train_slices": int(len(train.labels)),
         "train_structure_slices": int((train.labels > 0).reshape(len(train.labels), -1).any(axis=1).sum()),
+        "validation_slices": int(len(val.labels)) if val else 0,
         "test_slices": int(len(test.labels)),
         "test_structure_slices": int((test.labels > 0).reshape(len(test.labels), -1).any(axis=1).sum()),
         "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else "every label > 0",
@@ -827,12 +791,20 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         ),
         "hd95_units": "mm" + ("" if cfg.native else " (pixel size after resampling)"),
         "quick": requested.quick,
+        "fit_cases": fit_ids,
+        "validation_cases": val_ids,
+        "selection_rules": {
+            "best": "oracle: the epoch with the best clean-test Dice",
+            "last": "the last epoch",
+            "nnunet": "nnU-Net's checkpoint_best: best EMA (0.9/0.1) of the Dice on the validation cases "
+                      "(protected for the protected victim), held out from fitting" if val_ids else "not available",
+        },
     }
     if "unet3d" in cfg.victims:
-        data["volume_shape"] = list(vol[1][0].shape[1:])
-        data["patch_3d"] = list(_patch3d(cfg, vol[0][0].shape[1:], side))
+        summary["volume_shape"] = list(data["3d"].test_x.shape[1:])
+        summary["patch_3d"] = list(data["3d"].patch)
         if cfg.native:
-            data["volume_note"] = ("unet3d: native resolution, volumes cropped to their non-background bounding box, "
+            summary["volume_note"] = ("unet3d: native resolution, volumes cropped to their non-background bounding box, "
                                    "sliding-window inference on the test volumes")
     report = AuditReport(
         config=cfg,
@@ -843,10 +815,10 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         floor=floor,
         floor_clean=floor_clean,
         runs=runs,
-        data=data,
+        data=summary,
         examples=examples,
         test_labels=test.labels,
-        test_labels_3d=vol[1][2] if vol is not None else None,
+        test_labels_3d=data["3d"].test_y if "3d" in data else None,
         versions=package_versions(),
         notes=notes,
     )

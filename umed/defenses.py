@@ -14,13 +14,14 @@ name           kind        what it does
 ``quantize``   data        each 2D slice rescaled to 8 bits by its min/max and back (quantisation without JPEG)
 ``gaussian``   data        Gaussian filter, sigma 1 voxel over every spatial axis of each sample
 ``median``     data        median filter, 3x3 (3x3x3 for volumes)
-``augment``    batch       nnU-Net-style strong augmentation (Isensee et al. 2021): rotation/scale, noise, blur,
-                           brightness, contrast, low resolution, gamma, mirroring
+``augment``    batch       nnU-Net v2 2.8.1's training augmentation (:mod:`umed.augment`, deviations listed there):
+                           rotation/scale, noise, blur, brightness, contrast, low resolution, gamma, mirroring
 ``intensity``  batch       intensity augmentation only, each with p 0.5 per sample: gamma 0.7..1.5 (on the sample's
                            min-max), scale x0.9..1.1, Gaussian noise sigma 0.03
 ``downsample`` data        every 2D slice averaged 2x2 down and bilinearly back up: what training on slices
                            resampled to half size does to the images (a low-pass filter)
-``mix``        data        poison ratio 0.5: half the training cases (whole cases) replaced by their clean versions
+``mix``        data        poison ratio 0.5: half the training cases (whole cases) replaced by their clean versions;
+                           the audit also trains a victim on that clean half alone (the fair comparison)
 =============  ==========  ===========================================================================================
 
 Arrays are in umed's normalised intensity space (``data_range`` 1, see :mod:`umed.intensity`): training arrays
@@ -31,18 +32,19 @@ same shape, integer. Batch tensors are ``(B, 1, *spatial)``. Randomness comes on
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from umed.errors import ConfigError
+from umed.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported lazily so that ``umed --help`` stays fast
     import torch
 
 __all__ = [
+    "DEFENSES",
     "DEFENSE_NAMES",
     "Defense",
     "get_defense",
@@ -54,11 +56,7 @@ __all__ = [
     "quantize_slices",
     "downsample_slices",
     "intensity_augment",
-    "strong_augment",
 ]
-
-DEFENSE_NAMES = ("none", "adversarial", "jpeg", "quantize", "gaussian", "median", "augment", "intensity", "downsample", "mix")
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # data-level transforms (numpy in, numpy out, never in place)
@@ -298,106 +296,6 @@ def _uniform(generator: "torch.Generator", low: float, high: float) -> float:
     return float(low + (high - low) * torch.rand((), generator=generator))
 
 
-def _gaussian_blur(t: "torch.Tensor", sigma: float) -> "torch.Tensor":
-    """Separable Gaussian blur of ``(1, 1, *spatial)`` with replicate padding."""
-    import torch
-    import torch.nn.functional as F
-
-    radius = max(1, int(math.ceil(3 * sigma)))
-    coords = torch.arange(-radius, radius + 1, dtype=t.dtype)
-    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    ndim = t.ndim - 2
-    conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
-    for axis in range(ndim):
-        shape = [1, 1] + [1] * ndim
-        shape[2 + axis] = kernel.numel()
-        pad = [0, 0] * ndim
-        pad[2 * (ndim - 1 - axis)] = pad[2 * (ndim - 1 - axis) + 1] = radius
-        t = conv(F.pad(t, pad, mode="replicate"), kernel.reshape(shape))
-    return t
-
-
-def strong_augment(
-    x: "torch.Tensor", y: "torch.Tensor", *, generator: "torch.Generator"
-) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """nnU-Net-style strong augmentation, drawn per sample (Isensee et al., Nature Methods 2021, default pipeline).
-
-    Probabilities and ranges follow nnU-Net's defaults where they carry over to data in ``[0, 1]``: rotation
-    +-15 deg (in the axial plane) p 0.2, scale 0.85..1.25 p 0.2, Gaussian noise p 0.1 (variance up to 0.1 of the
-    sample's variance), Gaussian blur sigma 0.5..1 p 0.2, brightness x0.75..1.25 p 0.15, contrast x0.75..1.25 p 0.15
-    (range kept), low resolution (zoom 0.5..1, nearest down, linear up) p 0.25, gamma 0.7..1.5 p 0.3 (inverted p 0.1,
-    statistics kept), mirroring p 0.5 per axis. Labels follow the spatial transforms (nearest).
-
-    Args:
-        x: images ``(B, 1, *spatial)`` float32 (2 or 3 spatial axes).
-        y: labels ``(B, 1, *spatial)`` (any numeric dtype).
-        generator: the only source of randomness.
-
-    Returns:
-        ``(x_aug, y_aug)`` of the same shapes and dtypes (new tensors).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    ndim = x.ndim - 2
-    xs, ys = [], []
-    for i in range(x.shape[0]):
-        xi = x[i : i + 1].clone()
-        yi = y[i : i + 1].clone()
-        # spatial: rotation in the first two spatial axes (the axial plane), isotropic scale
-        rotate = _uniform(generator, 0, 1) < 0.2
-        scale = _uniform(generator, 0, 1) < 0.2
-        if rotate or scale:
-            angle = math.radians(_uniform(generator, -15, 15)) if rotate else 0.0
-            zoom = _uniform(generator, 0.85, 1.25) if scale else 1.0
-            theta = torch.eye(ndim, ndim + 1, dtype=x.dtype)
-            # affine_grid's coordinates run in reverse axis order: (W, H) in 2D, (Z, Y, X) in 3D
-            a, b = (0, 1) if ndim == 2 else (1, 2)
-            c, s = math.cos(angle) / zoom, math.sin(angle) / zoom
-            theta[a, a], theta[a, b], theta[b, a], theta[b, b] = c, -s, s, c
-            if ndim == 3:
-                theta[0, 0] = 1.0 / zoom
-            grid = F.affine_grid(theta[None], list(xi.shape), align_corners=False)
-            xi = F.grid_sample(xi, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            yi = F.grid_sample(yi.to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False).to(y.dtype)
-        if _uniform(generator, 0, 1) < 0.1:  # Gaussian noise
-            std = math.sqrt(_uniform(generator, 0, 0.1)) * float(xi.std())
-            xi = xi + std * torch.randn(xi.shape, generator=generator, dtype=xi.dtype)
-        if _uniform(generator, 0, 1) < 0.2:  # Gaussian blur
-            xi = _gaussian_blur(xi, _uniform(generator, 0.5, 1.0))
-        if _uniform(generator, 0, 1) < 0.15:  # brightness
-            xi = xi * _uniform(generator, 0.75, 1.25)
-        if _uniform(generator, 0, 1) < 0.15:  # contrast, range preserved
-            lo, hi, mean = xi.min(), xi.max(), xi.mean()
-            xi = ((xi - mean) * _uniform(generator, 0.75, 1.25) + mean).clamp(lo, hi)
-        if _uniform(generator, 0, 1) < 0.25:  # simulated low resolution
-            zoom = _uniform(generator, 0.5, 1.0)
-            size = list(xi.shape[2:])
-            small = [max(1, int(round(n * zoom))) for n in size]
-            mode = "bilinear" if ndim == 2 else "trilinear"
-            xi = F.interpolate(F.interpolate(xi, size=small, mode="nearest"), size=size, mode=mode, align_corners=False)
-        if _uniform(generator, 0, 1) < 0.3:  # gamma, statistics kept
-            invert = _uniform(generator, 0, 1) < 0.1
-            gamma = _uniform(generator, 0.7, 1.5)
-            v = -xi if invert else xi
-            mean, std = v.mean(), v.std()
-            lo, hi = v.min(), v.max()
-            if float(hi - lo) > 0:
-                v = ((v - lo) / (hi - lo)).pow(gamma) * (hi - lo) + lo
-                new_std = v.std()
-                if float(new_std) > 0:
-                    v = (v - v.mean()) / new_std * std + mean
-            xi = -v if invert else v
-        for axis in range(ndim):  # mirroring
-            if _uniform(generator, 0, 1) < 0.5:
-                xi = torch.flip(xi, dims=(2 + axis,))
-                yi = torch.flip(yi, dims=(2 + axis,))
-        xs.append(xi)
-        ys.append(yi)
-    return torch.cat(xs).to(x.dtype), torch.cat(ys).to(y.dtype)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # the defense objects the audit and ``train_victim`` use
 
@@ -447,21 +345,10 @@ class Defense:
         Returns:
             ``(x, y)``; new arrays when changed, the inputs themselves otherwise.
         """
-        if self.name == "jpeg":
-            return jpeg_slices(x, quality=self.quality), y
-        if self.name == "quantize":
-            return quantize_slices(x), y
-        if self.name == "gaussian":
-            return gaussian_filter_samples(x, sigma=self.sigma), y
-        if self.name == "median":
-            return median_filter_samples(x, size=self.size), y
-        if self.name == "downsample":
-            return downsample_slices(x), y
-        if self.name == "mix" and clean_x is not None:
-            groups = np.arange(len(x)) if groups is None else groups
-            mixed, _ = mix_clean(x, clean_x, groups, ratio=self.poison_ratio, rng=rng or np.random.default_rng(0))
-            return mixed, y
-        return x, y
+        step = DEFENSES.get(self.name).prepare
+        if step is None:
+            return x, y
+        return step(self, x, y, clean_x, groups, rng), y
 
     def on_batch(
         self,
@@ -473,40 +360,69 @@ class Defense:
         generator: "torch.Generator",
     ) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Transform one training batch ``(B, 1, *spatial)`` inside the loop; identity for data-level defenses."""
-        if self.name == "adversarial":
-            return pgd_attack(model, loss_fn, x, y, eps=self.eps, steps=self.steps, generator=generator), y
-        if self.name == "augment":
-            return strong_augment(x, y, generator=generator)
-        if self.name == "intensity":
-            return intensity_augment(x, generator=generator), y
-        return x, y
+        step = DEFENSES.get(self.name).on_batch
+        if step is None:
+            return x, y
+        return step(self, x, y, model, loss_fn, generator)
 
 
-_SUMMARIES = {
-    "none": "no defense",
-    "adversarial": "PGD adversarial training on the training loss, L-inf 8/255, 3 steps",
-    "jpeg": "JPEG quality 75 of every slice (uint8 by slice min/max)",
-    "quantize": "8-bit quantisation of every slice (by slice min/max)",
-    "gaussian": "Gaussian filter, sigma 1 voxel",
-    "median": "median filter, 3 voxels per axis",
-    "augment": "nnU-Net-style strong augmentation per batch",
-    "intensity": "intensity augmentation per batch: gamma 0.7-1.5, scale +-10%, Gaussian noise 0.03 (each p 0.5)",
-    "downsample": "every slice averaged 2x2 and interpolated back (training on half-size slices)",
-    "mix": "poison ratio 0.5: half the training cases replaced by their clean versions",
-}
+def _mix(d: Defense, x, y, clean_x, groups, rng):  # noqa: ANN001 - registry entry
+    if clean_x is None:
+        return x
+    groups = np.arange(len(x)) if groups is None else groups
+    return mix_clean(x, clean_x, groups, ratio=d.poison_ratio, rng=rng or np.random.default_rng(0))[0]
+
+
+def _augment(d: Defense, x, y, model, loss_fn, generator):  # noqa: ANN001 - registry entry
+    from umed.augment import nnunet_augment
+
+    return nnunet_augment(x, y, generator=generator)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A defense's registry entry: its summary and its data and batch steps (``None`` = nothing at that stage)."""
+
+    summary: str
+    prepare: Callable | None = None
+    on_batch: Callable | None = None
+
+
+#: Every defense by name (the single list; :data:`DEFENSE_NAMES` and the CLI help read it).
+DEFENSES: Registry[_Entry] = Registry("defense", {
+    "none": _Entry("no defense"),
+    "adversarial": _Entry(
+        "PGD adversarial training on the training loss, L-inf 8/255, 3 steps",
+        on_batch=lambda d, x, y, model, loss_fn, g: (pgd_attack(model, loss_fn, x, y, eps=d.eps, steps=d.steps,
+                                                                generator=g), y)),
+    "jpeg": _Entry("JPEG quality 75 of every slice (uint8 by slice min/max)",
+                   prepare=lambda d, x, *_: jpeg_slices(x, quality=d.quality)),
+    "quantize": _Entry("8-bit quantisation of every slice (by slice min/max)", prepare=lambda d, x, *_: quantize_slices(x)),
+    "gaussian": _Entry("Gaussian filter, sigma 1 voxel", prepare=lambda d, x, *_: gaussian_filter_samples(x, sigma=d.sigma)),
+    "median": _Entry("median filter, 3 voxels per axis", prepare=lambda d, x, *_: median_filter_samples(x, size=d.size)),
+    "augment": _Entry("nnU-Net v2 2.8.1 training augmentation per batch (umed.augment; deviations listed there)",
+                      on_batch=_augment),
+    "intensity": _Entry(
+        "intensity augmentation per batch: gamma 0.7-1.5, scale +-10%, Gaussian noise 0.03 (each p 0.5)",
+        on_batch=lambda d, x, y, model, loss_fn, g: (intensity_augment(x, generator=g), y)),
+    "downsample": _Entry("every slice averaged 2x2 and interpolated back (training on half-size slices)",
+                         prepare=lambda d, x, *_: downsample_slices(x)),
+    "mix": _Entry("poison ratio 0.5: half the training cases replaced by their clean versions; compared with a victim "
+                  "trained on the clean half alone", prepare=_mix),
+})
+
+DEFENSE_NAMES = DEFENSES.names()
 
 
 def get_defense(name: str) -> Defense:
     """The :class:`Defense` called ``name`` (case-insensitive), with its default settings.
 
     Raises:
-        ConfigError: unknown name.
+        ConfigError: unknown name (the message lists the valid ones).
 
     Example:
         >>> get_defense("gaussian").sigma
         1.0
     """
-    key = str(name).strip().lower()
-    if key not in _SUMMARIES:
-        raise ConfigError(f"defense: unknown defense {name!r} (expected one of {', '.join(DEFENSE_NAMES)})")
-    return Defense(name=key, summary=_SUMMARIES[key])
+    key = DEFENSES.key(name)
+    return Defense(name=key, summary=DEFENSES.get(name).summary)

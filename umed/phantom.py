@@ -1,8 +1,10 @@
 """Synthetic phantoms: small textured "organ with lesions" images and label maps, for demos, examples and fast tests.
 
-Each case is an elliptical body holding one organ-like blob (a deformed ellipsoid, label 1) with one to three
-lesions inside it (label 2), brighter or darker than the organ. Intensities get a smooth tissue texture, a slow bias
-field and Rician-like noise, so that intensity thresholds do not segment the structures perfectly. Images are
+Each case is an elliptical body holding one organ-like blob (a deformed ellipsoid, label 1) with one or two lesions
+inside it (label 2, together 0.5-2% of the volume, as a tumour core is of a brain MRI). The lesion has the organ's
+mean intensity and differs from it by its *texture*: a fine-grained, high-contrast pattern where the organ is smooth.
+No single intensity threshold separates it (the audit's threshold floor stays low), while a small convolutional
+network learns it from a few cases. Intensities also get a slow bias field and Rician-like noise. Images are
 written as NIfTI with a rotated (non-identity) affine and anisotropic spacing, alternately float32 and int16 with
 ``scl_slope`` / ``scl_inter`` (``image_dtype="mixed"``), so the demo exercises both storage paths.
 
@@ -62,7 +64,8 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
 
     Returns:
         ``(image, labels)``: ``image`` float32 of ``shape`` in arbitrary MR-like units (background about 0, tissue
-        about 100..400), ``labels`` uint8 of ``shape`` with 0 background, 1 organ, 2 lesion (at least one voxel).
+        about 100..450), ``labels`` uint8 of ``shape`` with 0 background, 1 organ, 2 lesion (at least one voxel; the
+        lesion has the organ's mean intensity and a fine, high-contrast texture).
 
     Raises:
         ConfigError: a shape with fewer than 2 or more than 3 axes, or an axis shorter than 16.
@@ -79,14 +82,17 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
         organ_radii[2] = rng.uniform(0.5, 0.7)
     organ = _blob(coords, organ_center, organ_radii, rng, wobble=0.15) & body
     lesions = np.zeros(shape, dtype=bool)
-    for _ in range(int(rng.integers(1, 4))):
+    voxel = np.array([2.0 / n for n in shape])  # one voxel in the [-1, 1] coordinates
+    for _ in range(int(rng.integers(1, 3))):
         direction = rng.normal(size=ndim)
         direction /= np.linalg.norm(direction) + 1e-8
-        center = organ_center + direction * organ_radii * rng.uniform(0.0, 0.5)
-        radii = organ_radii * rng.uniform(0.2, 0.35, ndim)
+        center = organ_center + direction * organ_radii * rng.uniform(0.0, 0.4)
+        radii = voxel * rng.uniform(6.5, 8.5, ndim)  # 13-17 voxels across
+        if ndim == 3:
+            radii[2] = voxel[2] * rng.uniform(3.5, 4.5)
         lesions |= _blob(coords, center, radii, rng, wobble=0.2)
     lesions &= organ
-    if not lesions.any():  # tiny shapes: force one lesion voxel cluster at the organ's centre
+    if not lesions.any():  # tiny shapes: force one lesion voxel at the organ's centre
         index = tuple(int(round((m + 1) / 2 * (n - 1))) for m, n in zip(organ_center, shape))
         lesions[index] = True
         organ[index] = True
@@ -96,13 +102,13 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
 
     texture = _smooth_noise(rng, shape, sigma=1.5)
     coarse = _smooth_noise(rng, shape, sigma=4.0)
+    fine = _smooth_noise(rng, shape, sigma=0.6)  # the lesion's grain: 1-2 voxels
     image = np.zeros(shape, dtype=np.float32)
     image[body] = 150.0
     image[organ] = 260.0
-    lesion_level = 260.0 + float(rng.choice([-1.0, 1.0])) * rng.uniform(60.0, 110.0)
-    image[lesions] = lesion_level
     tissue = body.astype(np.float32)
-    image += tissue * (18.0 * texture + 12.0 * coarse)
+    image += tissue * (12.0 * texture + 12.0 * coarse)
+    image += lesions * float(rng.uniform(55.0, 75.0)) * fine  # same mean, much stronger fine texture
     bias = 1.0 + 0.15 * sum(c * rng.uniform(-1, 1) for c in coords)  # slow linear bias field
     image *= bias.astype(np.float32)
     sigma = 12.0

@@ -8,8 +8,10 @@ Files (all written atomically):
 - ``report.md``: the same in tables, with the verdicts in plain words and the figures.
 - ``figures/examples.png``: three slices: clean image, perturbation (diverging colours, colour bar in /255),
   protected image, structure contour.
-- ``figures/curves.png``: clean-test Dice per epoch, clean vs protected training, one panel per victim and defense.
-- ``figures/dice.png``: Dice (best and last epoch) by victim and defense, with the threshold floor.
+- ``figures/curves.png``: clean-test Dice per epoch, clean vs protected training (and the clean-half victim of
+  ``mix``), the validation Dice EMA and nnU-Net's pick, one panel per victim and defense.
+- ``figures/dice.png``: Dice under the three selection rules (oracle best, last, nnU-Net's) by victim and defense,
+  with the threshold floor.
 - ``predictions.npz``: ``test_labels`` and, per run, ``{victim}__{defense}__{clean|protected}`` last-epoch
   predictions (uint8), so that every reported Dice can be recomputed.
 
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from umed.io.atomic import atomic_file
+from umed.selection import RULES, ema
+from umed.verdict import MIX_GAIN_LIMIT
 
 if TYPE_CHECKING:
     from umed.audit import AuditReport
@@ -133,6 +137,13 @@ def _figure_curves(report: AuditReport, path: Path) -> bool:
         epochs = np.arange(1, run.clean.epochs + 1)
         ax.plot(epochs, run.clean.test_dice, "o-", color="tab:blue", label="trained on clean", markersize=3)
         ax.plot(epochs, run.protected.test_dice, "o-", color="tab:red", label="trained on protected", markersize=3)
+        if run.clean_half is not None:
+            ax.plot(epochs, run.clean_half.test_dice, "o-", color="tab:green", label="trained on the clean half",
+                    markersize=3)
+        for vr, color in ((run.clean, "tab:blue"), (run.protected, "tab:red")):
+            if vr.val_dice:
+                ax.plot(epochs, ema(vr.val_dice), ":", color=color, linewidth=1)
+                ax.plot([vr.epoch("nnunet")], [vr.dice("nnunet")], "*", color=color, markersize=10)
         ax.axhline(report.floor.dice, color="gray", linestyle=":", label="threshold floor")
         loss_ax = ax.twinx()
         loss_ax.plot(epochs, run.clean.train_loss, "--", color="tab:blue", alpha=0.4, linewidth=1)
@@ -142,7 +153,7 @@ def _figure_curves(report: AuditReport, path: Path) -> bool:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("clean-test Dice")
-        ax.set_title(f"{run.victim} / {run.defense}", fontsize=10)
+        ax.set_title(f"{run.victim} / {run.defense} (dotted: validation EMA; star: nnU-Net's pick)", fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes[len(runs) :]:
         ax.set_visible(False)
@@ -160,15 +171,16 @@ def _figure_dice(report: AuditReport, path: Path) -> bool:
     fig = Figure(figsize=(max(5.0, 1.6 * len(runs) + 2), 3.8))
     ax = fig.subplots()
     x = np.arange(len(runs))
-    width = 0.2
+    width = 0.13
     bars = [
-        ("clean, best epoch", [r.clean.best_dice for r in runs], "tab:blue", 1.0),
-        ("clean, last epoch", [r.clean.last_dice for r in runs], "tab:blue", 0.5),
-        ("protected, best epoch", [r.protected.best_dice for r in runs], "tab:red", 1.0),
-        ("protected, last epoch", [r.protected.last_dice for r in runs], "tab:red", 0.5),
+        (f"{kind}, {rule}", [getattr(r, kind).dice(rule) for r in runs], color, alpha)
+        for kind, color in (("clean", "tab:blue"), ("protected", "tab:red"))
+        for rule, alpha in zip(RULES, (1.0, 0.45, 0.7))
     ]
     for k, (label, values, color, alpha) in enumerate(bars):
-        ax.bar(x + (k - 1.5) * width, values, width, label=label, color=color, alpha=alpha)
+        values = [v if math.isfinite(v) else 0.0 for v in values]
+        hatch = "//" if label.endswith("nnunet") else None
+        ax.bar(x + (k - 2.5) * width, values, width, label=label, color=color, alpha=alpha, hatch=hatch)
     ax.axhline(report.floor.dice, color="black", linestyle="--", linewidth=1,
                label=f"threshold floor ({report.floor.dice:.2f})")
     ax.set_xticks(x, [f"{r.victim}\n{r.defense}" for r in runs])
@@ -177,6 +189,20 @@ def _figure_dice(report: AuditReport, path: Path) -> bool:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save_figure(fig, path)
     return True
+
+
+def _rules_text(run: Any) -> str:
+    """One sentence of a run's Dice under the three rules (and, for ``mix``, the gain over the clean half)."""
+    def triple(vr: Any) -> str:
+        return (f"best {vr.best_dice:.3f} (epoch {vr.best_epoch}), last {vr.last_dice:.3f}, nnU-Net "
+                f"{_fmt(vr.dice('nnunet'))} (epoch {vr.epoch('nnunet') or '-'})")
+
+    text = f"trained on protected data: {triple(run.protected)}; trained on clean data: {triple(run.clean)}."
+    if run.clean_half is not None:
+        gains = ", ".join(f"{rule} {gain:+.3f}" for rule, gain in run.mix_gain.items())
+        text += (f" Trained on the clean half alone: {triple(run.clean_half)}; Dice gain of the mixed victim over it: "
+                 f"{gains} (protection means <= {MIX_GAIN_LIMIT}).")
+    return text
 
 
 def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
@@ -205,13 +231,15 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
         f"what a threshold finds.",
         "",
     ]
+    lines += [
+        "Three model-selection rules: **best** = the epoch with the best clean-test Dice (an oracle: the attacker's "
+        "best case), **last** = the final epoch, **nnU-Net** = nnU-Net's `checkpoint_best`, the best EMA "
+        f"(0.9/0.1) of the Dice on the validation cases ({', '.join(report.data.get('validation_cases') or []) or 'none'}"
+        "; protected for the protected victim, held out from fitting). The verdict considers all three.",
+        "",
+    ]
     for run in report.runs:
-        lines.append(
-            f"- **{run.victim} / {run.defense}**: trained on protected data, best clean-test Dice "
-            f"{run.protected.best_dice:.3f} (epoch {run.protected.best_epoch}), last {run.protected.last_dice:.3f}; "
-            f"trained on clean data, best {run.clean.best_dice:.3f}, last {run.clean.last_dice:.3f}. "
-            f"**{run.verdict}**."
-        )
+        lines.append(f"- **{run.victim} / {run.defense}**: {_rules_text(run)} **{run.verdict}**.")
     imp = report.imperceptibility
     lines += [
         "",
@@ -238,21 +266,23 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
         "",
         "## Victims",
         "",
-        "Clean-test Dice of the structure over all test slices jointly; best = the best epoch (early stopping), last = "
-        "after the last epoch. HD95 in mm (per test slice with structure, averaged; a slice where the victim finds "
+        "Clean-test Dice of the structure over all test slices jointly; best = the best epoch (oracle early stopping), last = "
+        "after the last epoch, nnU-Net = nnU-Net's checkpoint_best (validation EMA). HD95 in mm (per test slice with structure, averaged; a slice where the victim finds "
         "nothing counts as the slice diagonal).",
         "",
-        "| victim | defense | clean best (epoch) | clean last | protected best (epoch) | protected last | "
-        "HD95 clean / protected (last) | verdict |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| victim | defense | trained on | best (epoch) | last | nnU-Net (epoch) | HD95 last | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for run in report.runs:
-        lines.append(
-            f"| {run.victim} | {run.defense} | {run.clean.best_dice:.3f} ({run.clean.best_epoch}) | "
-            f"{run.clean.last_dice:.3f} | {run.protected.best_dice:.3f} ({run.protected.best_epoch}) | "
-            f"{run.protected.last_dice:.3f} | {_fmt(run.clean.last_hd95, 1)} / {_fmt(run.protected.last_hd95, 1)} | "
-            f"{run.verdict} |"
-        )
+        kinds = [("clean", run.clean), ("protected", run.protected)]
+        if run.clean_half is not None:
+            kinds.append(("clean half alone", run.clean_half))
+        for k, (kind, vr) in enumerate(kinds):
+            lines.append(
+                f"| {run.victim if k == 0 else ''} | {run.defense if k == 0 else ''} | {kind} | "
+                f"{vr.best_dice:.3f} ({vr.best_epoch}) | {vr.last_dice:.3f} | {_fmt(vr.dice('nnunet'))} "
+                f"({vr.epoch('nnunet') or '-'}) | {_fmt(vr.last_hd95, 1)} | {run.verdict if k == 0 else ''} |"
+            )
     per_label = [r for r in report.runs if r.protected.dice_per_label]
     if per_label:
         lines += ["", "Per-label Dice (last epoch; the victim segments the union, other structure labels ignored):", ""]

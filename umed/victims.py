@@ -17,44 +17,82 @@ import io
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from umed.defenses import Defense, get_defense
 from umed.errors import ConfigError, GeometryError
-from umed.metrics import dice
+from umed.metrics import dice, hd95_per_image
+from umed.registry import Registry
+from umed.selection import RULES, ema, select_epochs
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from umed.perturbators.base import ProgressCallback
 
-__all__ = ["VICTIM_NAMES", "VictimRun", "build_victim", "dice_per_label", "hd95_per_image", "train_victim", "victim_divisor",
+__all__ = ["VICTIMS", "VICTIM_NAMES", "VictimRun", "build_victim", "dice_per_label", "train_victim", "victim_divisor",
            "victim_spatial_dims"]
 
-VICTIM_NAMES = ("unet", "basicunet", "segresnet", "attentionunet", "unet3d")
+@dataclass(frozen=True)
+class _Victim:
+    """A victim's registry entry: total downsampling (every spatial size must divide by it), spatial axes, builder."""
 
-_DIVISORS = {"unet": 8, "basicunet": 16, "segresnet": 8, "attentionunet": 8, "unet3d": 8}
+    divisor: int
+    spatial_dims: int | None  # None: 2 or 3 as asked (slice victims), else fixed
+    build: Callable[[int, int, int], "nn.Module"]
+
+
+def _unet(spatial_dims: int, in_channels: int, out_channels: int) -> "nn.Module":
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims, in_channels, out_channels, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
+
+
+def _basicunet(spatial_dims: int, in_channels: int, out_channels: int) -> "nn.Module":
+    from monai.networks.nets import BasicUNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # BasicUNet prints its features
+        return BasicUNet(spatial_dims, in_channels, out_channels, features=(16, 16, 32, 64, 128, 16))
+
+
+def _segresnet(spatial_dims: int, in_channels: int, out_channels: int) -> "nn.Module":
+    from monai.networks.nets import SegResNet
+
+    return SegResNet(spatial_dims, init_filters=16, in_channels=in_channels, out_channels=out_channels)
+
+
+def _attentionunet(spatial_dims: int, in_channels: int, out_channels: int) -> "nn.Module":
+    from monai.networks.nets import AttentionUnet
+
+    return AttentionUnet(spatial_dims, in_channels, out_channels, channels=(16, 32, 64, 128), strides=(2, 2, 2))
+
+
+#: Every victim by name (the single list; :data:`VICTIM_NAMES` and the CLI help read it).
+VICTIMS: Registry[_Victim] = Registry("victim", {
+    "unet": _Victim(8, None, _unet),
+    "basicunet": _Victim(16, None, _basicunet),
+    "segresnet": _Victim(8, None, _segresnet),
+    "attentionunet": _Victim(8, None, _attentionunet),
+    "unet3d": _Victim(8, 3, _unet),
+})
+
+VICTIM_NAMES = VICTIMS.names()
 
 
 def victim_divisor(name: str) -> int:
     """The factor every spatial size must be divisible by for victim ``name`` (its total downsampling).
 
     Raises:
-        ConfigError: unknown victim.
+        ConfigError: unknown victim (the message lists the valid ones).
     """
-    key = str(name).strip().lower()
-    if key not in _DIVISORS:
-        raise ConfigError(f"victim: unknown victim {name!r} (expected one of {', '.join(VICTIM_NAMES)})")
-    return _DIVISORS[key]
+    return VICTIMS.get(name).divisor
 
 
 def victim_spatial_dims(name: str) -> int:
     """2 for the slice victims, 3 for ``unet3d``."""
-    victim_divisor(name)
-    return 3 if str(name).strip().lower() == "unet3d" else 2
+    return VICTIMS.get(name).spatial_dims or 2
 
 
 def build_victim(name: str, *, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 2) -> "nn.Module":
@@ -84,22 +122,11 @@ def build_victim(name: str, *, spatial_dims: int = 2, in_channels: int = 1, out_
     Raises:
         ConfigError: unknown name or ``spatial_dims`` not 2 or 3.
     """
-    from monai.networks.nets import AttentionUnet, BasicUNet, SegResNet, UNet
-
-    key = str(name).strip().lower()
-    victim_divisor(key)
-    if key == "unet3d":
-        spatial_dims = 3
+    entry = VICTIMS.get(name)
+    spatial_dims = entry.spatial_dims or spatial_dims
     if spatial_dims not in (2, 3):
         raise ConfigError(f"victim: spatial_dims must be 2 or 3 (got {spatial_dims})")
-    if key in ("unet", "unet3d"):
-        return UNet(spatial_dims, in_channels, out_channels, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
-    if key == "basicunet":
-        with contextlib.redirect_stdout(io.StringIO()):  # BasicUNet prints its features
-            return BasicUNet(spatial_dims, in_channels, out_channels, features=(16, 16, 32, 64, 128, 16))
-    if key == "segresnet":
-        return SegResNet(spatial_dims, init_filters=16, in_channels=in_channels, out_channels=out_channels)
-    return AttentionUnet(spatial_dims, in_channels, out_channels, channels=(16, 32, 64, 128), strides=(2, 2, 2))
+    return entry.build(spatial_dims, in_channels, out_channels)
 
 
 @dataclass
@@ -126,6 +153,8 @@ class VictimRun:
         n_test: test samples.
         seconds: wall time of the run.
         details: defense-specific notes (e.g. cases made clean by ``mix``).
+        val_dice: Dice per epoch on the validation split of the training data (nnU-Net's rule, see
+            :mod:`umed.selection`); empty when the run had no validation data.
     """
 
     victim: str
@@ -146,6 +175,26 @@ class VictimRun:
     n_test: int = 0
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    val_dice: list[float] = field(default_factory=list)
+
+    def epoch(self, rule: str) -> int | None:
+        """1-based epoch a selection rule of :data:`umed.selection.RULES` keeps (``None``: rule not available)."""
+        return select_epochs(self.test_dice, self.val_dice or None)[rule]
+
+    def dice(self, rule: str) -> float:
+        """Clean-test Dice of the epoch ``rule`` keeps (``nan`` when the rule is not available)."""
+        epoch = self.epoch(rule)
+        return float(self.test_dice[epoch - 1]) if epoch else float("nan")
+
+    def hd95(self, rule: str) -> float:
+        """Mean HD95 of the epoch ``rule`` keeps (``nan`` when the rule is not available)."""
+        epoch = self.epoch(rule)
+        return float(self.test_hd95[epoch - 1]) if epoch else float("nan")
+
+    @property
+    def nnunet_dice(self) -> float:
+        """Clean-test Dice of nnU-Net's ``checkpoint_best`` (best EMA of the validation Dice)."""
+        return self.dice("nnunet")
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], predictions: np.ndarray) -> VictimRun:
@@ -162,6 +211,7 @@ class VictimRun:
             last_hd95=num(doc["last_hd95"]), dice_per_label={int(k): num(v) for k, v in doc["dice_per_label"].items()},
             predictions=predictions, n_train=int(doc["n_train"]), n_test=int(doc["n_test"]),
             seconds=float(doc["seconds"]), details=dict(doc.get("details", {})),
+            val_dice=[num(v) for v in doc.get("val_dice", [])],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,6 +238,13 @@ class VictimRun:
             "n_test": self.n_test,
             "seconds": round(self.seconds, 2),
             "details": self.details,
+            "val_dice": [clean(v) for v in self.val_dice],
+            "val_dice_ema": [clean(v) for v in ema(self.val_dice)],
+            "nnunet_epoch": self.epoch("nnunet"),
+            "nnunet_dice": clean(self.dice("nnunet")),
+            "nnunet_hd95": clean(self.hd95("nnunet")),
+            "selection": {rule: {"epoch": self.epoch(rule), "dice": clean(self.dice(rule)),
+                                 "hd95": clean(self.hd95(rule))} for rule in RULES},
         }
 
 
@@ -213,63 +270,6 @@ def dice_per_label(pred: np.ndarray, labels: np.ndarray) -> dict[int, float]:
     for value in values:
         keep = (labels == value) | (labels == 0)
         out[value] = dice(pred & keep, labels == value)
-    return out
-
-
-def _hd95_one(pred: np.ndarray, target: np.ndarray, spacing: np.ndarray) -> float:
-    """HD95 of two non-empty masks, exactly as MONAI computes it (``compute_hausdorff_distance``, CPU path):
-    crop to the union's bounding box with a 1-voxel margin, edges = mask XOR its binary erosion, Euclidean distance
-    transform with the spacing, 95th percentile (linear) of each direction, the larger of the two."""
-    from scipy import ndimage
-
-    where = np.argwhere(pred | target)
-    low = np.maximum(where.min(axis=0) - 1, 0)
-    high = np.minimum(where.max(axis=0) + 2, pred.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
-    p, t = pred[box], target[box]
-    edges_p = ndimage.binary_erosion(p) ^ p
-    edges_t = ndimage.binary_erosion(t) ^ t
-    to_t = ndimage.distance_transform_edt(~edges_t, sampling=spacing)[edges_p]
-    to_p = ndimage.distance_transform_edt(~edges_p, sampling=spacing)[edges_t]
-    return float(max(np.percentile(to_t, 95), np.percentile(to_p, 95)))
-
-
-def hd95_per_image(
-    pred: np.ndarray, target: np.ndarray, *, spacing: Sequence[Sequence[float]] | None = None
-) -> np.ndarray:
-    """95th-percentile Hausdorff distance of every image, as ``monai.metrics.compute_hausdorff_distance``
-    (``percentile=95``, Euclidean, symmetric) computes it, reimplemented on numpy/scipy because MONAI's per-call
-    overhead dominated the audit's per-epoch scoring (the tests check both agree).
-
-    Images whose target is empty get ``nan`` (nothing to measure; Dice counts their false positives). Images whose
-    target is not empty but whose prediction is get the image diagonal (the largest distance possible), so that a
-    victim that finds nothing is penalised rather than skipped.
-
-    Args:
-        pred: ``(N, *spatial)`` binary prediction.
-        target: ``(N, *spatial)`` binary target.
-        spacing: per-image pixel size ``(N, ndim)`` in mm, or ``None`` for pixels.
-
-    Returns:
-        ``(N,)`` float64 distances (mm with spacing, else pixels), ``nan`` where the target is empty.
-
-    Raises:
-        GeometryError: shapes differ.
-    """
-    pred = np.asarray(pred) != 0
-    target = np.asarray(target) != 0
-    if pred.shape != target.shape:
-        raise GeometryError(f"hd95: prediction and target differ in shape (expected {target.shape}, got {pred.shape})")
-    n, spatial = pred.shape[0], pred.shape[1:]
-    sp = np.ones((n, len(spatial))) if spacing is None else np.asarray(spacing, dtype=np.float64).reshape(n, len(spatial))
-    out = np.full(n, np.nan)
-    axes = tuple(range(1, pred.ndim))
-    has_t, has_p = target.any(axis=axes), pred.any(axis=axes)
-    for i in range(n):
-        if has_t[i] and not has_p[i]:
-            out[i] = float(np.sqrt(np.sum((np.asarray(spatial) * sp[i]) ** 2)))
-        elif has_t[i]:
-            out[i] = _hd95_one(pred[i], target[i], sp[i])
     return out
 
 
@@ -326,6 +326,8 @@ def train_victim(
     patches_per_epoch: int | None = None,
     test_spacing: Sequence[Sequence[float]] | None = None,
     sliding_window: bool = False,
+    val_x: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
 ) -> VictimRun:
     """Train one victim (DiceCE loss, Adam, random flips) and score it on the clean test set after every epoch.
 
@@ -356,6 +358,9 @@ def train_victim(
         sliding_window: score the test samples by sliding-window inference (MONAI ``sliding_window_inference``,
             windows of ``patch_size``, overlap 0.25) instead of one forward pass each: for volumes too large to pass
             whole; their size then need not be divisible by the victim's downsampling.
+        val_x: validation images ``(V, *spatial)`` (same kind as the training data: protected for a protected run),
+            never trained on; scored every epoch like the test set for nnU-Net's selection rule.
+        val_y: validation labels, same shape.
 
     Returns:
         :class:`VictimRun`.
@@ -379,6 +384,9 @@ def train_victim(
     if sliding_window and patch_size is None:
         raise ConfigError("train_victim: sliding_window needs a patch_size (the window)")
     _check_pair(test_x, test_y, "test data", ndim, None if sliding_window else divisor)
+    if val_x is not None:
+        val_x, val_y = np.asarray(val_x, dtype=np.float32), np.asarray(val_y)
+        _check_pair(val_x, val_y, "validation data", ndim, None if sliding_window else divisor)
     if patch_size is not None:
         patch_size = tuple(int(p) for p in patch_size)
         if len(patch_size) != ndim or any(
@@ -405,6 +413,8 @@ def train_victim(
     else:
         x_data, y_data = defense.prepare(train_x, train_y, clean_x=clean_train_x, groups=train_groups, rng=rng)
     y_data = (np.asarray(y_data) > 0).astype(np.float32)
+    if val_x is not None:  # a data-level defense is applied to the whole dataset the user holds, validation included
+        val_x = defense.prepare(val_x, val_y)[0]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -416,6 +426,7 @@ def train_victim(
     losses: list[float] = []
     dices: list[float] = []
     hd95s: list[float] = []
+    val_dices: list[float] = []
     predictions = np.zeros(test_x.shape, np.uint8)
     if progress:
         progress(description, 0, epochs)
@@ -447,25 +458,16 @@ def train_victim(
         losses.append(total / max(seen, 1))
 
         model.eval()
-        with torch.no_grad():
-            if sliding_window:
-                from monai.inferers import sliding_window_inference
-
-                for i in range(len(test_x)):
-                    xb = torch.from_numpy(test_x[i : i + 1])[:, None]
-                    logits = sliding_window_inference(xb, patch_size, sw_batch_size=4, predictor=model, overlap=0.25)
-                    predictions[i] = logits.argmax(dim=1)[0].numpy().astype(np.uint8)
-            else:
-                for start in range(0, len(test_x), batch_size):
-                    xb = torch.from_numpy(test_x[start : start + batch_size])[:, None]
-                    predictions[start : start + batch_size] = model(xb).argmax(dim=1).numpy().astype(np.uint8)
+        predictions = _predict(model, test_x, batch_size, patch_size if sliding_window else None)
+        if val_x is not None:
+            val_dices.append(dice(_predict(model, val_x, batch_size, patch_size if sliding_window else None), val_y > 0))
         dices.append(dice(predictions, test_target))
         hd = hd95_per_image(predictions, test_target, spacing=test_spacing)
         hd95s.append(float(np.nanmean(hd)) if np.isfinite(hd).any() else float("nan"))
         if progress:
             progress(description, epoch + 1, epochs)
 
-    best = int(np.argmax(dices))
+    best = select_epochs(dices)["best"] - 1
     return VictimRun(
         victim=name,
         defense=defense.name,
@@ -485,4 +487,26 @@ def train_victim(
         n_test=len(test_x),
         seconds=time.perf_counter() - started,
         details=details,
+        val_dice=val_dices,
     )
+
+
+def _predict(model: "nn.Module", x: np.ndarray, batch_size: int, window: tuple[int, ...] | None) -> np.ndarray:
+    """Hard predictions ``(N, *spatial)`` uint8 of ``model`` (in eval mode) on ``x``: one forward pass per batch, or
+    MONAI sliding-window inference with ``window`` patches (overlap 0.25) per sample."""
+    import torch
+
+    out = np.zeros(x.shape, np.uint8)
+    with torch.no_grad():
+        if window is not None:
+            from monai.inferers import sliding_window_inference
+
+            for i in range(len(x)):
+                xb = torch.from_numpy(x[i : i + 1])[:, None]
+                logits = sliding_window_inference(xb, window, sw_batch_size=4, predictor=model, overlap=0.25)
+                out[i] = logits.argmax(dim=1)[0].numpy().astype(np.uint8)
+        else:
+            for start in range(0, len(x), batch_size):
+                xb = torch.from_numpy(x[start : start + batch_size])[:, None]
+                out[start : start + batch_size] = model(xb).argmax(dim=1).numpy().astype(np.uint8)
+    return out

@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from umed.audit import AuditConfig
 from umed.cli import app
 from umed.intensity import fit_mapping
 from umed.io import discover_cases, load_case, save_case
@@ -43,12 +44,15 @@ def test_audit_quick_prints_a_table_and_writes_the_report(tmp_path: Path) -> Non
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output
-    assert "threshold floor: Dice" in result.output and "prot. best/last" in result.output
-    assert "test: phantom_002" in result.output and "not protected beyond what a threshold finds" in result.output
+    assert "threshold floor: Dice" in result.output and "best/last/nnU-Net" in result.output
+    assert "nnU-Net validation: phantom_000" in result.output
+    assert "test: phantom_002" in result.output and "NOT protected = at or above it under every rule" in result.output
     document = json.loads((out / "report.json").read_text())
     assert document["settings"]["victims"] == ["unet"] and document["settings"]["quick"] is True
     assert document["settings"]["structure_labels"] == [1, 2] and document["settings"]["seed"] == 1
     assert document["test_cases"] == ["phantom_002"] and len(document["runs"]) == 1
+    # options not given take AuditConfig's defaults (nothing repeated in the CLI)
+    assert document["settings"]["crop"] == AuditConfig.crop and document["settings"]["empty_ratio"] == AuditConfig.empty_ratio
     assert (out / "report.md").is_file() and (out / "figures" / "dice.png").is_file()
 
 
@@ -66,5 +70,5 @@ def test_audit_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
               "--defenses", "none,cutout", "--out", str(tmp_path / "r")],
         terminal_width=200,
     )
-    assert result.exit_code == 1 and "unknown defense 'cutout'" in result.output
+    assert result.exit_code == 1 and "defense: unknown name 'cutout'" in result.output
     assert not (tmp_path / "r").exists()

@@ -9,12 +9,8 @@ import typer
 
 from umed.cli import app
 from umed.cli._console import parse_labels, parse_names
-
-
-def _short_verdicts() -> dict[str, str]:
-    from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PROTECTED
-
-    return {NOT_PROTECTED: "NOT protected", PROTECTED: "protected", INCONCLUSIVE: "inconclusive"}
+from umed.defenses import DEFENSE_NAMES
+from umed.victims import VICTIM_NAMES
 
 
 @app.command("audit")
@@ -24,15 +20,15 @@ def audit(
     masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")] = None,
     test_cases: Annotated[Optional[str], typer.Option("--test-cases", help="Comma-separated case ids held out for testing.")] = None,
     split: Annotated[Optional[float], typer.Option("--split", help="Fraction of cases held out for testing, drawn with the seed (default 0.33).")] = None,
-    victims: Annotated[str, typer.Option("--victims", help="unet, basicunet, segresnet, attentionunet, unet3d (comma-separated).")] = "unet",
-    defenses: Annotated[str, typer.Option("--defenses", help="none, adversarial, jpeg, quantize, gaussian, median, augment, intensity, downsample, mix (comma-separated).")] = "none",
+    victims: Annotated[Optional[str], typer.Option("--victims", help=f"Comma-separated, from: {', '.join(VICTIM_NAMES)} (default: unet).")] = None,
+    defenses: Annotated[Optional[str], typer.Option("--defenses", help=f"Comma-separated, from: {', '.join(DEFENSE_NAMES)} (default: none).")] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", help="Labels forming the structure, e.g. 1,3,4 (default: every label > 0).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per victim run.")] = 15,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per victim run (default 15).")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Resample slices to SIZE x SIZE (multiple of 16); default: native resolution, training on --crop patches.")] = None,
-    crop: Annotated[int, typer.Option("--crop", help="Training patch side at native resolution (pixels).")] = 128,
-    empty_ratio: Annotated[float, typer.Option("--empty-ratio", help="Slices without structure per slice with it.")] = 1.0,
-    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Run seed (split, slices, every victim run).")] = 0,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Training patch side at native resolution (pixels; default 128).")] = None,
+    empty_ratio: Annotated[Optional[float], typer.Option("--empty-ratio", help="Slices without structure per slice with it (default 1).")] = None,
+    quick: Annotated[Optional[bool], typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed (split, slices, every victim run; default 0).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, figures).")] = Path("umed-audit"),
 ) -> None:
     """Train each victim on the protected and on the clean training cases, score both on clean test cases, and write
@@ -42,23 +38,11 @@ def audit(
     from umed.errors import UmedError
 
     try:
-        cfg = AuditConfig(
-            clean=clean,
-            protected=protected,
-            masks=masks,
-            out=out,
-            test_cases=parse_names(test_cases),
-            split=split,
-            structure_labels=parse_labels(labels),
-            victims=parse_names(victims),
-            defenses=parse_names(defenses),
-            epochs=epochs,
-            size=size,
-            crop=crop,
-            empty_ratio=empty_ratio,
-            seed=seed,
-            quick=quick,
-        )
+        given = dict(test_cases=parse_names(test_cases), split=split, structure_labels=parse_labels(labels),
+                     victims=parse_names(victims), defenses=parse_names(defenses), epochs=epochs, size=size,
+                     crop=crop, empty_ratio=empty_ratio, seed=seed, quick=quick)
+        cfg = AuditConfig(clean=clean, protected=protected, masks=masks, out=out,
+                          **{k: v for k, v in given.items() if v is not None})  # unset options: AuditConfig's defaults
         with progress_callback() as update:
             report = run_audit(cfg, progress=update)
     except UmedError as error:
@@ -69,40 +53,44 @@ def audit(
 
 
 def print_audit_report(report, out: Path | None = None) -> None:
-    """Print the audit's summary lines and its table of clean-test Dice (clean vs protected victims, verdict)."""
+    """Print the audit's summary lines and its table of clean-test Dice under the three selection rules (clean vs
+    protected victims, the clean-half victim for ``mix``, verdict)."""
     from rich.table import Table
 
-    from umed.audit import NOT_PROTECTED
     from umed.cli._console import console
+    from umed.verdict import MIX_GAIN_LIMIT, SHORT
 
-    short = _short_verdicts()
     imp = report.imperceptibility
     for line in (
-        f"train: {', '.join(report.train_cases)}",
+        f"train: {', '.join(report.train_cases)} (nnU-Net validation: {', '.join(report.data.get('validation_cases') or []) or 'none'})",
         f"test: {', '.join(report.test_cases)}",
         f"PSNR {imp['psnr']:.2f} dB, ROI PSNR {imp['psnr_roi']:.2f} dB, SSIM {imp['ssim']:.4f}, "
         f"max |change| {imp['max_abs_change_255']:.2f}/255",
         f"threshold floor: Dice {report.floor.dice:.3f} ({report.floor.polarity} {report.floor.threshold:.3f})",
     ):
         console.print(line, highlight=False, soft_wrap=True)
-    table = Table(title=f"umed audit: clean-test Dice (seed {report.config.seed}, {report.config.epochs} epochs, "
+    table = Table(title=f"umed audit: clean-test Dice best/last/nnU-Net (seed {report.config.seed}, "
+                        f"{report.config.epochs} epochs, "
                         f"{'native resolution' if report.config.size is None else f'size {report.config.size}'})")
-    for column in ("victim", "defense", "clean best/last", "prot. best/last", "verdict"):
-        table.add_column(column, justify="right" if "/" in column else "left", no_wrap=True)
+    for column in ("victim", "defense", "clean", "protected", "clean half", "verdict"):
+        table.add_column(column, justify="right" if column in ("clean", "protected", "clean half") else "left",
+                         no_wrap=True)
     for run in report.runs:
-        table.add_row(
-            run.victim,
-            run.defense,
-            f"{run.clean.best_dice:.3f}/{run.clean.last_dice:.3f}",
-            f"{run.protected.best_dice:.3f}/{run.protected.last_dice:.3f}",
-            short.get(run.verdict, run.verdict),
-        )
+        table.add_row(run.victim, run.defense, _triple(run.clean), _triple(run.protected),
+                      _triple(run.clean_half) if run.clean_half is not None else "-", SHORT.get(run.verdict, run.verdict))
     console.print(table)
     console.print(
-        f"verdict: best-epoch Dice of the victim trained on protected data vs the threshold floor "
-        f"{report.floor.dice:.3f}; NOT protected = at or above it ({NOT_PROTECTED}); inconclusive = the victim "
-        "trained on clean data is below it too (train longer)",
+        f"verdict: the victim trained on protected data vs the threshold floor {report.floor.dice:.3f} under the three "
+        "selection rules (best = oracle epoch on the clean test set, last epoch, nnU-Net's best validation EMA): "
+        "NOT protected = at or above it under every rule, partly = under some; inconclusive = the clean victim is "
+        f"below it too (train longer); mix: protected when the protected half adds <= {MIX_GAIN_LIMIT} Dice over "
+        "the clean half alone",
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"report: {report.paths.get('markdown', out / 'report.md') if out else report.paths.get('markdown')}", highlight=False, soft_wrap=True)
+    where = report.paths.get("markdown") or (out / "report.md" if out else None)
+    console.print(f"report: {where}", highlight=False, soft_wrap=True)
+
+
+def _triple(run) -> str:
+    return "/".join("-" if v != v else f"{v:.3f}" for v in (run.dice("best"), run.dice("last"), run.dice("nnunet")))
