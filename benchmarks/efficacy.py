@@ -1,9 +1,7 @@
 """Protect a real dataset with one method and audit it: the efficacy protocol of the README.
 
-Tasks (train/test split fixed, test cases never used to fit the protector nor for tuning):
-- ``brats_core``: BraTS 2015 T1c, tumour core (labels 1, 3, 4); train pat0003..0006, test pat0001, pat0002.
-- ``brats_whole``: BraTS 2015 FLAIR, whole tumour (labels > 0); same split; reported beside its threshold floor.
-- ``isbi``: ISBI 2012 membranes; train images 0..23, test 24..29.
+Tasks, splits and labels: benchmarks/tasks.yaml (data root: $UMED_DATA, default ../shared/data). Test cases are
+never used to fit the protector nor for tuning.
 
 Usage::
 
@@ -28,13 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BRATS, BRATS_TEST, BRATS_TRAIN, ISBI, ISBI_TEST, ISBI_TRAIN, RESULTS, RUNS, link_cases, peak_rss_mb, write_result  # noqa: E402
-
-TASKS = {
-    "brats_core": dict(images=BRATS / "t1c", masks=BRATS / "masks", train=BRATS_TRAIN, test=BRATS_TEST, labels=(1, 3, 4), suffix=".nii.gz"),
-    "brats_whole": dict(images=BRATS / "volumes", masks=BRATS / "masks", train=BRATS_TRAIN, test=BRATS_TEST, labels=None, suffix=".nii.gz"),
-    "isbi": dict(images=ISBI / "images", masks=ISBI / "masks", train=ISBI_TRAIN, test=ISBI_TEST, labels=None, suffix=".png"),
-}
+from _common import DATA_ROOT, RESULTS, RUNS, TASKS, link_cases, peak_rss_mb, write_result  # noqa: E402
 
 
 def _log_progress(description: str, completed: int, total: int) -> None:
@@ -46,7 +38,7 @@ def _log_progress(description: str, completed: int, total: int) -> None:
 def run(task: str, method: str, config: Path | None, victims: list[str], defenses: list[str], tag: str, seed: int,
         epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None, size: int | None = None,
         crop: int = 128, result_tag: str | None = None, method_overrides: dict | None = None,
-        fixed_eps: bool = False) -> Path:
+        fixed_eps: bool = False, validation: bool = True) -> Path:
     import dataclasses
 
     from umed.audit import AuditConfig, run_audit
@@ -57,11 +49,11 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
     name = f"efficacy_{task}_{method}_{tag}"
     work = RUNS / name
     data = RUNS / f"data_{task}"
-    images, masks = link_cases(spec["images"], spec["masks"], spec["train"] + spec["test"], data, suffix=spec["suffix"])
+    images, masks = link_cases(spec.images, spec.masks, [*spec.train, *spec.test], data, suffix=spec.suffix)
     # only the training cases are protected (the audit tests on clean images); the protected folder holds the clean
     # test images as links so that both folders name the same cases
-    train_images, train_masks = link_cases(spec["images"], spec["masks"], spec["train"], RUNS / f"data_{task}_train",
-                                           suffix=spec["suffix"])
+    train_images, train_masks = link_cases(spec.images, spec.masks, list(spec.train), RUNS / f"data_{task}_train",
+                                           suffix=spec.suffix)
     out = work / "protected"
     started = time.perf_counter()
     cfg = load_protect_config(
@@ -71,8 +63,8 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         out=out,
         method=method,
         seed=seed,
-        structure_labels=spec["labels"],
-        fit_cases=tuple(spec["train"]),
+        structure_labels=spec.labels,
+        fit_cases=spec.train,
         **overrides,
     )
     # --set method_settings.KEY=VALUE merges into the config's method settings; --no-target-psnr keeps the eps bounds
@@ -84,10 +76,10 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
     failed = [r for r in summary.results if r.status == "failed"]
     if failed:
         raise SystemExit(f"protect failed: {[(r.case_id, r.error) for r in failed]}")
-    for case in spec["test"]:
-        link = out / f"{case}{spec['suffix']}"
+    for case in spec.test:
+        link = out / f"{case}{spec.suffix}"
         if not link.exists():
-            link.symlink_to((images / f"{case}{spec['suffix']}").resolve())
+            link.symlink_to((images / f"{case}{spec.suffix}").resolve())
     started = time.perf_counter()
     report = run_audit(
         AuditConfig(
@@ -95,20 +87,21 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
             protected=out,
             masks=masks,
             out=work / "report",
-            test_cases=tuple(spec["test"]),
-            structure_labels=spec["labels"],
+            test_cases=spec.test,
+            structure_labels=spec.labels,
             victims=tuple(victims),
             defenses=tuple(defenses),
             epochs=epochs,
             size=size,
             crop=crop,
             seed=seed if audit_seed is None else audit_seed,
+            validation=validation,
             clean_cache=RUNS / "clean_cache",  # clean victims depend only on the clean data: train them once
         ),
         progress=_log_progress,
     )
     audit_seconds = time.perf_counter() - started
-    train = [r for r in summary.results if r.case_id in spec["train"]]
+    train = [r for r in summary.results if r.case_id in spec.train]
     payload = {
         "task": task,
         "method": method,
@@ -119,6 +112,7 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         "victim_size": size if size else "native",
         "victim_crop": crop if not size else None,
         "epochs": epochs,
+        "validation_fold": validation,
         "audit_seed": seed if audit_seed is None else audit_seed,
         "protect_seconds": round(protect_seconds, 1),
         "protect_seconds_note": "fit on the training cases + apply to them, one thread",
@@ -161,6 +155,11 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(work / "report", target, ignore=shutil.ignore_patterns("*.npz", "*.npy"))
+        for text_file in target.rglob("*.md"):  # committed reports name no path of the machine that ran them
+            text = text_file.read_text()
+            for base, label in ((RUNS.parent, ""), (DATA_ROOT, "$UMED_DATA/")):
+                text = text.replace(f"{base}/", label)
+            text_file.write_text(text)
         payload["report"] = str(target.relative_to(RESULTS.parent.parent))
     return write_result(f"efficacy_{task}_{method}_{result_tag}" if result_tag else name, payload)
 
@@ -183,6 +182,9 @@ def main() -> None:
     parser.add_argument("--target-psnr", type=float)
     parser.add_argument("--no-target-psnr", action="store_true",
                         help="ignore the config's target_psnr: protect at the fixed eps bounds (e.g. with --eps 8/255)")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="fit the victims on every training case (no nnU-Net validation fold): the protocol of the "
+                        "results measured before the three selection rules")
     parser.add_argument("--keep-report", action="store_true")
     parser.add_argument("--result-tag", help="name the result file with this tag instead of --tag (the protected data "
                         "of --tag are reused: another set of victims on the same protection)")
@@ -206,7 +208,8 @@ def main() -> None:
             overrides[key] = yaml.safe_load(value)
     path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
                args.seed, args.epochs, overrides, args.keep_report, args.audit_seed, args.size, args.crop,
-               args.result_tag, method_overrides, args.no_target_psnr)
+               args.result_tag, method_overrides, args.no_target_psnr,
+               validation=not args.no_validation)
     print(path)
 
 

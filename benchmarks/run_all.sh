@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Every benchmark number the README quotes, from a clean checkout (after the README's set-up), one after another.
+# Every benchmark number the README and docs/results.md quote, from a clean checkout (after the README's set-up).
+# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15); data root $UMED_DATA (default ../shared/data).
+# The efficacy results quoted so far were measured before the audit held out nnU-Net's validation fold, so these
+# commands pass --no-validation to reproduce them; the augment rows quoted were measured with the earlier
+# "nnU-Net-style" augmentation (commit d1db045), which umed/augment.py (nnU-Net 2.8.1's list) replaced.
 # Several hours (the comparison half alone is about 6 core-hours, estimated from its runs); the two halves below can run at the same time, one per core:
 #   OMP_NUM_THREADS=1 bash benchmarks/run_all.sh umed &  OMP_NUM_THREADS=1 bash benchmarks/run_all.sh compare &
 # Results: benchmarks/results/efficacy_*.json (+ reports/ for the runs with --keep-report); then
@@ -8,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 part=${1:-all}
-umed="$PY benchmarks/efficacy.py --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml --tag noclip"
+eff="$PY benchmarks/efficacy.py --no-validation"
+umed="$eff --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml --tag noclip"
 
 if [[ $part == all || $part == umed ]]; then
   # issue 5: the shipped UMed settings on BraTS tumour core (T1c), every victim and defense
@@ -17,10 +22,9 @@ if [[ $part == all || $part == umed ]]; then
   $umed --victims unet3d --defenses none --epochs 10 --result-tag noclip_unet3d
   $umed --victims unet --defenses gaussian,median,downsample --epochs 10 --result-tag noclip_defenses --keep-report
   $umed --victims unet --defenses jpeg,augment,mix --epochs 10 --result-tag noclip_defenses2
-  $umed --victims unet --defenses quantize,adversarial --epochs 10 --result-tag noclip_defenses3
   # whole tumour on FLAIR (a threshold task, reported beside its floor) and ISBI membranes
-  $PY benchmarks/efficacy.py --task brats_whole --method umed --config umed/configs/umed.yaml --victims unet --tag default --keep-report
-  $PY benchmarks/efficacy.py --task isbi --method umed --config umed/configs/isbi_membranes.yaml --victims unet,segresnet \
+  $eff --task brats_whole --method umed --config umed/configs/umed.yaml --victims unet --tag default --keep-report
+  $eff --task isbi --method umed --config umed/configs/isbi_membranes.yaml --victims unet,segresnet \
       --tag default --crop 256 --epochs 40 --keep-report
 fi
 
@@ -28,28 +32,35 @@ if [[ $part == all || $part == compare ]]; then
   # issue 6: every baseline with its own umed/configs/methods/*.yaml (nothing tuned per method), three budgets.
   # (a) the PSNR-matched budget of the UMed configs: 50 dB exactly per case, L-inf cap 24/255 on BraTS
   for m in random lsp ar em tap sep salm; do
-    $PY benchmarks/efficacy.py --task brats_core --method $m --config umed/configs/methods/$m.yaml --target-psnr 50 \
+    $eff --task brats_core --method $m --config umed/configs/methods/$m.yaml --target-psnr 50 \
         --set eps_cap=24/255 --victims unet --tag psnr50
     # SegResNet on the same protected data (resumes the protection, trains the other victim)
-    $PY benchmarks/efficacy.py --task brats_core --method $m --config umed/configs/methods/$m.yaml --target-psnr 50 \
+    $eff --task brats_core --method $m --config umed/configs/methods/$m.yaml --target-psnr 50 \
         --set eps_cap=24/255 --victims segresnet --tag psnr50 --result-tag psnr50_segresnet
   done
   isbi="--task isbi --set band_width=1 --set intensity_mode=window --set window=[0,255] --crop 256 --epochs 40"
   for m in random lsp ar em tap sep salm; do
-    $PY benchmarks/efficacy.py $isbi --method $m --config umed/configs/methods/$m.yaml --target-psnr 50 --victims unet --tag psnr50
+    $eff $isbi --method $m --config umed/configs/methods/$m.yaml --target-psnr 50 --victims unet --tag psnr50
   done
   # (b) fixed L-inf budgets 8/255 and 4/255 (no PSNR rescale; UMed's texture-aware bound still scales inside)
   for eps in 8 4; do
-    $PY benchmarks/efficacy.py --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml --no-target-psnr \
+    $eff --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml --no-target-psnr \
         --eps $eps/255 --victims unet --tag eps$eps
     for m in random lsp ar em tap sep salm; do
-      $PY benchmarks/efficacy.py --task brats_core --method $m --config umed/configs/methods/$m.yaml --eps $eps/255 \
+      $eff --task brats_core --method $m --config umed/configs/methods/$m.yaml --eps $eps/255 \
           --victims unet --tag eps$eps
     done
   done
   # (c) SALM's K ablation at 8/255 (K = 0.1 is the eps8 run above)
   for k in 0.02 0.3; do
-    $PY benchmarks/efficacy.py --task brats_core --method salm --config umed/configs/methods/salm.yaml --eps 8/255 \
+    $eff --task brats_core --method salm --config umed/configs/methods/salm.yaml --eps 8/255 \
         --set method_settings.k_fraction=$k --victims unet --tag eps8_k$k
   done
+fi
+
+if [[ $part == all || $part == speed ]]; then
+  # issue 12: the first run with the shipped defaults; issue 15: applying a fitted protector (ratio to plain I/O,
+  # peak memory, workers). Timings: run on an idle machine.
+  $PY benchmarks/first_run.py
+  $PY benchmarks/protect_speed.py
 fi
