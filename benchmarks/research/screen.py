@@ -27,14 +27,15 @@ import harness  # noqa: E402
 from _common import write_result  # noqa: E402
 
 
-def protect(design: designs.Design, cases: dict, target_db: float) -> tuple[dict, dict, dict]:
+def protect(design: designs.Design, cases: dict, target_db: float, cap_255: float) -> tuple[dict, dict, dict]:
     if design.method is None:
-        protected, stats = harness.protect_fixed(cases, design.pattern, target_db=target_db)
+        protected, stats = harness.protect_fixed(cases, design.pattern, target_db=target_db, cap=cap_255 / 255)
         return protected, stats, {}
     overrides = {k: v for k, v in design.overrides.items()}
-    if design.config is None or "target_psnr" in overrides or target_db != harness.TARGET_DB:
-        overrides.update(target_psnr=target_db, eps_cap="24/255")
-    name = design.name if target_db == harness.TARGET_DB else f"{design.name}_{target_db:g}db"
+    if design.config is None or "target_psnr" in overrides or target_db != harness.TARGET_DB or cap_255 != 24:
+        overrides.update(target_psnr=target_db, eps_cap=f"{cap_255:g}/255")
+    default = target_db == harness.TARGET_DB and cap_255 == 24
+    name = design.name if default else f"{design.name}_{target_db:g}db_cap{cap_255:g}"
     return harness.protect_package(name, design.method, config=design.config, overrides=overrides,
                                    method_settings=design.settings, cases=cases)
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--defenses", default="none,gaussian,augment")
     parser.add_argument("--tag", required=True)
     parser.add_argument("--target-db", type=float, default=harness.TARGET_DB)
+    parser.add_argument("--eps-cap", type=float, default=24.0, help="L-inf cap per case, in 1/255 (default 24)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a ScreenSettings field, e.g. --set epochs=12 --set crop=96")
     args = parser.parse_args()
@@ -56,14 +58,14 @@ def main() -> None:
     cases = harness.load_cases()
     sets = harness.screen_sets(cases, settings)
     defenses = args.defenses.split(",")
-    record = {"protocol": asdict(settings), "target_db": args.target_db, "eps_cap_255": 24, "defenses": defenses,
+    record = {"protocol": asdict(settings), "target_db": args.target_db, "eps_cap_255": args.eps_cap, "defenses": defenses,
               "train_slices": int(len(sets.train_labels)), "test_slices": int(len(sets.test_y)), "designs": {}}
     clean = {d: harness.clean_run(sets, d, settings) for d in defenses}
     record["clean"] = clean
     for name in args.designs.split(","):
         design = designs.get(name)
         started = time.perf_counter()
-        protected, stats, log = protect(design, cases, args.target_db)
+        protected, stats, log = protect(design, cases, args.target_db, args.eps_cap)
         protect_seconds = time.perf_counter() - started
         train_x = harness.protected_slices(sets, protected)
         entry = {"summary": design.summary, "method": design.method, "settings": design.settings, "cases": stats,

@@ -3,12 +3,12 @@ measured by both.
 
 Usage::
 
-    python benchmarks/research/validate_screen.py research_screen_validation_umed research_screen_validation_baselines
+    python benchmarks/research/validate_screen.py research_screen_validation_umed research_screen_validation_baselines \
+        --out research_screen_validation_v1
 
 Primary score (fixed before looking): protected best Dice / clean best Dice of the same protocol and defense, in the
 screen and in the full audit (benchmarks/results/efficacy_brats_core_*.json). Also reported: the protected best Dice
-alone and the screen's mean of the second half of the epochs. Writes
-benchmarks/results/research_screen_validation.json.
+alone and the screen's mean of the second half of the epochs. Writes benchmarks/results/<out>.json.
 """
 
 from __future__ import annotations
@@ -38,8 +38,14 @@ def audit_run(name: str, defense: str) -> dict:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("tags", nargs="+")
+    parser.add_argument("--out", default="research_screen_validation")
+    args = parser.parse_args()
     rows = []
-    for tag in sys.argv[1:]:
+    for tag in args.tags:
         doc = json.loads((RESULTS / f"{tag}.json").read_text())
         for name, entry in doc["designs"].items():
             for defense, run in entry["runs"].items():
@@ -63,8 +69,8 @@ def main() -> None:
         print(f"{r['design']:8s} {r['defense']:10s} audit {r['audit_best']:.3f} ({r['audit_ratio']:.2f})  "
               f"screen {r['screen_best']:.3f} ({r['screen_ratio']:.2f}) late {r['screen_late_ratio']:.2f}")
     print(json.dumps(stats, indent=1))
-    write_result("research_screen_validation", {"primary": "screen_ratio~audit_ratio", "n": len(rows), "stats": stats,
-                                                "rows": rows, "sources": sys.argv[1:]})
+    write_result(args.out, {"primary": "screen_ratio~audit_ratio", "n": len(rows), "stats": stats, "rows": rows,
+                            "sources": args.tags})
 
 
 if __name__ == "__main__":

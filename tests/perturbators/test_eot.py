@@ -73,6 +73,22 @@ def test_median_removes_isolated_voxels_but_keeps_a_perfect_checkerboard():
     assert torch.allclose(out[..., 1:-1, 1:-1], checker[..., 1:-1, 1:-1])
 
 
+def test_augment_gradient_stays_finite_where_gamma_meets_zero():
+    """Images with exact zeros (background) under many augmentation draws: the gamma's infinite derivative at 0
+    must not reach the generators (it once made every UMed weight NaN on BraTS)."""
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(40):
+        x = torch.zeros(4, 1, 24, 24)
+        x[:, :, 6:18, 6:18] = 0.6
+        x = (x + 0.05 * _checker((4, 1, 24, 24)).clamp(min=0)).requires_grad_(True)
+        drawn, transform = draw_transform(["augment"], generator)
+        if transform is None:
+            continue
+        out, _ = transform(x, torch.zeros_like(x), generator)
+        (out**2).sum().backward()
+        assert torch.isfinite(x.grad).all()
+
+
 def test_check_eot_errors_name_the_setting():
     assert check_eot("umed", ["Gaussian", "augment"]) == ["gaussian", "augment"]
     with pytest.raises(ConfigError, match="eot"):
@@ -105,6 +121,7 @@ def test_eot_fit_is_deterministic_changes_training_and_keeps_the_budget(tiny_fit
         log = protector.fit(batch)
         runs.append((protector.perturb(batch), log))
     (delta, log), (again, _) = runs
+    assert np.isfinite(delta).all()
     assert delta.tobytes() == again.tobytes()
     assert sum(log["eot_draws"].values()) == 4 + 4 // settings["surrogate_every"]
     plain = make_protector("umed", BUDGET, seed=3, **settings)

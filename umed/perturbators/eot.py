@@ -116,9 +116,23 @@ def check_eot(method: str, names: object) -> list[str]:
     return keys
 
 
+def _finite_gradient(transform: Transform) -> Transform:
+    """``transform`` whose gradient with respect to its input has non-finite entries set to 0: a gamma ``v ** g``
+    with ``g < 1`` (in the augmentation) has an infinite derivative at ``v = 0``, which would otherwise turn the
+    generators' weights into NaN."""
+
+    def run(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.requires_grad:
+            x = x.clone()
+            x.register_hook(lambda grad: torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0))
+        return transform(x, y, generator)
+
+    return run
+
+
 def draw_transform(names: list[str], generator: torch.Generator) -> tuple[str, Transform | None]:
     """One transform drawn uniformly from ``["none", *names]``; ``None`` for ``"none"`` (the plain attacker)."""
     choice = int(torch.randint(len(names) + 1, (), generator=generator))
     if choice == 0:
         return "none", None
-    return names[choice - 1], _TRANSFORMS[names[choice - 1]]
+    return names[choice - 1], _finite_gradient(_TRANSFORMS[names[choice - 1]])
