@@ -142,6 +142,8 @@ _add(Design("umed_eot", "UMed trained with EOT over gaussian/median/downsample/a
             settings={"eot": _EOT}))
 _add(Design("umed_eot_noprior", "UMed + EOT, no pattern prior (generators free)", "umed", _UMED,
             settings={"eot": _EOT, "pattern_init": "none"}))
+_add(Design("umed_noprior", "UMed trained generators, no pattern prior, no EOT", "umed", _UMED,
+            settings={"pattern_init": "none"}))
 _add(Design("umed_eot_ckb2", "UMed + EOT, period-4 checker prior (2-voxel blocks)", "umed", _UMED,
             settings={"eot": _EOT, "pattern_patch": 2}))
 _add(Design("umed_eot_ckb3", "UMed + EOT, period-6 checker prior (3-voxel blocks)", "umed", _UMED,
