@@ -7,9 +7,10 @@ does) or a fixed unit pattern on the structure + contour band, rescaled per case
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage

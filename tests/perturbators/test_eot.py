@@ -49,9 +49,9 @@ def test_low_pass_transforms_remove_a_period_2_pattern(name):
     """The reason EOT exists: these transforms erase the period-2 checkerboard that protects a plain victim."""
     generator = torch.Generator().manual_seed(1)
     x = 0.5 + 0.1 * _checker()
-    drawn, transform = draw_transform([name], generator)
+    _, transform = draw_transform([name], generator)
     while transform is None:
-        drawn, transform = draw_transform([name], generator)
+        _, transform = draw_transform([name], generator)
     out, _ = transform(x, torch.zeros_like(x), generator)
     inner = (out - 0.5)[..., 4:-4, 4:-4]
     assert float(inner.abs().max()) < 0.1 * 0.35  # at most 35% of the amplitude survives (0 after downsample)
@@ -61,9 +61,9 @@ def test_median_removes_isolated_voxels_but_keeps_a_perfect_checkerboard():
     """A 3x3 median drops sparse spikes; a pure checkerboard survives it (5 of 9 window voxels share the centre's
     phase), which is why the median defense acts on a pattern only together with the image's own texture."""
     generator = torch.Generator().manual_seed(2)
-    drawn, transform = draw_transform(["median"], generator)
+    _, transform = draw_transform(["median"], generator)
     while transform is None:
-        drawn, transform = draw_transform(["median"], generator)
+        _, transform = draw_transform(["median"], generator)
     spikes = torch.full((1, 1, 16, 16), 0.5)
     spikes[0, 0, 4, 4] = spikes[0, 0, 9, 11] = 1.0
     out, _ = transform(spikes, torch.zeros_like(spikes), generator)
@@ -81,7 +81,7 @@ def test_augment_gradient_stays_finite_where_gamma_meets_zero():
         x = torch.zeros(4, 1, 24, 24)
         x[:, :, 6:18, 6:18] = 0.6
         x = (x + 0.05 * _checker((4, 1, 24, 24)).clamp(min=0)).requires_grad_(True)
-        drawn, transform = draw_transform(["augment"], generator)
+        _, transform = draw_transform(["augment"], generator)
         if transform is None:
             continue
         out, _ = transform(x, torch.zeros_like(x), generator)

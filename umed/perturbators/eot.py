@@ -24,7 +24,7 @@ Randomness comes only from the ``torch.Generator`` passed in.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
 
 def _gaussian(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     sigma = _uniform(generator, 0.5, 1.5)
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = max(1, math.ceil(3 * sigma))
     coords = torch.arange(-radius, radius + 1, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
     kernel = kernel / kernel.sum()
@@ -66,7 +66,7 @@ def _downsample(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) ->
 def _lowres(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     zoom = _uniform(generator, 0.5, 1.0)
     size = tuple(x.shape[2:])
-    small = [max(1, int(round(n * zoom))) for n in size]
+    small = [max(1, round(n * zoom)) for n in size]
     return F.interpolate(F.interpolate(x, size=small, mode="nearest"), size=size, mode="bilinear", align_corners=False), y
 
 
