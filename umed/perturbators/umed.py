@@ -23,6 +23,12 @@ training then refines (``P`` stays as an offset of the logits). ``P`` is in {-1,
 top-left corner: ``"sign"`` is +1 on the structure and -1 outside it; ``"checker"`` is a checkerboard of
 ``pattern_patch``-voxel blocks on the structure and its opposite outside; ``"patches"`` is an LSP-like random
 patch pattern per class (structure, outside) drawn from the seed. Only its values on the support matter.
+
+Robustness (opt-in, off by default): ``eot`` lists transforms of the attacker's pipeline
+(:mod:`umed.perturbators.eot`: blur, median, down-and-up sampling, low resolution, nnU-Net-style augmentation,
+spectral masking). When set, every generator step and every surrogate step sees ``x + delta`` (and the labels)
+through one transform drawn from ``["none", *eot]`` (expectation over transformations), so the generators are
+rewarded only for what survives the data user's processing. ``perturb`` is unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from umed.perturbators._surrogate import (
     to_tensor,
 )
 from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.perturbators.eot import check_eot, draw_transform
 from umed.perturbators.lsp import patch_pattern
 from umed.perturbators.networks import CDCGenerator, PlainGenerator
 
@@ -85,6 +92,8 @@ class UMedProtector(Protector):
         pattern_gain*: logit offset ``gain * P`` (tanh(2) = 0.96). pattern_patch*: block side of ``"checker"`` and
             patch side of ``"patches"``, in voxels.
         texture_window (5), tau_min*: the texture map of :func:`umed.regions.texture_map`.
+        eot ([] = off): transforms of :data:`umed.perturbators.eot.EOT_NAMES` drawn (with ``"none"``) at every
+            generator and surrogate step during ``fit`` (see the module docstring).
 
     Example:
         >>> protector = UMedProtector(Budget(4 / 255, 4 / 255, 3), seed=0, steps=200, crop=96)
@@ -114,11 +123,14 @@ class UMedProtector(Protector):
         "pattern_patch": Setting(_SHIPPED["pattern_patch"], int, low=1),
         "texture_window": Setting(5, int, low=2),
         "tau_min": Setting(_SHIPPED["tau_min"], float, low=0.0, high=1.0),
+        "eot": Setting([], list),
     }
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)
-        super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
+        resolved = resolve_settings(self.name, self.SETTINGS, settings)
+        resolved["eot"] = check_eot(self.name, resolved["eot"])
+        super().__init__(budget, seed=int(seed), **resolved)
         self.contour: nn.Module | None = None
         self.texture: nn.Module | None = None
         rng = key_rng(self.seed, self.name, "pattern")
@@ -215,6 +227,16 @@ class UMedProtector(Protector):
             return model, torch.optim.Adam(model.parameters(), lr=s["surrogate_lr"])
 
         surrogate, optimizer_s = new_surrogate(generation)
+        eot_generator = torch.Generator().manual_seed(derive_seed(self.seed, self.name, "eot")) if s["eot"] else None
+        eot_draws: dict[str, int] = {}
+
+        def attacker_view(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """``(x, y)`` through one transform of the ``eot`` list (identity when EOT is off)."""
+            if eot_generator is None:
+                return x, y
+            name, transform = draw_transform(s["eot"], eot_generator)
+            eot_draws[name] = eot_draws.get(name, 0) + 1
+            return (x, y) if transform is None else transform(x, y, eot_generator)
 
         def draw() -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
             crops = sampler.sample(rng, s["batch_size"])
@@ -249,7 +271,8 @@ class UMedProtector(Protector):
             for parameter in surrogate.parameters():
                 parameter.requires_grad_(False)
             surrogate.eval()
-            loss = loss_fn(segment(surrogate, parts["image"] + delta), y)
+            x_view, y_view = attacker_view(parts["image"] + delta, y)
+            loss = loss_fn(segment(surrogate, x_view), y_view)
             segmentation_losses.append(float(loss.detach()))
             allowed = bound > 0
             used = (delta.abs() / torch.where(allowed, bound, torch.ones_like(bound)))[allowed]
@@ -267,7 +290,8 @@ class UMedProtector(Protector):
                 parts, y, scale = draw()
                 with torch.no_grad():
                     delta, _ = self._delta(parts, scale)
-                surrogate_losses.append(surrogate_step(parts["image"] + delta, y))
+                    x_view, y_view = attacker_view(parts["image"] + delta, y)
+                surrogate_losses.append(surrogate_step(x_view, y_view))
             if s["surrogate_reinit_every"] and step % s["surrogate_reinit_every"] == 0 and step < steps:
                 generation += 1
                 surrogate, optimizer_s = new_surrogate(generation)
@@ -284,6 +308,7 @@ class UMedProtector(Protector):
             "surrogate_loss_curve": curve(surrogate_losses),
             "budget_use_curve": curve(usage),
             "budget_use_last": round(usage[-1], 5) if usage else None,
+            **({"eot_draws": dict(sorted(eot_draws.items()))} if s["eot"] else {}),
         }
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:

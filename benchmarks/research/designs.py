@@ -1,0 +1,179 @@
+"""Candidate designs of the issue-14 screen, by name (one registry; every design measured is kept here).
+
+A design is either a package protector (method + config + overrides, protected exactly as the efficacy benchmark
+does) or a fixed unit pattern on the structure + contour band, rescaled per case to the target PSNR by
+:func:`harness.protect_fixed`. Fixed patterns are built per axial slice (2D, as every victim sees them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+PSNR50 = {"target_psnr": 50.0, "eps_cap": "24/255"}
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    summary: str
+    method: str | None = None  # package protector; None = fixed pattern
+    config: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    pattern: Callable[[Any], np.ndarray] | None = None
+
+
+# ------------------------------------------------------------------------------------------------ fixed patterns
+
+
+def _per_slice(case: Any, fn: Callable[[np.ndarray, np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Apply ``fn(core_slice, image_slice, z)`` to every axial slice holding core; zero elsewhere."""
+    from umed.regions import support
+
+    out = np.zeros(case.core.shape, np.float32)
+    for z in np.flatnonzero(case.core.any(axis=(0, 1))):
+        fg = case.core[..., z]
+        sup = support(fg, 3)
+        out[..., z] = np.where(sup, fn(fg, case.clean[..., z], int(z)), 0.0)
+    return out
+
+
+def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    return np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+
+
+def checker(block: int, outer: float = -1.0) -> Callable[[Any], np.ndarray]:
+    """+-1 checkerboard of ``block``-voxel blocks on the structure, ``outer`` x it on the band outside."""
+
+    def fn(fg: np.ndarray, img: np.ndarray, z: int) -> np.ndarray:
+        r, c = _grid(fg.shape)
+        ck = (((r // block) + (c // block)) % 2 * 2 - 1).astype(np.float32)
+        return np.where(fg, ck, outer * ck)
+
+    return lambda case: _per_slice(case, fn)
+
+
+def multiband(blocks: tuple[int, ...], weights: tuple[float, ...]) -> Callable[[Any], np.ndarray]:
+    """Sum of checkerboards of several block sizes (budget split by ``weights`` in amplitude)."""
+    parts = [checker(b) for b in blocks]
+    return lambda case: sum(w * p(case) for w, p in zip(weights, parts))
+
+
+def blobs(sigma: float, seed: int = 0, outer: float = -1.0) -> Callable[[Any], np.ndarray]:
+    """Smooth random sign field (Gaussian-filtered noise, sigma voxels, then sign) fixed over slices: a mid-band
+    label-aligned texture whose energy sits at periods of about 4 sigma."""
+    rng = np.random.default_rng(seed)
+    field_ = np.sign(ndimage.gaussian_filter(rng.standard_normal((240, 240)), sigma)).astype(np.float32)
+
+    def fn(fg: np.ndarray, img: np.ndarray, z: int) -> np.ndarray:
+        return np.where(fg, field_, outer * field_)
+
+    return lambda case: _per_slice(case, fn)
+
+
+def stripes(period: int, angle_deg: float = 0.0) -> Callable[[Any], np.ndarray]:
+    """Oriented sinusoidal stripes of ``period`` voxels on the structure (opposite sign outside)."""
+    theta = np.deg2rad(angle_deg)
+
+    def fn(fg: np.ndarray, img: np.ndarray, z: int) -> np.ndarray:
+        r, c = _grid(fg.shape)
+        wave = np.sign(np.cos(2 * np.pi * (r * np.cos(theta) + c * np.sin(theta)) / period)).astype(np.float32)
+        return np.where(fg, wave, -wave)
+
+    return lambda case: _per_slice(case, fn)
+
+
+def dots(spacing: int, radius: float) -> Callable[[Any], np.ndarray]:
+    """A lattice of bright dots (Gaussian bumps of ``radius``) every ``spacing`` voxels on the structure, dark on
+    the band outside: sparse, high-amplitude, mid-band blobs that a blur spreads but does not remove."""
+
+    def fn(fg: np.ndarray, img: np.ndarray, z: int) -> np.ndarray:
+        r, c = _grid(fg.shape)
+        dr = (r % spacing) - spacing // 2
+        dc = (c % spacing) - spacing // 2
+        bump = np.clip(2 * np.exp(-(dr**2 + dc**2) / (2 * radius**2)), 0, 1).astype(np.float32)  # flat top
+        return np.where(fg, bump, -bump)
+
+    return lambda case: _per_slice(case, fn)
+
+
+def contrast(gain_inside: float = 1.0) -> Callable[[Any], np.ndarray]:
+    """Multiplicative design: the structure's own local contrast amplified (x - local mean), sign flipped on the band
+    outside: a per-region filter (CUDA-like, bounded by the PSNR rescale)."""
+
+    def fn(fg: np.ndarray, img: np.ndarray, z: int) -> np.ndarray:
+        detail = img - ndimage.uniform_filter(img, 5)
+        detail = np.clip(detail / max(float(np.percentile(np.abs(detail[fg]), 90)), 1e-6), -1, 1)  # robust unit
+        return np.where(fg, gain_inside * detail, -detail).astype(np.float32)
+
+    return lambda case: _per_slice(case, fn)
+
+
+def sign_step(inside: float = 1.0) -> Callable[[Any], np.ndarray]:
+    """Label-aligned step: +inside on the structure, -1 on the outer band."""
+    return lambda case: _per_slice(case, lambda fg, img, z: np.where(fg, inside, -1.0).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------------------ registry
+
+_UMED = CONFIGS / "brats_tumour_core.yaml"
+_EOT = ["gaussian", "median", "downsample", "augment", "spectral"]
+
+DESIGNS: dict[str, Design] = {}
+
+
+def _add(design: Design) -> None:
+    DESIGNS[design.name] = design
+
+
+for _m in ("random", "lsp", "ar", "tap", "em", "sep", "salm"):
+    _add(Design(f"{_m}", f"{_m} baseline, configs/methods/{_m}.yaml, 50 dB", _m, CONFIGS / "methods" / f"{_m}.yaml", PSNR50))
+_add(Design("umed", "UMed shipped (configs/brats_tumour_core.yaml): trained generators + period-2 prior", "umed", _UMED))
+_add(Design("umed_prior_only", "UMed fixed period-2 prior alone (steps 0: untrained generators)", "umed", _UMED,
+            settings={"steps": 0}))
+_add(Design("umed_eot", "UMed trained with EOT over gaussian/median/downsample/augment/spectral", "umed", _UMED,
+            settings={"eot": _EOT}))
+_add(Design("umed_eot_noprior", "UMed + EOT, no pattern prior (generators free)", "umed", _UMED,
+            settings={"eot": _EOT, "pattern_init": "none"}))
+_add(Design("umed_noprior", "UMed trained generators, no pattern prior, no EOT", "umed", _UMED,
+            settings={"pattern_init": "none"}))
+_add(Design("umed_eot_ckb2", "UMed + EOT, period-4 checker prior (2-voxel blocks)", "umed", _UMED,
+            settings={"eot": _EOT, "pattern_patch": 2}))
+_add(Design("umed_eot_ckb3", "UMed + EOT, period-6 checker prior (3-voxel blocks)", "umed", _UMED,
+            settings={"eot": _EOT, "pattern_patch": 3}))
+_add(Design("umed_eot_blur", "UMed + EOT over gaussian only", "umed", _UMED, settings={"eot": ["gaussian"]}))
+_add(Design("umed_ckb2_noeot", "UMed, period-4 checker prior, no EOT", "umed", _UMED, settings={"pattern_patch": 2}))
+
+_add(Design("ckb1", "fixed period-2 checker (1-voxel blocks), opposite on outer band", pattern=checker(1)))
+_add(Design("ckb2", "fixed period-4 checker (2-voxel blocks)", pattern=checker(2)))
+_add(Design("ckb3", "fixed period-6 checker (3-voxel blocks)", pattern=checker(3)))
+_add(Design("ckb4", "fixed period-8 checker (4-voxel blocks)", pattern=checker(4)))
+_add(Design("multi_1_3", "period-2 + period-6 checkers, amplitude 1:1", pattern=multiband((1, 3), (1.0, 1.0))))
+_add(Design("multi_1_2", "period-2 + period-4 checkers, amplitude 1:1", pattern=multiband((1, 2), (1.0, 1.0))))
+_add(Design("blobs2", "smooth random sign field, sigma 2 (periods ~8)", pattern=blobs(2.0)))
+_add(Design("blobs1", "smooth random sign field, sigma 1 (periods ~4)", pattern=blobs(1.0)))
+_add(Design("stripes6", "square-wave stripes, period 6, horizontal", pattern=stripes(6)))
+_add(Design("stripes6_45", "square-wave stripes, period 6, 45 degrees", pattern=stripes(6, 45)))
+_add(Design("dots6", "flat-top dot lattice, spacing 6, radius 1", pattern=dots(6, 1.0)))
+_add(Design("dots8", "flat-top dot lattice, spacing 8, radius 1.5", pattern=dots(8, 1.5)))
+_add(Design("contrast", "own local detail amplified in the structure, inverted on the band (multiplicative)",
+            pattern=contrast()))
+_add(Design("contrast_flat", "own local detail removed in the structure (gain -1), kept sign on the band",
+            pattern=contrast(-1.0)))
+_add(Design("ckb1_dots8", "period-2 checker + dot lattice (spacing 8, radius 1.5), amplitude 1:2",
+            pattern=lambda case: checker(1)(case) + 2.0 * dots(8, 1.5)(case)))
+_add(Design("step", "label-aligned step +1 inside, -1 on outer band", pattern=sign_step()))
+
+
+def get(name: str) -> Design:
+    if name not in DESIGNS:
+        raise KeyError(f"unknown design {name!r} (expected one of {', '.join(DESIGNS)})")
+    return DESIGNS[name]

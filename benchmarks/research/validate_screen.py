@@ -1,0 +1,77 @@
+"""Does the fast screen rank designs as the full audit does? Spearman correlation over (design, defense) pairs
+measured by both.
+
+Usage::
+
+    python benchmarks/research/validate_screen.py research_screen_validation_umed research_screen_validation_baselines \
+        --out research_screen_validation_v1
+
+Primary score (fixed before looking): protected best Dice / clean best Dice of the same protocol and defense, in the
+screen and in the full audit (benchmarks/results/efficacy_brats_core_*.json). Also reported: the protected best Dice
+alone and the screen's mean of the second half of the epochs. Writes benchmarks/results/<out>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import RESULTS, write_result  # noqa: E402
+
+# design name in the screen -> full-audit result file per defense
+AUDIT = {
+    "umed": {"none": "efficacy_brats_core_umed_noclip", "gaussian": "efficacy_brats_core_umed_noclip_defenses",
+             "median": "efficacy_brats_core_umed_noclip_defenses", "downsample": "efficacy_brats_core_umed_noclip_defenses",
+             "jpeg": "efficacy_brats_core_umed_noclip_defenses2", "augment": "efficacy_brats_core_umed_noclip_defenses2"},
+    **{m: {"none": f"efficacy_brats_core_{m}_psnr50"} for m in ("random", "lsp", "ar", "tap", "em", "sep", "salm")},
+}
+
+
+def audit_run(name: str, defense: str) -> dict:
+    doc = json.loads((RESULTS / f"{AUDIT[name][defense]}.json").read_text())
+    return next(r for r in doc["runs"] if r["victim"] == "unet" and r["defense"] == defense)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("tags", nargs="+")
+    parser.add_argument("--out", default="research_screen_validation")
+    args = parser.parse_args()
+    rows = []
+    for tag in args.tags:
+        doc = json.loads((RESULTS / f"{tag}.json").read_text())
+        for name, entry in doc["designs"].items():
+            for defense, run in entry["runs"].items():
+                if name not in AUDIT or defense not in AUDIT[name]:
+                    continue
+                full = audit_run(name, defense)
+                clean = doc["clean"][defense]
+                rows.append({
+                    "design": name, "defense": defense,
+                    "screen_best": run["best"], "screen_ratio": run["best"] / clean["best"],
+                    "screen_late_ratio": run["late_mean"] / clean["late_mean"], "screen_last": run["last"],
+                    "audit_best": full["protected_best"], "audit_ratio": full["protected_best"] / full["clean_best"],
+                    "audit_last": full["protected_last"], "screen_seconds": run["seconds"],
+                })
+    stats = {}
+    for screen_key, audit_key in (("screen_ratio", "audit_ratio"), ("screen_best", "audit_best"),
+                                  ("screen_late_ratio", "audit_ratio"), ("screen_last", "audit_last")):
+        rho, p = spearmanr([r[screen_key] for r in rows], [r[audit_key] for r in rows])
+        stats[f"{screen_key}~{audit_key}"] = {"spearman": round(float(rho), 3), "p": round(float(p), 4)}
+    for r in sorted(rows, key=lambda r: r["audit_ratio"]):
+        print(f"{r['design']:8s} {r['defense']:10s} audit {r['audit_best']:.3f} ({r['audit_ratio']:.2f})  "
+              f"screen {r['screen_best']:.3f} ({r['screen_ratio']:.2f}) late {r['screen_late_ratio']:.2f}")
+    print(json.dumps(stats, indent=1))
+    write_result(args.out, {"primary": "screen_ratio~audit_ratio", "n": len(rows), "stats": stats, "rows": rows,
+                            "sources": args.tags})
+
+
+if __name__ == "__main__":
+    main()
