@@ -44,7 +44,7 @@ from umed.metrics import ThresholdFloor, max_abs_change, psnr, ssim, threshold_f
 from umed.victims import VictimRun
 
 if TYPE_CHECKING:
-    from umed.perturbators.base import ProgressCallback
+    from umed.protectors.base import ProgressCallback
 
 __all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "run_audit"]
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from umed.perturbators.base import ProgressCallback
+    from umed.protectors.base import ProgressCallback
 
 __all__ = ["VICTIM_NAMES", "VictimRun", "build_victim", "dice_per_label", "hd95_per_image", "train_victim", "victim_divisor",
            "victim_spatial_dims"]

@@ -1,7 +1,7 @@
 """The settings umed ships: YAML files in this package, read with :mod:`importlib.resources`.
 
 ``umed.yaml`` is the default of ``umed protect`` *and* the source of the code defaults (:class:`umed.settings.ProtectConfig`
-and :class:`umed.perturbators.UMedProtector` read their numbers from it), so there is one set of numbers. Other files:
+and :class:`umed.protectors.UMedProtector` read their numbers from it), so there is one set of numbers. Other files:
 ``brats_tumour_core`` (the default plus ``structure_labels: [1, 3, 4]``), ``isbi_membranes``, ``fast`` (a tiny
 protector for examples and smoke tests) and one file per baseline under ``methods/`` (``methods/em``, ...).
 

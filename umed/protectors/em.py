@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.perturbators._surrogate import (
+from umed.protectors._surrogate import (
     SURROGATE_SETTINGS,
     CropSampler,
     PreparedSlices,
@@ -27,7 +27,7 @@ from umed.perturbators._surrogate import (
     make_surrogate,
     pgd,
 )
-from umed.perturbators.base import ProgressCallback
+from umed.protectors.base import ProgressCallback
 
 __all__ = ["EMProtector"]
 

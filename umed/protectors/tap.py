@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.perturbators._surrogate import (
+from umed.protectors._surrogate import (
     CropSampler,
     PreparedSlices,
     SurrogateProtector,
@@ -22,7 +22,7 @@ from umed.perturbators._surrogate import (
     make_surrogate,
     pgd,
 )
-from umed.perturbators.base import ProgressCallback
+from umed.protectors.base import ProgressCallback
 
 __all__ = ["TAPProtector"]
 

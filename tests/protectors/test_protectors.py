@@ -13,8 +13,8 @@ from scipy import ndimage
 
 from umed import regions
 from umed.errors import ConfigError
-from umed.perturbators import PROTECTORS, make_protector
-from umed.perturbators.base import Budget, SliceBatch
+from umed.protectors import PROTECTORS, make_protector
+from umed.protectors.base import Budget, SliceBatch
 
 BUDGET = Budget(eps_contour=8 / 255, eps_texture=6 / 255, band_width=2)
 SEED = 7

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from umed.perturbators._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
 
 __all__ = ["LSPProtector", "patch_pattern"]
 

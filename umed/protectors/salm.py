@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.perturbators._surrogate import (
+from umed.protectors._surrogate import (
     SURROGATE_SETTINGS,
     CropSampler,
     PreparedSlices,
@@ -29,7 +29,7 @@ from umed.perturbators._surrogate import (
     pgd,
     top_k_mask,
 )
-from umed.perturbators.base import ProgressCallback
+from umed.protectors.base import ProgressCallback
 
 __all__ = ["SALMProtector"]
 

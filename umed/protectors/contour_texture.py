@@ -3,14 +3,14 @@ Image Segmentation", arXiv 2403.14250, 2024), reconstructed from the abstract (n
 
 Two generators read the slice (and, by default, its structure mask: the method uses the ground truth):
 
-- the contour perturbator ``G_c`` (:class:`~umed.perturbators.networks.CDCGenerator`, central difference
+- the contour perturbator ``G_c`` (:class:`~umed.protectors.networks.CDCGenerator`, central difference
   convolutions) acts on the contour band ``C``: ``delta_c = eps_c * tanh(G_c(x))``;
-- the texture perturbator ``G_t`` (:class:`~umed.perturbators.networks.PlainGenerator`) acts on the interior
+- the texture perturbator ``G_t`` (:class:`~umed.protectors.networks.PlainGenerator`) acts on the interior
   ``T``: ``delta_t = clamp(eps_t * tanh(G_t(x)), -eps_t * tau(x), +eps_t * tau(x))`` with the texture map
   ``tau`` of :func:`umed.regions.texture_map`.
 
 Both are multiplied per slice by ``eps_scale``. ``fit`` trains them error-minimising (min-min) against a surrogate
-U-Net (:func:`~umed.perturbators._surrogate.make_surrogate`, CE + Dice): generator steps minimise
+U-Net (:func:`~umed.protectors._surrogate.make_surrogate`, CE + Dice): generator steps minimise
 ``L(S(x + delta), y)``; the surrogate takes one step on ``x + delta`` every ``surrogate_every`` generator steps.
 ``perturb`` is one deterministic forward pass: UMed's speed advantage over per-sample optimisation (EM).
 
@@ -36,7 +36,7 @@ from torch import nn
 
 from umed import configs, regions
 from umed.errors import ConfigError
-from umed.perturbators._surrogate import (
+from umed.protectors._surrogate import (
     CropSampler,
     Setting,
     check_budget,
@@ -54,9 +54,9 @@ from umed.perturbators._surrogate import (
     sub_state,
     to_tensor,
 )
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
-from umed.perturbators.lsp import patch_pattern
-from umed.perturbators.networks import CDCGenerator, PlainGenerator
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.lsp import patch_pattern
+from umed.protectors.networks import CDCGenerator, PlainGenerator
 
 __all__ = ["UMedProtector"]
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from umed import regions
 from umed.errors import ConfigError
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
 
 __all__ = [
     "Setting",

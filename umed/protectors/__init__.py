@@ -1,6 +1,6 @@
 """Protectors: UMed and the baselines it is compared with, behind one registry.
 
-Every protector implements :class:`~umed.perturbators.base.Protector` on batches of 2D slices in umed's normalised
+Every protector implements :class:`~umed.protectors.base.Protector` on batches of 2D slices in umed's normalised
 intensity space; :func:`make_protector` builds one by name (the name the CLI, configs and saved protectors use).
 """
 
@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from umed.registry import Registry
-from umed.perturbators.ar import ARProtector
-from umed.perturbators.base import Budget, Protector, SliceBatch
-from umed.perturbators.em import EMProtector
-from umed.perturbators.lsp import LSPProtector
-from umed.perturbators.random import RandomProtector
-from umed.perturbators.salm import SALMProtector
-from umed.perturbators.sep import SEPProtector
-from umed.perturbators.tap import TAPProtector
-from umed.perturbators.umed import UMedProtector
+from umed.protectors.ar import ARProtector
+from umed.protectors.base import Budget, Protector, SliceBatch
+from umed.protectors.em import EMProtector
+from umed.protectors.lsp import LSPProtector
+from umed.protectors.random import RandomProtector
+from umed.protectors.salm import SALMProtector
+from umed.protectors.sep import SEPProtector
+from umed.protectors.tap import TAPProtector
+from umed.protectors.contour_texture import UMedProtector
 
 __all__ = [
     "PROTECTORS",
