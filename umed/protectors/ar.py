@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.protectors._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.seeding import key_rng
+from umed.protectors.settings import Setting, check_budget, resolve_settings
 
 __all__ = ["ARProtector", "ar_generate", "draw_ar_coefficients"]
 

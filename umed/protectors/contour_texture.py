@@ -10,7 +10,7 @@ Two generators read the slice (and, by default, its structure mask: the method u
   ``tau`` of :func:`umed.regions.texture_map`.
 
 Both are multiplied per slice by ``eps_scale``. ``fit`` trains them error-minimising (min-min) against a surrogate
-U-Net (:func:`~umed.protectors._surrogate.make_surrogate`, CE + Dice): generator steps minimise
+U-Net (:func:`~umed.protectors.surrogate.make_surrogate`, CE + Dice): generator steps minimise
 ``L(S(x + delta), y)``; the surrogate takes one step on ``x + delta`` every ``surrogate_every`` generator steps.
 ``perturb`` is one deterministic forward pass: UMed's speed advantage over per-sample optimisation (EM).
 
@@ -36,27 +36,23 @@ from torch import nn
 
 from umed import configs, regions
 from umed.errors import ConfigError
-from umed.protectors._surrogate import (
-    CropSampler,
-    Setting,
-    check_budget,
-    curve,
-    derive_seed,
-    finalize,
-    key_rng,
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize
+from umed.protectors.crops import CropSampler
+from umed.protectors.lsp import patch_pattern
+from umed.protectors.networks import CDCGenerator, PlainGenerator
+from umed.protectors.pgd import project
+from umed.protectors.seeding import derive_seed, key_rng
+from umed.protectors.settings import Setting, check_budget, resolve_settings
+from umed.protectors.surrogate import (
     make_surrogate,
     plain_state,
-    project,
-    resolve_settings,
     seeded_torch,
     segment,
     segmentation_loss,
     sub_state,
     to_tensor,
 )
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
-from umed.protectors.lsp import patch_pattern
-from umed.protectors.networks import CDCGenerator, PlainGenerator
+from umed.protectors.surrogate_training import curve
 
 __all__ = ["UMedProtector"]
 

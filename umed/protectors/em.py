@@ -16,18 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.protectors._surrogate import (
-    SURROGATE_SETTINGS,
-    CropSampler,
-    PreparedSlices,
-    Setting,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-)
-from umed.protectors.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.pgd import pgd
+from umed.protectors.seeding import derive_seed
+from umed.protectors.settings import Setting
+from umed.protectors.surrogate import make_surrogate
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
+from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["EMProtector"]
 
@@ -66,13 +62,27 @@ class EMProtector(SurrogateProtector):
 
         def update(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
             return pgd(
-                [model], x, y, b, steps=settings["train_noise_steps"], step_size=settings["step_size"],
-                maximize=False, init=delta,
+                [model],
+                x,
+                y,
+                b,
+                steps=settings["train_noise_steps"],
+                step_size=settings["step_size"],
+                maximize=False,
+                init=delta,
             )
 
         log = fit_surrogate(
-            model, sampler, rng, steps=settings["train_steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-            noise=noise, noise_update=update, progress=progress, description="em: min-min training",
+            model,
+            sampler,
+            rng,
+            steps=settings["train_steps"],
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            noise=noise,
+            noise_update=update,
+            progress=progress,
+            description="em: min-min training",
         )
         return [model], log
 
@@ -80,6 +90,12 @@ class EMProtector(SurrogateProtector):
         self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
     ) -> torch.Tensor:
         return pgd(
-            self.models, x, y, bound, steps=self.settings["steps"], step_size=self.settings["step_size"],
-            maximize=False, init=init,
+            self.models,
+            x,
+            y,
+            bound,
+            steps=self.settings["steps"],
+            step_size=self.settings["step_size"],
+            maximize=False,
+            init=init,
         )

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.protectors._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.seeding import key_rng
+from umed.protectors.settings import Setting, check_budget, resolve_settings
 
 __all__ = ["LSPProtector", "patch_pattern"]
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.protectors._surrogate import check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.seeding import key_rng
+from umed.protectors.settings import check_budget, resolve_settings
 
 __all__ = ["RandomProtector"]
 

@@ -17,19 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.protectors._surrogate import (
-    SURROGATE_SETTINGS,
-    CropSampler,
-    PreparedSlices,
-    Setting,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-    top_k_mask,
-)
-from umed.protectors.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.pgd import pgd, top_k_mask
+from umed.protectors.seeding import derive_seed
+from umed.protectors.settings import Setting
+from umed.protectors.surrogate import make_surrogate
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
+from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["SALMProtector"]
 
@@ -78,8 +73,16 @@ class SALMProtector(SurrogateProtector):
             return self._sparse_pgd(model, x, y, b, delta, settings["train_noise_steps"])
 
         log = fit_surrogate(
-            model, sampler, rng, steps=settings["train_steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-            noise=noise, noise_update=update, progress=progress, description="salm: min-min training",
+            model,
+            sampler,
+            rng,
+            steps=settings["train_steps"],
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            noise=noise,
+            noise_update=update,
+            progress=progress,
+            description="salm: min-min training",
         )
         return [model], log
 

@@ -15,18 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.protectors._surrogate import (
-    SURROGATE_SETTINGS,
-    CropSampler,
-    PreparedSlices,
-    Setting,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-)
-from umed.protectors.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.pgd import pgd
+from umed.protectors.seeding import derive_seed
+from umed.protectors.settings import Setting
+from umed.protectors.surrogate import make_surrogate
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
+from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["SEPProtector"]
 
@@ -67,8 +63,15 @@ class SEPProtector(SurrogateProtector):
                 kept.append(snapshot)
 
         log = fit_surrogate(
-            model, sampler, rng, steps=total, batch_size=settings["batch_size"], lr=settings["lr"], on_step=keep,
-            progress=progress, description="sep: training surrogate",
+            model,
+            sampler,
+            rng,
+            steps=total,
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            on_step=keep,
+            progress=progress,
+            description="sep: training surrogate",
         )
         log["checkpoint_steps"] = sorted(keep_at)
         return kept, log
@@ -77,6 +80,12 @@ class SEPProtector(SurrogateProtector):
         self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
     ) -> torch.Tensor:
         return pgd(
-            self.models, x, y, bound, steps=self.settings["steps"], step_size=self.settings["step_size"],
-            maximize=True, init=init,
+            self.models,
+            x,
+            y,
+            bound,
+            steps=self.settings["steps"],
+            step_size=self.settings["step_size"],
+            maximize=True,
+            init=init,
         )

@@ -13,16 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.protectors._surrogate import (
-    CropSampler,
-    PreparedSlices,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-)
-from umed.protectors.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.pgd import pgd
+from umed.protectors.seeding import derive_seed
+from umed.protectors.surrogate import make_surrogate
+from umed.protectors.surrogate_protector import SurrogateProtector
+from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["TAPProtector"]
 
@@ -51,8 +48,14 @@ class TAPProtector(SurrogateProtector):
         settings = self.settings
         model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
         log = fit_surrogate(
-            model, sampler, rng, steps=settings["train_steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-            progress=progress, description="tap: training surrogate",
+            model,
+            sampler,
+            rng,
+            steps=settings["train_steps"],
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            progress=progress,
+            description="tap: training surrogate",
         )
         return [model], log
 
@@ -60,6 +63,12 @@ class TAPProtector(SurrogateProtector):
         self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
     ) -> torch.Tensor:
         return pgd(
-            self.models, x, y, bound, steps=self.settings["steps"], step_size=self.settings["step_size"],
-            maximize=True, init=init,
+            self.models,
+            x,
+            y,
+            bound,
+            steps=self.settings["steps"],
+            step_size=self.settings["step_size"],
+            maximize=True,
+            init=init,
         )
