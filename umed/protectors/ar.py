@@ -91,8 +91,13 @@ class ARProtector(Protector):
         burn_in (4): rows/columns generated and dropped at the top-left of each tile.
 
     Example:
-        >>> protector = ARProtector(Budget(), seed=0)
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> delta = ARProtector(Budget(), seed=0).perturb(batch)
+        >>> delta.shape, bool(np.abs(delta).max() <= np.float32(8 / 255)), float(delta[0, 0, 0])
+        ((2, 32, 32), True, 0.0)
     """
 
     name = "ar"
@@ -126,8 +131,8 @@ class ARProtector(Protector):
             tiles = ar_generate(coefficients, start)[:, burn:, burn:]
             peak = np.abs(tiles).max(axis=(1, 2), keepdims=True)
             tiles = tiles / np.where(peak > 0, peak, 1.0)
-            field = tiles.reshape(grid_h, grid_w, tile, tile).transpose(0, 2, 1, 3)
-            field = field.reshape(grid_h * tile, grid_w * tile)
+            grid = tiles.reshape(grid_h, grid_w, tile, tile).transpose(0, 2, 1, 3)
+            field = grid.reshape(grid_h * tile, grid_w * tile)
             out.append(field[: shape[0], : shape[1]])
         return np.stack(out).astype(np.float32)
 

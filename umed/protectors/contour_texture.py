@@ -83,9 +83,14 @@ class UMedProtector(Protector):
         texture_window (5), tau_min*: the texture map of :func:`umed.regions.texture_map`.
 
     Example:
-        >>> protector = UMedProtector(Budget(4 / 255, 4 / 255, 3), seed=0, steps=200, crop=96)
-        >>> log = protector.fit(batch)  # doctest: +SKIP
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> protector = UMedProtector(Budget(4 / 255, 4 / 255, 3), seed=0, steps=2, crop=16, base_channels=4)
+        >>> log = protector.fit(batch)
+        >>> protector.perturb(batch).shape
+        (2, 32, 32)
     """
 
     name = "umed"
@@ -164,6 +169,8 @@ class UMedProtector(Protector):
         """The (projected) perturbation and its per-voxel bound for tensors ``(B, 1, H, W)``; ``scale (B, 1, 1, 1)``."""
         x = parts["image"]
         inputs = torch.cat([x, parts["fg"]], dim=1) if self.settings["generator_input"] == "image+mask" else x
+        if self.contour is None or self.texture is None:
+            raise ConfigError(f"method '{self.name}': not fitted (call fit() or load_state_dict() first)")
         logits_c, logits_t = self.contour(inputs), self.texture(inputs)
         if "pattern" in parts:
             offset = self.settings["pattern_gain"] * parts["pattern"]

@@ -37,9 +37,14 @@ class EMProtector(SurrogateProtector):
         train_noise_steps (5): PGD steps on a batch's noise before each surrogate step during ``fit``.
 
     Example:
-        >>> protector = EMProtector(Budget(), seed=0, train_steps=100)
-        >>> log = protector.fit(batch)  # doctest: +SKIP
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> small = dict(train_steps=2, batch_size=2, crop=16, steps=1, train_noise_steps=1)
+        >>> protector = EMProtector(Budget(), seed=0, **small)
+        >>> protector.fit(batch)["steps"], protector.perturb(batch).shape
+        (2, (2, 32, 32))
     """
 
     name = "em"

@@ -42,8 +42,13 @@ class LSPProtector(Protector):
         tile (8): patches per side of the repeating table.
 
     Example:
-        >>> protector = LSPProtector(Budget(), seed=0)
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> delta = LSPProtector(Budget(), seed=0).perturb(batch)
+        >>> sorted({float(v) for v in np.unique(delta)}) == [-np.float32(8 / 255), 0.0, np.float32(8 / 255)]
+        True
     """
 
     name = "lsp"

@@ -39,8 +39,17 @@ class SALMProtector(SurrogateProtector):
         training with sparse noise.
 
     Example:
-        >>> protector = SALMProtector(Budget(), seed=0, k_fraction=0.05)
-        >>> protector.fit(batch); delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed import regions
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> small = dict(train_steps=2, batch_size=2, crop=16, steps=1, train_noise_steps=1)
+        >>> protector = SALMProtector(Budget(), seed=0, k_fraction=0.05, **small)
+        >>> delta = protector.fit(batch) and protector.perturb(batch)
+        >>> support = regions.support(fg, 3, batch=True).sum(axis=(1, 2))
+        >>> bool(((delta != 0).sum(axis=(1, 2)) <= np.floor(0.05 * support)).all())
+        True
     """
 
     name = "salm"

@@ -36,8 +36,13 @@ class SEPProtector(SurrogateProtector):
         checkpoints (5): checkpoints kept, at ``train_steps * k / checkpoints`` for ``k = 1..checkpoints``.
 
     Example:
-        >>> protector = SEPProtector(Budget(), seed=0, checkpoints=3)
-        >>> protector.fit(batch); delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> protector = SEPProtector(Budget(), seed=0, checkpoints=2, train_steps=2, batch_size=2, crop=16, steps=1)
+        >>> protector.fit(batch)["checkpoint_steps"], protector.perturb(batch).shape
+        ([1, 2], (2, 32, 32))
     """
 
     name = "sep"

@@ -32,8 +32,13 @@ class TAPProtector(SurrogateProtector):
         train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True): clean surrogate training.
 
     Example:
-        >>> protector = TAPProtector(Budget(), seed=0)
-        >>> protector.fit(batch); delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> protector = TAPProtector(Budget(), seed=0, train_steps=2, batch_size=2, crop=16, steps=1)
+        >>> protector.fit(batch)["steps"], protector.perturb(batch).shape
+        (2, (2, 32, 32))
     """
 
     name = "tap"
