@@ -101,7 +101,7 @@ class ARProtector(Protector):
     """
 
     name = "ar"
-    SETTINGS = {"tile": Setting(32, int, low=4), "burn_in": Setting(4, int, low=2)}
+    SETTINGS = {"tile": Setting(int, low=4), "burn_in": Setting(int, low=2)}
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed import configs, regions
+from umed import regions
 from umed.errors import ConfigError
 from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize
 from umed.protectors.crops import CropSampler
@@ -56,7 +56,6 @@ from umed.protectors.surrogate_training import curve
 
 __all__ = ["UMedProtector"]
 
-_SHIPPED = configs.load(configs.DEFAULT)["method_settings"]  # UMed's defaults: the shipped config ``umed``
 _PATTERN_TILE = 8  # patches per side of the repeating "patches" pattern table
 _REGION_CHUNK = 64  # slices per texture-map call
 
@@ -64,8 +63,8 @@ _REGION_CHUNK = 64  # slices per texture-map call
 class UMedProtector(Protector):
     """UMed's contour (CDC) and texture generators, trained min-min against a surrogate U-Net.
 
-    Settings (all optional; the defaults marked * are the ``method_settings`` of the shipped config ``umed``,
-    ``umed/configs/umed.yaml``, the one place their numbers live):
+    Settings (all optional; every default is in the ``method_settings`` of the shipped config ``umed``,
+    ``umed/configs/umed.yaml``, the one place their numbers live; * marks the ones tuned there):
         steps*: generator steps; ``epochs`` (None), when set, replaces it by ``ceil(epochs * n_slices / batch_size)``.
         batch_size*: crops per step, and slices per forward pass in ``perturb``.
         lr*: Adam learning rate of the generators. surrogate_lr (1e-3): of the surrogate.
@@ -95,26 +94,26 @@ class UMedProtector(Protector):
 
     name = "umed"
     SETTINGS = {
-        "steps": Setting(_SHIPPED["steps"], int, low=0),
-        "epochs": Setting(None, float, low=0.0, low_open=True, optional=True),
-        "batch_size": Setting(_SHIPPED["batch_size"], int, low=1),
-        "lr": Setting(_SHIPPED["lr"], float, low=0.0, low_open=True),
-        "surrogate_lr": Setting(1e-3, float, low=0.0, low_open=True),
-        "theta": Setting(_SHIPPED["theta"], float, low=0.0, high=1.0),
-        "base_channels": Setting(_SHIPPED["base_channels"], int, low=1),
-        "depth": Setting(3, int, low=1, high=6),
-        "surrogate_every": Setting(_SHIPPED["surrogate_every"], int, low=1),
-        "surrogate_reinit_every": Setting(_SHIPPED["surrogate_reinit_every"], int, low=0),
-        "surrogate_warmup": Setting(0, int, low=0),
-        "crop": Setting(_SHIPPED["crop"], int, low=8),
-        "flips": Setting(True, bool),
-        "generator_input": Setting("image+mask", str, choices=("image", "image+mask")),
-        "saturation": Setting(_SHIPPED["saturation"], float, low=0.0),
-        "pattern_init": Setting(_SHIPPED["pattern_init"], str, choices=("none", "sign", "checker", "patches")),
-        "pattern_gain": Setting(_SHIPPED["pattern_gain"], float, low=0.0),
-        "pattern_patch": Setting(_SHIPPED["pattern_patch"], int, low=1),
-        "texture_window": Setting(5, int, low=2),
-        "tau_min": Setting(_SHIPPED["tau_min"], float, low=0.0, high=1.0),
+        "steps": Setting(int, low=0),
+        "epochs": Setting(float, low=0.0, low_open=True, optional=True),
+        "batch_size": Setting(int, low=1),
+        "lr": Setting(float, low=0.0, low_open=True),
+        "surrogate_lr": Setting(float, low=0.0, low_open=True),
+        "theta": Setting(float, low=0.0, high=1.0),
+        "base_channels": Setting(int, low=1),
+        "depth": Setting(int, low=1, high=6),
+        "surrogate_every": Setting(int, low=1),
+        "surrogate_reinit_every": Setting(int, low=0),
+        "surrogate_warmup": Setting(int, low=0),
+        "crop": Setting(int, low=8),
+        "flips": Setting(bool),
+        "generator_input": Setting(str, choices=("image", "image+mask")),
+        "saturation": Setting(float, low=0.0),
+        "pattern_init": Setting(str, choices=("none", "sign", "checker", "patches")),
+        "pattern_gain": Setting(float, low=0.0),
+        "pattern_patch": Setting(int, low=1),
+        "texture_window": Setting(int, low=2),
+        "tau_min": Setting(float, low=0.0, high=1.0),
     }
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:

@@ -48,7 +48,7 @@ class EMProtector(SurrogateProtector):
     """
 
     name = "em"
-    SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(5, int, low=1)}
+    SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(int, low=1)}
 
     def _fit(
         self,

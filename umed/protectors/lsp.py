@@ -52,7 +52,7 @@ class LSPProtector(Protector):
     """
 
     name = "lsp"
-    SETTINGS = {"patch": Setting(8, int, low=1), "tile": Setting(8, int, low=1)}
+    SETTINGS = {"patch": Setting(int, low=1), "tile": Setting(int, low=1)}
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)

@@ -55,8 +55,8 @@ class SALMProtector(SurrogateProtector):
     name = "salm"
     SETTINGS = {
         **SURROGATE_SETTINGS,
-        "train_noise_steps": Setting(5, int, low=1),
-        "k_fraction": Setting(0.1, float, low=0.0, low_open=True, high=1.0),
+        "train_noise_steps": Setting(int, low=1),
+        "k_fraction": Setting(float, low=0.0, low_open=True, high=1.0),
     }
 
     def _sparse_pgd(

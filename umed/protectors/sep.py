@@ -46,7 +46,7 @@ class SEPProtector(SurrogateProtector):
     """
 
     name = "sep"
-    SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(5, int, low=1)}
+    SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(int, low=1)}
 
     def _fit(
         self,

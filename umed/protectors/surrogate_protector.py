@@ -32,14 +32,14 @@ __all__ = ["SURROGATE_SETTINGS", "SurrogateProtector"]
 
 
 SURROGATE_SETTINGS: dict[str, Setting] = {
-    "steps": Setting(10, int, low=0),
-    "step_size": Setting(0.25, float, low=0.0, low_open=True, high=1.0),
-    "random_init": Setting(True, bool),
-    "train_steps": Setting(500, int, low=1),
-    "batch_size": Setting(8, int, low=1),
-    "crop": Setting(128, int, low=8),
-    "lr": Setting(1e-3, float, low=0.0, low_open=True),
-    "flips": Setting(True, bool),
+    "steps": Setting(int, low=0),
+    "step_size": Setting(float, low=0.0, low_open=True, high=1.0),
+    "random_init": Setting(bool),
+    "train_steps": Setting(int, low=1),
+    "batch_size": Setting(int, low=1),
+    "crop": Setting(int, low=8),
+    "lr": Setting(float, low=0.0, low_open=True),
+    "flips": Setting(bool),
 }
 """Settings every surrogate-based baseline shares: ``steps``/``step_size``/``random_init`` of the PGD run at
 perturb time (``step_size`` is a fraction of the budget), ``train_steps``, ``batch_size``, ``crop``, ``lr`` and
