@@ -86,9 +86,9 @@ def draw_ar_coefficients(rng: np.random.Generator, *, trials: int = 3) -> np.nda
 class ARProtector(Protector):
     """Class-wise autoregressive noise: one AR process for the ROI, one for the band outside it.
 
-    Settings (all optional):
-        tile (32): side of the tiles generated independently (the paper works on 32x32 images).
-        burn_in (4): rows/columns generated and dropped at the top-left of each tile.
+    Settings (all optional; defaults in ``umed/configs/methods/ar.yaml``):
+        tile: side of the tiles generated independently (the paper works on 32x32 images).
+        burn_in: rows/columns generated and dropped at the top-left of each tile.
 
     Example:
         >>> import numpy as np

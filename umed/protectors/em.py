@@ -31,10 +31,10 @@ __all__ = ["EMProtector"]
 class EMProtector(SurrogateProtector):
     """Error-minimising noise, per slice (Huang et al., ICLR 2021).
 
-    Settings (all optional):
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True): min-min training.
-        train_noise_steps (5): PGD steps on a batch's noise before each surrogate step during ``fit``.
+    Settings (all optional; defaults in ``umed/configs/methods/em.yaml``):
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips: min-min training.
+        train_noise_steps: PGD steps on a batch's noise before each surrogate step during ``fit``.
 
     Example:
         >>> import numpy as np

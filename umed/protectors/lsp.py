@@ -37,9 +37,9 @@ def patch_pattern(table: np.ndarray, shape: tuple[int, int], patch: int) -> np.n
 class LSPProtector(Protector):
     """Class-wise patch patterns of ``+-eps``: one for the ROI, one for the band outside it (Yu et al., KDD 2022).
 
-    Settings (all optional):
-        patch (8): patch side in voxels.
-        tile (8): patches per side of the repeating table.
+    Settings (all optional; defaults in ``umed/configs/methods/lsp.yaml``):
+        patch: patch side in voxels.
+        tile: patches per side of the repeating table.
 
     Example:
         >>> import numpy as np

@@ -32,10 +32,10 @@ __all__ = ["SALMProtector"]
 class SALMProtector(SurrogateProtector):
     """Sparse error-minimising noise on the most significant voxels (Sun et al., 2024).
 
-    Settings (all optional):
-        k_fraction (0.1): fraction of a slice's support voxels that may change.
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True), train_noise_steps (5): min-min
+    Settings (all optional; defaults in ``umed/configs/methods/salm.yaml``):
+        k_fraction: fraction of a slice's support voxels that may change.
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips, train_noise_steps: min-min
         training with sparse noise.
 
     Example:

@@ -30,10 +30,10 @@ __all__ = ["SEPProtector"]
 class SEPProtector(SurrogateProtector):
     """Error-maximising noise against an ensemble of checkpoints of one training run (Chen et al., ICLR 2023).
 
-    Settings (all optional):
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True): clean surrogate training.
-        checkpoints (5): checkpoints kept, at ``train_steps * k / checkpoints`` for ``k = 1..checkpoints``.
+    Settings (all optional; defaults in ``umed/configs/methods/sep.yaml``):
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips: clean surrogate training.
+        checkpoints: checkpoints kept, at ``train_steps * k / checkpoints`` for ``k = 1..checkpoints``.
 
     Example:
         >>> import numpy as np

@@ -27,9 +27,9 @@ __all__ = ["TAPProtector"]
 class TAPProtector(SurrogateProtector):
     """Adversarial poisoning against a surrogate trained on clean data (Fowl et al., NeurIPS 2021).
 
-    Settings (all optional):
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True): clean surrogate training.
+    Settings (all optional; defaults in ``umed/configs/methods/tap.yaml``):
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips: clean surrogate training.
 
     Example:
         >>> import numpy as np
