@@ -27,6 +27,7 @@ patch pattern per class (structure, outside) drawn from the seed. Only its value
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -187,6 +188,23 @@ class UMedProtector(Protector):
     def _tensors(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {name: to_tensor(array) for name, array in arrays.items()}
 
+    def _new_surrogate(self, generation: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """The surrogate of one generation (seeded by it) and its Adam optimiser."""
+        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate", generation))
+        return model, torch.optim.Adam(model.parameters(), lr=self.settings["surrogate_lr"])
+
+    def _draw(
+        self, sampler: CropSampler, rng: np.random.Generator, scale_all: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One training batch of crops: the parts ``(B, 1, S, S)``, the labels and the budget scale ``(B, 1, 1, 1)``."""
+        crops = sampler.sample(rng, self.settings["batch_size"])
+        parts = {name: sampler.tensor(crops, name) for name in ("image", "fg", "band", "inner", "tau")}
+        if self.settings["pattern_init"] != "none":
+            full = self._pattern(sampler.arrays["fg"][crops.index])
+            parts["pattern"] = to_tensor(crops.take(full, selected=True))
+        scale = torch.from_numpy(scale_all[crops.index].astype(np.float32)).reshape(-1, 1, 1, 1)
+        return parts, parts["fg"], scale
+
     # --------------------------------------------------------------------------------------- Protector
 
     def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -211,29 +229,11 @@ class UMedProtector(Protector):
         optimizer_g = torch.optim.Adam(generator_params, lr=s["lr"])
         loss_fn = segmentation_loss()
         generation = 0
-
-        def new_surrogate(generation: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-            model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate", generation))
-            return model, torch.optim.Adam(model.parameters(), lr=s["surrogate_lr"])
-
-        surrogate, optimizer_s = new_surrogate(generation)
-
-        def draw() -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-            crops = sampler.sample(rng, s["batch_size"])
-            parts = {name: sampler.tensor(crops, name) for name in ("image", "fg", "band", "inner", "tau")}
-            if s["pattern_init"] != "none":
-                full = self._pattern(sampler.arrays["fg"][crops.index])
-                parts["pattern"] = to_tensor(crops.take(full, selected=True))
-            scale = torch.from_numpy(scale_all[crops.index].astype(np.float32)).reshape(-1, 1, 1, 1)
-            return parts, parts["fg"], scale
+        surrogate, optimizer_s = self._new_surrogate(generation)
+        draw = functools.partial(self._draw, sampler, rng, scale_all)
 
         def surrogate_step(x: torch.Tensor, y: torch.Tensor) -> float:
-            surrogate.train()
-            optimizer_s.zero_grad(set_to_none=True)
-            loss = loss_fn(segment(surrogate, x), y)
-            loss.backward()
-            optimizer_s.step()
-            return float(loss.detach())
+            return _train_step(surrogate, optimizer_s, loss_fn, x, y)
 
         surrogate_losses: list[float] = []
         for _ in range(s["surrogate_warmup"]):
@@ -272,7 +272,7 @@ class UMedProtector(Protector):
                 surrogate_losses.append(surrogate_step(parts["image"] + delta, y))
             if s["surrogate_reinit_every"] and step % s["surrogate_reinit_every"] == 0 and step < steps:
                 generation += 1
-                surrogate, optimizer_s = new_surrogate(generation)
+                surrogate, optimizer_s = self._new_surrogate(generation)
             if progress is not None:
                 progress("umed: training generators", step, steps)
         self.contour.eval()
@@ -344,3 +344,15 @@ class UMedProtector(Protector):
         contour.eval()
         texture.eval()
         self.contour, self.texture = contour, texture
+
+
+def _train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """One optimiser step of ``model`` on ``loss_fn(segment(model, x), y)``; returns the loss."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(segment(model, x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
