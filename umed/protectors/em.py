@@ -19,11 +19,8 @@ from torch import nn
 from umed.protectors.base import PreparedSlices, ProgressCallback
 from umed.protectors.crops import CropSampler
 from umed.protectors.pgd import pgd
-from umed.protectors.seeding import derive_seed
 from umed.protectors.settings import Setting
-from umed.protectors.surrogate import make_surrogate
 from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
-from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["EMProtector"]
 
@@ -58,7 +55,7 @@ class EMProtector(SurrogateProtector):
         progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+        model = self._new_surrogate()
         bound = sampler.arrays["bound"]
         if settings["random_init"]:
             noise = (rng.random(bound.shape, dtype=np.float32) * np.float32(2) - np.float32(1)) * bound
@@ -77,30 +74,5 @@ class EMProtector(SurrogateProtector):
                 init=delta,
             )
 
-        log = fit_surrogate(
-            model,
-            sampler,
-            rng,
-            steps=settings["train_steps"],
-            batch_size=settings["batch_size"],
-            lr=settings["lr"],
-            noise=noise,
-            noise_update=update,
-            progress=progress,
-            description="em: min-min training",
-        )
+        log = self._train(model, sampler, rng, progress, "em: min-min training", noise=noise, noise_update=update)
         return [model], log
-
-    def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
-    ) -> torch.Tensor:
-        return pgd(
-            self.models,
-            x,
-            y,
-            bound,
-            steps=self.settings["steps"],
-            step_size=self.settings["step_size"],
-            maximize=False,
-            init=init,
-        )

@@ -20,11 +20,8 @@ from torch import nn
 from umed.protectors.base import PreparedSlices, ProgressCallback
 from umed.protectors.crops import CropSampler
 from umed.protectors.pgd import pgd, top_k_mask
-from umed.protectors.seeding import derive_seed
 from umed.protectors.settings import Setting
-from umed.protectors.surrogate import make_surrogate
 from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
-from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["SALMProtector"]
 
@@ -75,24 +72,13 @@ class SALMProtector(SurrogateProtector):
         progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+        model = self._new_surrogate()
         noise = np.zeros_like(sampler.arrays["bound"])
 
         def update(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
             return self._sparse_pgd(model, x, y, b, delta, settings["train_noise_steps"])
 
-        log = fit_surrogate(
-            model,
-            sampler,
-            rng,
-            steps=settings["train_steps"],
-            batch_size=settings["batch_size"],
-            lr=settings["lr"],
-            noise=noise,
-            noise_update=update,
-            progress=progress,
-            description="salm: min-min training",
-        )
+        log = self._train(model, sampler, rng, progress, "salm: min-min training", noise=noise, noise_update=update)
         return [model], log
 
     def _attack(

@@ -12,17 +12,12 @@ import copy
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from umed.protectors.base import PreparedSlices, ProgressCallback
 from umed.protectors.crops import CropSampler
-from umed.protectors.pgd import pgd
-from umed.protectors.seeding import derive_seed
 from umed.protectors.settings import Setting
-from umed.protectors.surrogate import make_surrogate
 from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
-from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["SEPProtector"]
 
@@ -46,6 +41,7 @@ class SEPProtector(SurrogateProtector):
     """
 
     name = "sep"
+    MAXIMIZE = True
     SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(int, low=1)}
 
     def _fit(
@@ -58,7 +54,7 @@ class SEPProtector(SurrogateProtector):
         settings = self.settings
         total, count = settings["train_steps"], settings["checkpoints"]
         keep_at = {max(1, round(total * k / count)) for k in range(1, count + 1)}
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+        model = self._new_surrogate()
         kept: list[nn.Module] = []
 
         def keep(step: int) -> None:
@@ -67,30 +63,6 @@ class SEPProtector(SurrogateProtector):
                 snapshot.eval()
                 kept.append(snapshot)
 
-        log = fit_surrogate(
-            model,
-            sampler,
-            rng,
-            steps=total,
-            batch_size=settings["batch_size"],
-            lr=settings["lr"],
-            on_step=keep,
-            progress=progress,
-            description="sep: training surrogate",
-        )
+        log = self._train(model, sampler, rng, progress, "sep: training surrogate", on_step=keep)
         log["checkpoint_steps"] = sorted(keep_at)
         return kept, log
-
-    def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
-    ) -> torch.Tensor:
-        return pgd(
-            self.models,
-            x,
-            y,
-            bound,
-            steps=self.settings["steps"],
-            step_size=self.settings["step_size"],
-            maximize=True,
-            init=init,
-        )

@@ -23,10 +23,11 @@ from umed.protectors.base import (
     prepare_slices,
 )
 from umed.protectors.crops import CropSampler
-from umed.protectors.pgd import project
-from umed.protectors.seeding import key_rng
+from umed.protectors.pgd import pgd, project
+from umed.protectors.seeding import derive_seed, key_rng
 from umed.protectors.settings import Setting, check_budget, resolve_settings
 from umed.protectors.surrogate import make_surrogate, plain_state, sub_state, to_tensor
+from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["SURROGATE_SETTINGS", "SurrogateProtector"]
 
@@ -56,6 +57,8 @@ class SurrogateProtector(Protector):
     """
 
     SETTINGS: ClassVar[dict[str, Setting]] = SURROGATE_SETTINGS
+    MAXIMIZE: ClassVar[bool] = False
+    """The sign of the default :meth:`_attack`: error-maximising (TAP, SEP) or error-minimising (EM)."""
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)
@@ -75,7 +78,37 @@ class SurrogateProtector(Protector):
     def _attack(
         self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """PGD against the fitted surrogate(s): error-maximising when :attr:`MAXIMIZE`, else error-minimising."""
+        steps, step_size = self.settings["steps"], self.settings["step_size"]
+        return pgd(self.models, x, y, bound, steps=steps, step_size=step_size, maximize=self.MAXIMIZE, init=init)
+
+    # -- helpers
+    def _new_surrogate(self) -> nn.Module:
+        """The surrogate, initialised from ``(seed, method)``."""
+        return make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+
+    def _train(
+        self,
+        model: nn.Module,
+        sampler: CropSampler,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
+        description: str,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """:func:`fit_surrogate` with this method's ``train_steps``, ``batch_size`` and ``lr``."""
+        s = self.settings
+        return fit_surrogate(
+            model,
+            sampler,
+            rng,
+            steps=s["train_steps"],
+            batch_size=s["batch_size"],
+            lr=s["lr"],
+            progress=progress,
+            description=description,
+            **options,
+        )
 
     # -- Protector
     def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:

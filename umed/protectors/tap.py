@@ -10,16 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from umed.protectors.base import PreparedSlices, ProgressCallback
 from umed.protectors.crops import CropSampler
-from umed.protectors.pgd import pgd
-from umed.protectors.seeding import derive_seed
-from umed.protectors.surrogate import make_surrogate
 from umed.protectors.surrogate_protector import SurrogateProtector
-from umed.protectors.surrogate_training import fit_surrogate
 
 __all__ = ["TAPProtector"]
 
@@ -42,6 +37,7 @@ class TAPProtector(SurrogateProtector):
     """
 
     name = "tap"
+    MAXIMIZE = True
 
     def _fit(
         self,
@@ -50,30 +46,6 @@ class TAPProtector(SurrogateProtector):
         rng: np.random.Generator,
         progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
-        settings = self.settings
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
-        log = fit_surrogate(
-            model,
-            sampler,
-            rng,
-            steps=settings["train_steps"],
-            batch_size=settings["batch_size"],
-            lr=settings["lr"],
-            progress=progress,
-            description="tap: training surrogate",
-        )
+        model = self._new_surrogate()
+        log = self._train(model, sampler, rng, progress, "tap: training surrogate")
         return [model], log
-
-    def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
-    ) -> torch.Tensor:
-        return pgd(
-            self.models,
-            x,
-            y,
-            bound,
-            steps=self.settings["steps"],
-            step_size=self.settings["step_size"],
-            maximize=True,
-            init=init,
-        )
