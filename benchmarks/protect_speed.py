@@ -113,7 +113,7 @@ def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
 def _time_perturb() -> list[float]:
     """Instrument UMedProtector.perturb (the generator passes): its seconds add up in the list's last item (append
     0.0 before each run); the results are unchanged."""
-    from umed.perturbators.umed import UMedProtector
+    from umed.protectors.contour_texture import UMedProtector
 
     totals: list[float] = []
     original = UMedProtector.perturb

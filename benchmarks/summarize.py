@@ -75,7 +75,7 @@ def compare(task: str, tags: list[str], umed_tags: list[str]) -> list[str]:
     head = ["method", "min PSNR dB", "mean ROI PSNR dB", "min SSIM", "eps/255"]
     head += [f"{v} clean / protected best (last)" for v in victims] + ["protect s (training cases)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    from umed.perturbators import PROTECTORS
+    from umed.protectors import PROTECTORS
 
     order = list(PROTECTORS.names())  # the registry's order: umed first, then the baselines
     for method in sorted(found, key=lambda m: order.index(m) if m in order else 99):

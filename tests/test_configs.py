@@ -12,7 +12,7 @@ import pytest
 
 from umed import configs
 from umed.errors import ConfigError
-from umed.perturbators import Budget, UMedProtector, make_protector
+from umed.protectors import Budget, UMedProtector, make_protector
 from umed.settings import ProtectConfig, load_protect_config
 
 ROOT = Path(__file__).resolve().parents[1]

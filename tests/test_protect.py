@@ -12,7 +12,7 @@ import pytest
 from umed.errors import ConfigError
 from umed.intensity import fit_mapping
 from umed.io import load_case, load_mask, make_dicom_series
-from umed.perturbators import PROTECTORS
+from umed.protectors import PROTECTORS
 from umed.protect import protect_dataset
 from umed.regions import foreground, support
 from umed.settings import ProtectConfig

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from umed.errors import ConfigError, InputError
-from umed.perturbators import make_protector
-from umed.perturbators.base import Budget, SliceBatch
+from umed.protectors import make_protector
+from umed.protectors.base import Budget, SliceBatch
 from umed.protector_io import export_protector, load_protector, save_protector
 
 

@@ -52,7 +52,7 @@ from umed.verdict import (INCONCLUSIVE, NOT_PROTECTED, PARTLY_PROTECTED, PROTECT
 from umed.victims import VictimRun
 
 if TYPE_CHECKING:
-    from umed.perturbators.base import ProgressCallback
+    from umed.protectors.base import ProgressCallback
 
 __all__ = ["AuditConfig", "AuditReport", "AuditRun", "CaseAudit", "ExampleSlice", "INCONCLUSIVE", "NOT_PROTECTED",
            "PARTLY_PROTECTED", "PROTECTED", "run_audit"]

@@ -18,7 +18,7 @@ from umed.victims import VictimRun
 
 if TYPE_CHECKING:
     from umed.audit import AuditConfig, AuditRun
-    from umed.perturbators.base import ProgressCallback
+    from umed.protectors.base import ProgressCallback
 
 __all__ = ["CleanCache", "VictimData", "audit_run"]
 

@@ -25,7 +25,7 @@ import numpy as np
 from umed.case import Case, CaseMeta, CaseResult
 from umed.metrics import bounding_box, changed_box
 from umed.errors import ConfigError, UmedError
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
 from umed.settings import ProtectConfig
 
 __all__ = [
@@ -441,7 +441,7 @@ def _plan(cfg: ProtectConfig, cases: Sequence[Case], hashes: dict, overwrite: bo
 
     Returns ``(cfg, plan, previous manifest)``; the previous manifest is ``None`` unless its cases may be reused.
     """
-    from umed.perturbators import make_protector
+    from umed.protectors import make_protector
     from umed.protector_io import load_protector
     from umed.resume import check_reusable, read_manifest, remove_previous_outputs, resume_key, warn_removed_cases
 

@@ -15,7 +15,7 @@ from typing import Any
 from umed.errors import ConfigError, InputError
 from umed.io.atomic import write_bytes_atomic, write_json_atomic
 from umed.io.provenance import package_versions, sha256_bytes, sha256_file
-from umed.perturbators.base import Budget, Protector
+from umed.protectors.base import Budget, Protector
 
 __all__ = ["save_protector", "load_protector", "export_protector", "package_versions", "sha256_file", "write_json_atomic"]
 
@@ -74,7 +74,7 @@ def load_protector(path: Path) -> tuple[Protector, dict[str, Any]]:
     """
     import torch
 
-    from umed.perturbators import make_protector
+    from umed.protectors import make_protector
 
     path = Path(path)
     if path.is_dir():

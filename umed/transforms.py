@@ -33,7 +33,7 @@ from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
 
 from umed.case import CaseMeta
 from umed.errors import ConfigError, InputError
-from umed.perturbators.base import Protector
+from umed.protectors.base import Protector
 
 __all__ = ["UMedProtect", "UMedProtectd"]
 
@@ -120,7 +120,7 @@ class UMedProtect(Transform):
     recorded them), else from :class:`umed.settings.ProtectConfig`'s defaults.
 
     Args:
-        protector: a fitted :class:`~umed.perturbators.base.Protector`, or the path of a saved one
+        protector: a fitted :class:`~umed.protectors.base.Protector`, or the path of a saved one
             (``protector.json`` from ``umed protect`` or ``umed export-protector``, or its folder).
         structure_labels: the labels forming the structure (``None``: recorded ones, else every label > 0).
         target_psnr: per-case budget rule of :func:`umed.protect.case_eps_scale` (dB, data_range 1), or ``None``.
@@ -147,7 +147,7 @@ class UMedProtect(Transform):
     Example:
         A model-free protector here; ``UMedProtect("OUT/protector.json")`` loads the one ``umed protect`` fitted.
 
-        >>> from umed.perturbators import Budget, make_protector
+        >>> from umed.protectors import Budget, make_protector
         >>> protect = UMedProtect(make_protector("random", Budget(8 / 255, 8 / 255, 2), seed=0))
         >>> image = np.random.default_rng(0).uniform(100.0, 300.0, (1, 24, 20)).astype(np.float32)
         >>> label = np.zeros((1, 24, 20), np.uint8)
@@ -292,7 +292,7 @@ class UMedProtectd(MapTransform):
         KeyError: a key in ``keys`` is missing and ``allow_missing_keys`` is false (MONAI's behaviour).
 
     Example:
-        >>> from umed.perturbators import Budget, make_protector
+        >>> from umed.protectors import Budget, make_protector
         >>> protector = make_protector("random", Budget(8 / 255, 8 / 255, 2), seed=0)
         >>> protect = UMedProtectd(keys="image", protector=protector, label_key="label")
         >>> label = np.zeros((1, 24, 20), np.uint8)

@@ -30,7 +30,7 @@ from umed.selection import RULES, ema, select_epochs
 if TYPE_CHECKING:
     from torch import nn
 
-    from umed.perturbators.base import ProgressCallback
+    from umed.protectors.base import ProgressCallback
 
 __all__ = ["VICTIMS", "VICTIM_NAMES", "VictimRun", "build_victim", "dice_per_label", "train_victim", "victim_divisor",
            "victim_spatial_dims"]

@@ -9,6 +9,7 @@ import typer
 
 from umed.cli import app
 from umed.cli._console import parse_labels
+from umed.protectors.registry import PROTECTORS
 
 
 @app.command("protect")
@@ -18,7 +19,7 @@ def protect(
     masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="A shipped config name (see `umed configs`; default: umed) or a YAML file.")] = None,
     protector: Annotated[Optional[Path], typer.Option("--protector", help="Apply this saved protector (protector.json) instead of training one.")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="umed, em, tap, sep, salm, lsp, ar or random.")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help=f"One of {', '.join(PROTECTORS.names())}.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed: same seed, same bytes.")] = None,
     labels: Annotated[Optional[str], typer.Option("--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0).")] = None,
     target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")] = None,

@@ -1,9 +1,10 @@
 """The settings umed ships: YAML files in this package, read with :mod:`importlib.resources`.
 
 ``umed.yaml`` is the default of ``umed protect`` *and* the source of the code defaults (:class:`umed.settings.ProtectConfig`
-and :class:`umed.perturbators.UMedProtector` read their numbers from it), so there is one set of numbers. Other files:
+and :class:`umed.protectors.UMedProtector` read their numbers from it), so there is one set of numbers. Other files:
 ``brats_tumour_core`` (the default plus ``structure_labels: [1, 3, 4]``), ``isbi_membranes``, ``fast`` (a tiny
-protector for examples and smoke tests) and one file per baseline under ``methods/`` (``methods/em``, ...).
+protector for examples and smoke tests) and one file per baseline under ``methods/`` (``methods/em``, ...),
+whose ``method_settings`` are that baseline's code defaults (:func:`umed.protectors.settings.shipped_defaults`).
 
 ``--config NAME`` takes one of these names or a path to a YAML file (:func:`resolve`).
 

@@ -13,8 +13,8 @@ from scipy import ndimage
 
 from umed import regions
 from umed.errors import ConfigError
-from umed.perturbators import PROTECTORS, make_protector
-from umed.perturbators.base import Budget, SliceBatch
+from umed.protectors import PROTECTORS, make_protector
+from umed.protectors.base import Budget, SliceBatch
 
 BUDGET = Budget(eps_contour=8 / 255, eps_texture=6 / 255, band_width=2)
 SEED = 7
@@ -23,15 +23,11 @@ METHODS = sorted(PROTECTORS)
 MODEL_FREE = {"lsp", "ar", "random"}
 
 
-
-
 def phantom(count: int = 4, shape=(40, 48), seed: int = 0) -> SliceBatch:
     """Textured disks of varying size and position on a noisy background; slice 3 has no structure."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[: shape[0], : shape[1]]
-    structures = np.stack(
-        [(yy - 18 - 2 * i) ** 2 + (xx - 22 - 3 * i) ** 2 <= (7 + 2 * i) ** 2 for i in range(count)]
-    )
+    structures = np.stack([(yy - 18 - 2 * i) ** 2 + (xx - 22 - 3 * i) ** 2 <= (7 + 2 * i) ** 2 for i in range(count)])
     structures[3] = False
     images = 0.3 + 0.35 * structures + 0.04 * rng.standard_normal((count, *shape))
     images[:, :, : shape[1] // 2] += 0.1 * np.sin(yy[:, : shape[1] // 2] / 2.0)  # some texture
@@ -76,8 +72,9 @@ def test_umed_region_budgets(fitted, batch):
     band = regions.contour_band(batch.structures, BUDGET.band_width, batch=True)
     inner = batch.structures & ~band
     settings = fitted["umed"].settings  # the protector's texture map (its defaults are the shipped config's)
-    tau = regions.texture_map(batch.images, batch.structures, batch=True, window=settings["texture_window"],
-                              tau_min=settings["tau_min"])
+    tau = regions.texture_map(
+        batch.images, batch.structures, batch=True, window=settings["texture_window"], tau_min=settings["tau_min"]
+    )
     scale = batch.eps_scale[:, None, None]
     assert np.all(np.abs(delta)[band] <= np.broadcast_to(np.float32(BUDGET.eps_contour) * scale, delta.shape)[band])
     texture_limit = np.float32(BUDGET.eps_texture) * tau * scale
@@ -243,8 +240,15 @@ def test_settings_are_resolved_and_json_native():
 
 def test_umed_options_pattern_saturation_epochs_reinit(batch, tiny_fit_settings):
     calls = []
-    settings = {**tiny_fit_settings["umed"], "steps": 1, "epochs": 1.0, "saturation": 1.0, "surrogate_reinit_every": 1,
-                "surrogate_warmup": 1, "generator_input": "image"}
+    settings = {
+        **tiny_fit_settings["umed"],
+        "steps": 1,
+        "epochs": 1.0,
+        "saturation": 1.0,
+        "surrogate_reinit_every": 1,
+        "surrogate_warmup": 1,
+        "generator_input": "image",
+    }
     for pattern in ("sign", "checker", "patches"):
         protector = make_protector("umed", BUDGET, seed=1, pattern_init=pattern, **settings)
         log = protector.fit(batch, progress=lambda text, done, total: calls.append((done, total)))

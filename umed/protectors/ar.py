@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.perturbators._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.seeding import key_rng
+from umed.protectors.settings import Setting, check_budget, resolve_settings
 
 __all__ = ["ARProtector", "ar_generate", "draw_ar_coefficients"]
 
@@ -85,17 +86,22 @@ def draw_ar_coefficients(rng: np.random.Generator, *, trials: int = 3) -> np.nda
 class ARProtector(Protector):
     """Class-wise autoregressive noise: one AR process for the ROI, one for the band outside it.
 
-    Settings (all optional):
-        tile (32): side of the tiles generated independently (the paper works on 32x32 images).
-        burn_in (4): rows/columns generated and dropped at the top-left of each tile.
+    Settings (all optional; defaults in ``umed/configs/methods/ar.yaml``):
+        tile: side of the tiles generated independently (the paper works on 32x32 images).
+        burn_in: rows/columns generated and dropped at the top-left of each tile.
 
     Example:
-        >>> protector = ARProtector(Budget(), seed=0)
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> delta = ARProtector(Budget(), seed=0).perturb(batch)
+        >>> delta.shape, bool(np.abs(delta).max() <= np.float32(8 / 255)), float(delta[0, 0, 0])
+        ((2, 32, 32), True, 0.0)
     """
 
     name = "ar"
-    SETTINGS = {"tile": Setting(32, int, low=4), "burn_in": Setting(4, int, low=2)}
+    SETTINGS = {"tile": Setting(int, low=4), "burn_in": Setting(int, low=2)}
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)
@@ -125,8 +131,8 @@ class ARProtector(Protector):
             tiles = ar_generate(coefficients, start)[:, burn:, burn:]
             peak = np.abs(tiles).max(axis=(1, 2), keepdims=True)
             tiles = tiles / np.where(peak > 0, peak, 1.0)
-            field = tiles.reshape(grid_h, grid_w, tile, tile).transpose(0, 2, 1, 3)
-            field = field.reshape(grid_h * tile, grid_w * tile)
+            grid = tiles.reshape(grid_h, grid_w, tile, tile).transpose(0, 2, 1, 3)
+            field = grid.reshape(grid_h * tile, grid_w * tile)
             out.append(field[: shape[0], : shape[1]])
         return np.stack(out).astype(np.float32)
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.perturbators._surrogate import Setting, check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.seeding import key_rng
+from umed.protectors.settings import Setting, check_budget, resolve_settings
 
 __all__ = ["LSPProtector", "patch_pattern"]
 
@@ -36,17 +37,22 @@ def patch_pattern(table: np.ndarray, shape: tuple[int, int], patch: int) -> np.n
 class LSPProtector(Protector):
     """Class-wise patch patterns of ``+-eps``: one for the ROI, one for the band outside it (Yu et al., KDD 2022).
 
-    Settings (all optional):
-        patch (8): patch side in voxels.
-        tile (8): patches per side of the repeating table.
+    Settings (all optional; defaults in ``umed/configs/methods/lsp.yaml``):
+        patch: patch side in voxels.
+        tile: patches per side of the repeating table.
 
     Example:
-        >>> protector = LSPProtector(Budget(), seed=0)
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> delta = LSPProtector(Budget(), seed=0).perturb(batch)
+        >>> sorted({float(v) for v in np.unique(delta)}) == [-np.float32(8 / 255), 0.0, np.float32(8 / 255)]
+        True
     """
 
     name = "lsp"
-    SETTINGS = {"patch": Setting(8, int, low=1), "tile": Setting(8, int, low=1)}
+    SETTINGS = {"patch": Setting(int, low=1), "tile": Setting(int, low=1)}
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)

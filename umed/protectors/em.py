@@ -16,18 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.perturbators._surrogate import (
-    SURROGATE_SETTINGS,
-    CropSampler,
-    PreparedSlices,
-    Setting,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-)
-from umed.perturbators.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.pgd import pgd
+from umed.protectors.settings import Setting
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
 
 __all__ = ["EMProtector"]
 
@@ -35,19 +28,24 @@ __all__ = ["EMProtector"]
 class EMProtector(SurrogateProtector):
     """Error-minimising noise, per slice (Huang et al., ICLR 2021).
 
-    Settings (all optional):
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True): min-min training.
-        train_noise_steps (5): PGD steps on a batch's noise before each surrogate step during ``fit``.
+    Settings (all optional; defaults in ``umed/configs/methods/em.yaml``):
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips: min-min training.
+        train_noise_steps: PGD steps on a batch's noise before each surrogate step during ``fit``.
 
     Example:
-        >>> protector = EMProtector(Budget(), seed=0, train_steps=100)
-        >>> log = protector.fit(batch)  # doctest: +SKIP
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> small = dict(train_steps=2, batch_size=2, crop=16, steps=1, train_noise_steps=1)
+        >>> protector = EMProtector(Budget(), seed=0, **small)
+        >>> protector.fit(batch)["steps"], protector.perturb(batch).shape
+        (2, (2, 32, 32))
     """
 
     name = "em"
-    SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(5, int, low=1)}
+    SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(int, low=1)}
 
     def _fit(
         self,
@@ -57,7 +55,7 @@ class EMProtector(SurrogateProtector):
         progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+        model = self._new_surrogate()
         bound = sampler.arrays["bound"]
         if settings["random_init"]:
             noise = (rng.random(bound.shape, dtype=np.float32) * np.float32(2) - np.float32(1)) * bound
@@ -66,20 +64,15 @@ class EMProtector(SurrogateProtector):
 
         def update(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
             return pgd(
-                [model], x, y, b, steps=settings["train_noise_steps"], step_size=settings["step_size"],
-                maximize=False, init=delta,
+                [model],
+                x,
+                y,
+                b,
+                steps=settings["train_noise_steps"],
+                step_size=settings["step_size"],
+                maximize=False,
+                init=delta,
             )
 
-        log = fit_surrogate(
-            model, sampler, rng, steps=settings["train_steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-            noise=noise, noise_update=update, progress=progress, description="em: min-min training",
-        )
+        log = self._train(model, sampler, rng, progress, "em: min-min training", noise=noise, noise_update=update)
         return [model], log
-
-    def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
-    ) -> torch.Tensor:
-        return pgd(
-            self.models, x, y, bound, steps=self.settings["steps"], step_size=self.settings["step_size"],
-            maximize=False, init=init,
-        )

@@ -1,4 +1,4 @@
-"""Tests of umed.perturbators.networks: central difference convolutions and the UMed generators."""
+"""Tests of umed.protectors.networks: central difference convolutions and the UMed generators."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umed.perturbators.networks import CDCGenerator, CDConv2d, CDConv3d, PlainGenerator
+from umed.protectors.networks import CDCGenerator, CDConv2d, CDConv3d, PlainGenerator
 
 
 def _seeded(seed: int) -> torch.Generator:

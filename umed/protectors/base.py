@@ -13,12 +13,16 @@ outside ``foreground | band`` (see :func:`umed.regions.support`) and within its 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Budget", "SliceBatch", "Protector", "ProgressCallback"]
+from umed import regions
+from umed.errors import ConfigError
+
+__all__ = ["Budget", "SliceBatch", "Protector", "ProgressCallback", "PreparedSlices", "prepare_slices", "finalize"]
 
 ProgressCallback = Callable[[str, int, int], None]
 """``callback(task_description, completed, total)``; the CLI turns it into a rich progress bar."""
@@ -116,5 +120,41 @@ class Protector(ABC):
         """Tensors (and plain numbers) needed to rebuild a fitted protector; empty for stateless methods."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (a no-op for stateless methods)
         """Restore what :meth:`state_dict` returned."""
+
+
+@dataclass
+class PreparedSlices:
+    """A :class:`SliceBatch` turned into the arrays the protectors work on.
+
+    Shape:
+        images: ``(N, H, W)`` float32. fg, support: ``(N, H, W)`` bool. bound: ``(N, H, W)`` float32,
+        ``eps_max * eps_scale`` on the support and 0 elsewhere. eps_scale: ``(N,)`` float32.
+    """
+
+    images: np.ndarray
+    fg: np.ndarray
+    support: np.ndarray
+    bound: np.ndarray
+    eps_scale: np.ndarray
+    keys: list[str]
+
+
+def prepare_slices(batch: SliceBatch, budget: Budget, eps: float | None = None) -> PreparedSlices:
+    """Support and per-voxel bound of a batch (``eps`` defaults to ``budget.eps_max``), slice by slice."""
+    images = np.asarray(batch.images, dtype=np.float32)
+    fg = np.asarray(batch.structures, dtype=bool)
+    allowed = regions.support(fg, budget.band_width, batch=True)
+    scale = np.asarray(batch.eps_scale, dtype=np.float32).reshape(-1)
+    if scale.shape[0] != images.shape[0] or not np.all(np.isfinite(scale)) or np.any(scale < 0):
+        raise ConfigError(f"eps_scale: expected {images.shape[0]} finite values >= 0 (got shape {scale.shape})")
+    per_slice = np.float32(budget.eps_max if eps is None else eps) * scale
+    bound = np.where(allowed, per_slice[:, None, None], np.float32(0)).astype(np.float32)
+    return PreparedSlices(images, fg, allowed, bound, scale, list(batch.keys))
+
+
+def finalize(delta: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Enforce the contract on a numpy result: float32, ``|delta| <= bound``, exactly +0.0 where ``bound == 0``."""
+    delta = np.clip(delta.astype(np.float32), -bound, bound)
+    return np.where(bound > 0, delta, np.float32(0)).astype(np.float32)

@@ -17,19 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed.perturbators._surrogate import (
-    SURROGATE_SETTINGS,
-    CropSampler,
-    PreparedSlices,
-    Setting,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-    top_k_mask,
-)
-from umed.perturbators.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.pgd import pgd, top_k_mask
+from umed.protectors.settings import Setting
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
 
 __all__ = ["SALMProtector"]
 
@@ -37,22 +29,31 @@ __all__ = ["SALMProtector"]
 class SALMProtector(SurrogateProtector):
     """Sparse error-minimising noise on the most significant voxels (Sun et al., 2024).
 
-    Settings (all optional):
-        k_fraction (0.1): fraction of a slice's support voxels that may change.
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True), train_noise_steps (5): min-min
+    Settings (all optional; defaults in ``umed/configs/methods/salm.yaml``):
+        k_fraction: fraction of a slice's support voxels that may change.
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips, train_noise_steps: min-min
         training with sparse noise.
 
     Example:
-        >>> protector = SALMProtector(Budget(), seed=0, k_fraction=0.05)
-        >>> protector.fit(batch); delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed import regions
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> small = dict(train_steps=2, batch_size=2, crop=16, steps=1, train_noise_steps=1)
+        >>> protector = SALMProtector(Budget(), seed=0, k_fraction=0.05, **small)
+        >>> delta = protector.fit(batch) and protector.perturb(batch)
+        >>> support = regions.support(fg, 3, batch=True).sum(axis=(1, 2))
+        >>> bool(((delta != 0).sum(axis=(1, 2)) <= np.floor(0.05 * support)).all())
+        True
     """
 
     name = "salm"
     SETTINGS = {
         **SURROGATE_SETTINGS,
-        "train_noise_steps": Setting(5, int, low=1),
-        "k_fraction": Setting(0.1, float, low=0.0, low_open=True, high=1.0),
+        "train_noise_steps": Setting(int, low=1),
+        "k_fraction": Setting(float, low=0.0, low_open=True, high=1.0),
     }
 
     def _sparse_pgd(
@@ -71,16 +72,13 @@ class SALMProtector(SurrogateProtector):
         progress: ProgressCallback | None,
     ) -> tuple[list[nn.Module], dict[str, Any]]:
         settings = self.settings
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+        model = self._new_surrogate()
         noise = np.zeros_like(sampler.arrays["bound"])
 
         def update(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
             return self._sparse_pgd(model, x, y, b, delta, settings["train_noise_steps"])
 
-        log = fit_surrogate(
-            model, sampler, rng, steps=settings["train_steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-            noise=noise, noise_update=update, progress=progress, description="salm: min-min training",
-        )
+        log = self._train(model, sampler, rng, progress, "salm: min-min training", noise=noise, noise_update=update)
         return [model], log
 
     def _attack(

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.perturbators._surrogate import check_budget, finalize, key_rng, prepare_slices, resolve_settings
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.seeding import key_rng
+from umed.protectors.settings import check_budget, resolve_settings
 
 __all__ = ["RandomProtector"]
 
@@ -20,7 +21,13 @@ class RandomProtector(Protector):
     """Uniform noise in ``+-eps`` on the support (no settings).
 
     Example:
-        >>> delta = RandomProtector(Budget(), seed=0).perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> delta = RandomProtector(Budget(), seed=0).perturb(batch)
+        >>> delta.shape, bool(np.abs(delta).max() <= np.float32(8 / 255)), float(delta[0, 0, 0])
+        ((2, 32, 32), True, 0.0)
     """
 
     name = "random"

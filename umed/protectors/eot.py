@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from umed.errors import ConfigError
 
-__all__ = ["EOT_NAMES", "check_eot", "draw_transform"]
+__all__ = ["EOT_NAMES", "AttackerView", "check_eot", "draw_transform"]
 
 Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -136,3 +136,29 @@ def draw_transform(names: list[str], generator: torch.Generator) -> tuple[str, T
     if choice == 0:
         return "none", None
     return names[choice - 1], _finite_gradient(_TRANSFORMS[names[choice - 1]])
+
+
+class AttackerView:
+    """What the attacker's pipeline makes of a training batch: ``(x, y)`` through one transform of ``names`` per call,
+    drawn with ``"none"`` from a generator seeded by ``seed`` (identity, and no generator, when ``names`` is empty).
+
+    ``draws`` counts how often each transform was drawn (the fit log reports it).
+
+    Example:
+        >>> view = AttackerView([], seed=0)
+        >>> x = torch.zeros(1, 1, 8, 8)
+        >>> view(x, x)[0] is x, view.draws
+        (True, {})
+    """
+
+    def __init__(self, names: list[str], seed: int) -> None:
+        self.names = list(names)
+        self.generator = torch.Generator().manual_seed(seed) if self.names else None
+        self.draws: dict[str, int] = {}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.generator is None:
+            return x, y
+        name, transform = draw_transform(self.names, self.generator)
+        self.draws[name] = self.draws.get(name, 0) + 1
+        return (x, y) if transform is None else transform(x, y, self.generator)

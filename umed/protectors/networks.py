@@ -16,7 +16,7 @@ the layer runs exactly ``nn.Conv2d``/``nn.Conv3d``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

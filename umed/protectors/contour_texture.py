@@ -3,14 +3,14 @@ Image Segmentation", arXiv 2403.14250, 2024), reconstructed from the abstract (n
 
 Two generators read the slice (and, by default, its structure mask: the method uses the ground truth):
 
-- the contour perturbator ``G_c`` (:class:`~umed.perturbators.networks.CDCGenerator`, central difference
+- the contour perturbator ``G_c`` (:class:`~umed.protectors.networks.CDCGenerator`, central difference
   convolutions) acts on the contour band ``C``: ``delta_c = eps_c * tanh(G_c(x))``;
-- the texture perturbator ``G_t`` (:class:`~umed.perturbators.networks.PlainGenerator`) acts on the interior
+- the texture perturbator ``G_t`` (:class:`~umed.protectors.networks.PlainGenerator`) acts on the interior
   ``T``: ``delta_t = clamp(eps_t * tanh(G_t(x)), -eps_t * tau(x), +eps_t * tau(x))`` with the texture map
   ``tau`` of :func:`umed.regions.texture_map`.
 
 Both are multiplied per slice by ``eps_scale``. ``fit`` trains them error-minimising (min-min) against a surrogate
-U-Net (:func:`~umed.perturbators._surrogate.make_surrogate`, CE + Dice): generator steps minimise
+U-Net (:func:`~umed.protectors.surrogate.make_surrogate`, CE + Dice): generator steps minimise
 ``L(S(x + delta), y)``; the surrogate takes one step on ``x + delta`` every ``surrogate_every`` generator steps.
 ``perturb`` is one deterministic forward pass: UMed's speed advantage over per-sample optimisation (EM).
 
@@ -25,7 +25,7 @@ top-left corner: ``"sign"`` is +1 on the structure and -1 outside it; ``"checker
 patch pattern per class (structure, outside) drawn from the seed. Only its values on the support matter.
 
 Robustness (opt-in, off by default): ``eot`` lists transforms of the attacker's pipeline
-(:mod:`umed.perturbators.eot`: blur, median, down-and-up sampling, low resolution, nnU-Net-style augmentation,
+(:mod:`umed.protectors.eot`: blur, median, down-and-up sampling, low resolution, nnU-Net-style augmentation,
 spectral masking). When set, every generator step and every surrogate step sees ``x + delta`` (and the labels)
 through one transform drawn from ``["none", *eot]`` (expectation over transformations), so the generators are
 rewarded only for what survives the data user's processing. ``perturb`` is unchanged.
@@ -33,6 +33,7 @@ rewarded only for what survives the data user's processing. ``perturb`` is uncha
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -40,34 +41,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from umed import configs, regions
+from umed import regions
 from umed.errors import ConfigError
-from umed.perturbators._surrogate import (
-    CropSampler,
-    Setting,
-    check_budget,
-    curve,
-    derive_seed,
-    finalize,
-    key_rng,
+from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize
+from umed.protectors.crops import CropSampler
+from umed.protectors.lsp import patch_pattern
+from umed.protectors.networks import CDCGenerator, PlainGenerator
+from umed.protectors.pgd import project
+from umed.protectors.seeding import derive_seed, key_rng
+from umed.protectors.settings import Setting, check_budget, resolve_settings
+from umed.protectors.surrogate import (
     make_surrogate,
     plain_state,
-    project,
-    resolve_settings,
     seeded_torch,
     segment,
     segmentation_loss,
     sub_state,
     to_tensor,
 )
-from umed.perturbators.base import Budget, ProgressCallback, Protector, SliceBatch
-from umed.perturbators.eot import check_eot, draw_transform
-from umed.perturbators.lsp import patch_pattern
-from umed.perturbators.networks import CDCGenerator, PlainGenerator
+from umed.protectors.eot import AttackerView, check_eot
+from umed.protectors.surrogate_training import curve
 
 __all__ = ["UMedProtector"]
 
-_SHIPPED = configs.load(configs.DEFAULT)["method_settings"]  # UMed's defaults: the shipped config ``umed``
 _PATTERN_TILE = 8  # patches per side of the repeating "patches" pattern table
 _REGION_CHUNK = 64  # slices per texture-map call
 
@@ -75,8 +71,8 @@ _REGION_CHUNK = 64  # slices per texture-map call
 class UMedProtector(Protector):
     """UMed's contour (CDC) and texture generators, trained min-min against a surrogate U-Net.
 
-    Settings (all optional; the defaults marked * are the ``method_settings`` of the shipped config ``umed``,
-    ``umed/configs/umed.yaml``, the one place their numbers live):
+    Settings (all optional; every default is in the ``method_settings`` of the shipped config ``umed``,
+    ``umed/configs/umed.yaml``, the one place their numbers live; * marks the ones tuned there):
         steps*: generator steps; ``epochs`` (None), when set, replaces it by ``ceil(epochs * n_slices / batch_size)``.
         batch_size*: crops per step, and slices per forward pass in ``perturb``.
         lr*: Adam learning rate of the generators. surrogate_lr (1e-3): of the surrogate.
@@ -92,38 +88,43 @@ class UMedProtector(Protector):
         pattern_gain*: logit offset ``gain * P`` (tanh(2) = 0.96). pattern_patch*: block side of ``"checker"`` and
             patch side of ``"patches"``, in voxels.
         texture_window (5), tau_min*: the texture map of :func:`umed.regions.texture_map`.
-        eot ([] = off): transforms of :data:`umed.perturbators.eot.EOT_NAMES` drawn (with ``"none"``) at every
+        eot ([] = off): transforms of :data:`umed.protectors.eot.EOT_NAMES` drawn (with ``"none"``) at every
             generator and surrogate step during ``fit`` (see the module docstring).
 
     Example:
-        >>> protector = UMedProtector(Budget(4 / 255, 4 / 255, 3), seed=0, steps=200, crop=96)
-        >>> log = protector.fit(batch)  # doctest: +SKIP
-        >>> delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> protector = UMedProtector(Budget(4 / 255, 4 / 255, 3), seed=0, steps=2, crop=16, base_channels=4)
+        >>> log = protector.fit(batch)
+        >>> protector.perturb(batch).shape
+        (2, 32, 32)
     """
 
     name = "umed"
     SETTINGS = {
-        "steps": Setting(_SHIPPED["steps"], int, low=0),
-        "epochs": Setting(None, float, low=0.0, low_open=True, optional=True),
-        "batch_size": Setting(_SHIPPED["batch_size"], int, low=1),
-        "lr": Setting(_SHIPPED["lr"], float, low=0.0, low_open=True),
-        "surrogate_lr": Setting(1e-3, float, low=0.0, low_open=True),
-        "theta": Setting(_SHIPPED["theta"], float, low=0.0, high=1.0),
-        "base_channels": Setting(_SHIPPED["base_channels"], int, low=1),
-        "depth": Setting(3, int, low=1, high=6),
-        "surrogate_every": Setting(_SHIPPED["surrogate_every"], int, low=1),
-        "surrogate_reinit_every": Setting(_SHIPPED["surrogate_reinit_every"], int, low=0),
-        "surrogate_warmup": Setting(0, int, low=0),
-        "crop": Setting(_SHIPPED["crop"], int, low=8),
-        "flips": Setting(True, bool),
-        "generator_input": Setting("image+mask", str, choices=("image", "image+mask")),
-        "saturation": Setting(_SHIPPED["saturation"], float, low=0.0),
-        "pattern_init": Setting(_SHIPPED["pattern_init"], str, choices=("none", "sign", "checker", "patches")),
-        "pattern_gain": Setting(_SHIPPED["pattern_gain"], float, low=0.0),
-        "pattern_patch": Setting(_SHIPPED["pattern_patch"], int, low=1),
-        "texture_window": Setting(5, int, low=2),
-        "tau_min": Setting(_SHIPPED["tau_min"], float, low=0.0, high=1.0),
-        "eot": Setting([], list),
+        "steps": Setting(int, low=0),
+        "epochs": Setting(float, low=0.0, low_open=True, optional=True),
+        "batch_size": Setting(int, low=1),
+        "lr": Setting(float, low=0.0, low_open=True),
+        "surrogate_lr": Setting(float, low=0.0, low_open=True),
+        "theta": Setting(float, low=0.0, high=1.0),
+        "base_channels": Setting(int, low=1),
+        "depth": Setting(int, low=1, high=6),
+        "surrogate_every": Setting(int, low=1),
+        "surrogate_reinit_every": Setting(int, low=0),
+        "surrogate_warmup": Setting(int, low=0),
+        "crop": Setting(int, low=8),
+        "flips": Setting(bool),
+        "generator_input": Setting(str, choices=("image", "image+mask")),
+        "saturation": Setting(float, low=0.0),
+        "pattern_init": Setting(str, choices=("none", "sign", "checker", "patches")),
+        "pattern_gain": Setting(float, low=0.0),
+        "pattern_patch": Setting(int, low=1),
+        "texture_window": Setting(int, low=2),
+        "tau_min": Setting(float, low=0.0, high=1.0),
+        "eot": Setting(list),
     }
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
@@ -180,6 +181,8 @@ class UMedProtector(Protector):
         """The (projected) perturbation and its per-voxel bound for tensors ``(B, 1, H, W)``; ``scale (B, 1, 1, 1)``."""
         x = parts["image"]
         inputs = torch.cat([x, parts["fg"]], dim=1) if self.settings["generator_input"] == "image+mask" else x
+        if self.contour is None or self.texture is None:
+            raise ConfigError(f"method '{self.name}': not fitted (call fit() or load_state_dict() first)")
         logits_c, logits_t = self.contour(inputs), self.texture(inputs)
         if "pattern" in parts:
             offset = self.settings["pattern_gain"] * parts["pattern"]
@@ -196,6 +199,23 @@ class UMedProtector(Protector):
 
     def _tensors(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {name: to_tensor(array) for name, array in arrays.items()}
+
+    def _new_surrogate(self, generation: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """The surrogate of one generation (seeded by it) and its Adam optimiser."""
+        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate", generation))
+        return model, torch.optim.Adam(model.parameters(), lr=self.settings["surrogate_lr"])
+
+    def _draw(
+        self, sampler: CropSampler, rng: np.random.Generator, scale_all: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One training batch of crops: the parts ``(B, 1, S, S)``, the labels and the budget scale ``(B, 1, 1, 1)``."""
+        crops = sampler.sample(rng, self.settings["batch_size"])
+        parts = {name: sampler.tensor(crops, name) for name in ("image", "fg", "band", "inner", "tau")}
+        if self.settings["pattern_init"] != "none":
+            full = self._pattern(sampler.arrays["fg"][crops.index])
+            parts["pattern"] = to_tensor(crops.take(full, selected=True))
+        scale = torch.from_numpy(scale_all[crops.index].astype(np.float32)).reshape(-1, 1, 1, 1)
+        return parts, parts["fg"], scale
 
     # --------------------------------------------------------------------------------------- Protector
 
@@ -221,39 +241,12 @@ class UMedProtector(Protector):
         optimizer_g = torch.optim.Adam(generator_params, lr=s["lr"])
         loss_fn = segmentation_loss()
         generation = 0
-
-        def new_surrogate(generation: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-            model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate", generation))
-            return model, torch.optim.Adam(model.parameters(), lr=s["surrogate_lr"])
-
-        surrogate, optimizer_s = new_surrogate(generation)
-        eot_generator = torch.Generator().manual_seed(derive_seed(self.seed, self.name, "eot")) if s["eot"] else None
-        eot_draws: dict[str, int] = {}
-
-        def attacker_view(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """``(x, y)`` through one transform of the ``eot`` list (identity when EOT is off)."""
-            if eot_generator is None:
-                return x, y
-            name, transform = draw_transform(s["eot"], eot_generator)
-            eot_draws[name] = eot_draws.get(name, 0) + 1
-            return (x, y) if transform is None else transform(x, y, eot_generator)
-
-        def draw() -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-            crops = sampler.sample(rng, s["batch_size"])
-            parts = {name: sampler.tensor(crops, name) for name in ("image", "fg", "band", "inner", "tau")}
-            if s["pattern_init"] != "none":
-                full = self._pattern(sampler.arrays["fg"][crops.index])
-                parts["pattern"] = to_tensor(crops.take(full, selected=True))
-            scale = torch.from_numpy(scale_all[crops.index].astype(np.float32)).reshape(-1, 1, 1, 1)
-            return parts, parts["fg"], scale
+        surrogate, optimizer_s = self._new_surrogate(generation)
+        draw = functools.partial(self._draw, sampler, rng, scale_all)
+        attacker_view = AttackerView(s["eot"], derive_seed(self.seed, self.name, "eot"))
 
         def surrogate_step(x: torch.Tensor, y: torch.Tensor) -> float:
-            surrogate.train()
-            optimizer_s.zero_grad(set_to_none=True)
-            loss = loss_fn(segment(surrogate, x), y)
-            loss.backward()
-            optimizer_s.step()
-            return float(loss.detach())
+            return _train_step(surrogate, optimizer_s, loss_fn, x, y)
 
         surrogate_losses: list[float] = []
         for _ in range(s["surrogate_warmup"]):
@@ -294,7 +287,7 @@ class UMedProtector(Protector):
                 surrogate_losses.append(surrogate_step(x_view, y_view))
             if s["surrogate_reinit_every"] and step % s["surrogate_reinit_every"] == 0 and step < steps:
                 generation += 1
-                surrogate, optimizer_s = new_surrogate(generation)
+                surrogate, optimizer_s = self._new_surrogate(generation)
             if progress is not None:
                 progress("umed: training generators", step, steps)
         self.contour.eval()
@@ -308,7 +301,7 @@ class UMedProtector(Protector):
             "surrogate_loss_curve": curve(surrogate_losses),
             "budget_use_curve": curve(usage),
             "budget_use_last": round(usage[-1], 5) if usage else None,
-            **({"eot_draws": dict(sorted(eot_draws.items()))} if s["eot"] else {}),
+            **({"eot_draws": dict(sorted(attacker_view.draws.items()))} if s["eot"] else {}),
         }
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
@@ -367,3 +360,15 @@ class UMedProtector(Protector):
         contour.eval()
         texture.eval()
         self.contour, self.texture = contour, texture
+
+
+def _train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """One optimiser step of ``model`` on ``loss_fn(segment(model, x), y)``; returns the loss."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(segment(model, x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())

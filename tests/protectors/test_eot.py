@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from umed.errors import ConfigError
-from umed.perturbators import make_protector
-from umed.perturbators.base import Budget, SliceBatch
-from umed.perturbators.eot import EOT_NAMES, check_eot, draw_transform
+from umed.protectors import make_protector
+from umed.protectors.base import Budget, SliceBatch
+from umed.protectors.eot import EOT_NAMES, check_eot, draw_transform
 
 BUDGET = Budget(eps_contour=8 / 255, eps_texture=6 / 255, band_width=2)
 

@@ -12,21 +12,12 @@ import copy
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from umed.perturbators._surrogate import (
-    SURROGATE_SETTINGS,
-    CropSampler,
-    PreparedSlices,
-    Setting,
-    SurrogateProtector,
-    derive_seed,
-    fit_surrogate,
-    make_surrogate,
-    pgd,
-)
-from umed.perturbators.base import ProgressCallback
+from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.crops import CropSampler
+from umed.protectors.settings import Setting
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
 
 __all__ = ["SEPProtector"]
 
@@ -34,18 +25,24 @@ __all__ = ["SEPProtector"]
 class SEPProtector(SurrogateProtector):
     """Error-maximising noise against an ensemble of checkpoints of one training run (Chen et al., ICLR 2023).
 
-    Settings (all optional):
-        steps (10), step_size (0.25 of eps), random_init (True): PGD at perturb time.
-        train_steps (500), batch_size (8), crop (128), lr (1e-3), flips (True): clean surrogate training.
-        checkpoints (5): checkpoints kept, at ``train_steps * k / checkpoints`` for ``k = 1..checkpoints``.
+    Settings (all optional; defaults in ``umed/configs/methods/sep.yaml``):
+        steps, step_size (a fraction of eps), random_init: PGD at perturb time.
+        train_steps, batch_size, crop, lr, flips: clean surrogate training.
+        checkpoints: checkpoints kept, at ``train_steps * k / checkpoints`` for ``k = 1..checkpoints``.
 
     Example:
-        >>> protector = SEPProtector(Budget(), seed=0, checkpoints=3)
-        >>> protector.fit(batch); delta = protector.perturb(batch)  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from umed.protectors import Budget, SliceBatch
+        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
+        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
+        >>> protector = SEPProtector(Budget(), seed=0, checkpoints=2, train_steps=2, batch_size=2, crop=16, steps=1)
+        >>> protector.fit(batch)["checkpoint_steps"], protector.perturb(batch).shape
+        ([1, 2], (2, 32, 32))
     """
 
     name = "sep"
-    SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(5, int, low=1)}
+    MAXIMIZE = True
+    SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(int, low=1)}
 
     def _fit(
         self,
@@ -57,7 +54,7 @@ class SEPProtector(SurrogateProtector):
         settings = self.settings
         total, count = settings["train_steps"], settings["checkpoints"]
         keep_at = {max(1, round(total * k / count)) for k in range(1, count + 1)}
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate"))
+        model = self._new_surrogate()
         kept: list[nn.Module] = []
 
         def keep(step: int) -> None:
@@ -66,17 +63,6 @@ class SEPProtector(SurrogateProtector):
                 snapshot.eval()
                 kept.append(snapshot)
 
-        log = fit_surrogate(
-            model, sampler, rng, steps=total, batch_size=settings["batch_size"], lr=settings["lr"], on_step=keep,
-            progress=progress, description="sep: training surrogate",
-        )
+        log = self._train(model, sampler, rng, progress, "sep: training surrogate", on_step=keep)
         log["checkpoint_steps"] = sorted(keep_at)
         return kept, log
-
-    def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
-    ) -> torch.Tensor:
-        return pgd(
-            self.models, x, y, bound, steps=self.settings["steps"], step_size=self.settings["step_size"],
-            maximize=True, init=init,
-        )
