@@ -79,9 +79,15 @@ def _client(workers: int, scheduler: str | Path | None) -> Any:
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-        )
+        import dask
+
+        # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers; setting it turns off glibc's dynamic mmap
+        # threshold, so every large torch/numpy buffer is mmap'ed and unmapped again: conv2d took ~3x the CPU time
+        # of the same job in-process (measured: 10.0 s vs 3.3 s per BraTS volume, see docs/results.md, Cost)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            )
         return _Closing(Client(cluster), cluster)
     target = str(scheduler)
     if "://" not in target and not Path(target).is_file():
