@@ -46,8 +46,16 @@ def brats_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def protector_path(brats_small: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory, tiny_fit_settings) -> Path:
     """A tiny UMed protector fitted (on the client) on the three cases, tumour core, 50 dB."""
     images, masks = brats_small
-    cfg = ProtectConfig(images=images, masks=masks, out=tmp_path_factory.mktemp("fit"), method="umed", seed=0,
-                        structure_labels=(1, 3, 4), target_psnr=50.0, method_settings=tiny_fit_settings["umed"])
+    cfg = ProtectConfig(
+        images=images,
+        masks=masks,
+        out=tmp_path_factory.mktemp("fit"),
+        method="umed",
+        seed=0,
+        structure_labels=(1, 3, 4),
+        target_psnr=50.0,
+        method_settings=tiny_fit_settings["umed"],
+    )
     return protect_dataset(cfg).protector_path
 
 
@@ -89,15 +97,21 @@ def test_a_local_cluster_gives_the_serial_bytes_and_manifest_and_survives_a_kill
     """A 2-worker LocalCluster through --scheduler; then again, killing the worker that is computing a case."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         assert set(client.run(_umed_file).values()) == {umed.__file__}  # the workers run this tree's code
-        _assert_same_run(_apply(brats_small, protector_path, tmp_path / "cluster", scheduler=cluster.scheduler_address),
-                         serial)
+        _assert_same_run(
+            _apply(brats_small, protector_path, tmp_path / "cluster", scheduler=cluster.scheduler_address), serial
+        )
 
         runs: dict[str, ProtectSummary] = {}
-        thread = threading.Thread(target=lambda: runs.setdefault("killed", _apply(
-            brats_small, protector_path, tmp_path / "killed", scheduler=cluster.scheduler_address)))
+        thread = threading.Thread(
+            target=lambda: runs.setdefault(
+                "killed", _apply(brats_small, protector_path, tmp_path / "killed", scheduler=cluster.scheduler_address)
+            )
+        )
         thread.start()
         busy = _wait_for_a_busy_worker(client)
         pids = client.run(os.getpid)
@@ -122,7 +136,7 @@ def _wait_for_a_busy_worker(client, timeout: float = 120.0) -> str:
     """The address of the first worker seen executing a case (not merely holding it in its queue)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = [worker for worker, keys in client.run(_executing).items() if any("_protect_job" in k for k in keys)]
+        busy = [worker for worker, keys in client.run(_executing).items() if any("protect_job" in k for k in keys)]
         if busy:
             return busy[0]
         time.sleep(0.01)

@@ -44,7 +44,9 @@ def brats_two_cases(tmp_path_factory: pytest.TempPathFactory, brats_dir: Path) -
 
 
 def _config(images: Path, masks: Path, out: Path, **overrides) -> ProtectConfig:
-    values = dict(images=images, masks=masks, out=out, method="umed", seed=3, target_psnr=50.0, method_settings=TINY_UMED)
+    values = dict(
+        images=images, masks=masks, out=out, method="umed", seed=3, target_psnr=50.0, method_settings=TINY_UMED
+    )
     values.update(overrides)
     return ProtectConfig(**values)
 
@@ -90,7 +92,12 @@ def test_protect_dicom_series_keeps_tags_and_budget_after_quantisation(
     array, meta = load_case(images / f"{TRAIN_CASE}.nii.gz")
     angle = np.deg2rad(20)
     affine = np.array(
-        [[0.9 * np.cos(angle), -0.9 * np.sin(angle), 0, -100], [0.9 * np.sin(angle), 0.9 * np.cos(angle), 0, -90], [0, 0, 2.5, 20], [0, 0, 0, 1]]
+        [
+            [0.9 * np.cos(angle), -0.9 * np.sin(angle), 0, -100],
+            [0.9 * np.sin(angle), 0.9 * np.cos(angle), 0, -90],
+            [0, 0, 2.5, 20],
+            [0, 0, 0, 1],
+        ]
     )
     dicom_images, nifti_masks = tmp_path / "dicom", tmp_path / "masks"
     nifti_masks.mkdir()
@@ -186,7 +193,9 @@ def test_exact_psnr_scale_meets_the_target_or_the_cap() -> None:
     delta[:100] = 0.01  # 100 voxels at 0.01: PSNR 60 dB over 10,000 voxels
     factor = exact_psnr_scale(float((delta**2).sum()), delta.size, 0.01, target_psnr=50.0, eps_cap=1.0)
     assert 50.0 < 10 * np.log10(1 / np.mean((factor * delta) ** 2)) < 50.001
-    assert exact_psnr_scale(float((delta**2).sum()), delta.size, 0.01, target_psnr=50.0, eps_cap=0.02) == pytest.approx(2.0)
+    assert exact_psnr_scale(float((delta**2).sum()), delta.size, 0.01, target_psnr=50.0, eps_cap=0.02) == pytest.approx(
+        2.0
+    )
     assert exact_psnr_scale(0.0, delta.size, 0.01, target_psnr=50.0, eps_cap=1.0) == 1.0
 
 
@@ -202,8 +211,16 @@ def test_target_psnr_is_met_after_8bit_truncation(tmp_path: Path) -> None:
     mask = (((yy - 32) ** 2 + (xx - 30) ** 2) < 15**2).astype(np.uint8) * 255
     Image.fromarray(image).save(tmp_path / "images" / "a.png")
     Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
-    cfg = ProtectConfig(images=tmp_path / "images", masks=tmp_path / "masks", out=tmp_path / "out", method="random",
-                        target_psnr=50.0, band_width=1, intensity_mode="window", window=(0, 255))
+    cfg = ProtectConfig(
+        images=tmp_path / "images",
+        masks=tmp_path / "masks",
+        out=tmp_path / "out",
+        method="random",
+        target_psnr=50.0,
+        band_width=1,
+        intensity_mode="window",
+        window=(0, 255),
+    )
     (result,) = protect_dataset(cfg).results
     written = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(np.float64)
     measured = 10 * np.log10(255.0**2 / np.mean((written - image) ** 2))
@@ -233,8 +250,17 @@ def test_every_method_keeps_the_protect_guarantees(
     inputs = sorted(images.iterdir()) + sorted(masks.iterdir())
     before = {path: sha256_file(path) for path in inputs}
     eps = 6 / 255
-    config = _config(images, masks, tmp_path / "out", method=method, target_psnr=None, eps_contour=eps, eps_texture=eps,
-                     band_width=2, method_settings=settings[method])
+    config = _config(
+        images,
+        masks,
+        tmp_path / "out",
+        method=method,
+        target_psnr=None,
+        eps_contour=eps,
+        eps_texture=eps,
+        band_width=2,
+        method_settings=settings[method],
+    )
     summary = protect_dataset(config)
     assert [r.status for r in summary.results] == ["protected", "protected"], summary.results
     assert {path: sha256_file(path) for path in inputs} == before, "an input file was modified"

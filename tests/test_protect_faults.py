@@ -57,7 +57,9 @@ def test_zero_byte_image_and_mask_fail_their_case_only(data, config, tmp_path: P
     status = _statuses(summary)
     assert status[CASE_A] == status[CASE_B] == "protected"
     assert status["zero_image"] == status["zero_mask"] == "failed"
-    assert "zero_image.nii.gz: not a NIfTI file (expected a 348- or 540-byte header, got 0 bytes)" in _error(summary, "zero_image")
+    assert "zero_image.nii.gz: not a NIfTI file (expected a 348- or 540-byte header, got 0 bytes)" in _error(
+        summary, "zero_image"
+    )
     assert "zero_mask.nii: not a NIfTI file" in _error(summary, "zero_mask")
 
 
@@ -78,8 +80,11 @@ def test_every_case_with_structure_invalid_reports_each_and_passes_empty_ones(da
 
 def test_labels_present_nowhere_list_the_labels_that_exist(data, config, tmp_path: Path) -> None:
     images, masks = data
-    with pytest.raises(ConfigError, match=r"no case has any voxel of label\(s\) \[7\] \(expected labels present in "
-                                          r"the masks: \[1, 2, 3, 4\]\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no case has any voxel of label\(s\) \[7\] \(expected labels present in "
+        r"the masks: \[1, 2, 3, 4\]\)",
+    ):
         protect_dataset(config(images, masks, tmp_path / "out", structure_labels=(7,)))
     assert not (tmp_path / "out").exists(), "an early refusal left an empty OUT"
 
@@ -158,7 +163,7 @@ def test_temporary_file_of_a_writer_killed_mid_write_is_swept(data, config, tmp_
     writer = _run_python(f"""
         import time
         from umed.io.atomic import atomic_file
-        with atomic_file({str(out / (CASE_A + '.nii.gz'))!r}) as temp:
+        with atomic_file({str(out / (CASE_A + ".nii.gz"))!r}) as temp:
             temp.write_bytes(b"half a volume")
             print(temp, flush=True)
             time.sleep(60)
@@ -189,8 +194,13 @@ def test_write_failure_is_a_per_case_error_not_a_traceback(data, config, tmp_pat
         app(["protect", {str(images)!r}, "-m", {str(masks)!r}, "-o", {str(out)!r},
              "--protector", {str(tmp_path / "fit" / "protector.json")!r}])
     """
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "300"})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
     assert f"{CASE_A}.nii.gz: cannot write the output (File too large)" in done.stdout
@@ -199,8 +209,13 @@ def test_write_failure_is_a_per_case_error_not_a_traceback(data, config, tmp_pat
 
 
 def _in_own_mount_namespace(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "300"})
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    )
 
 
 @pytest.mark.slow

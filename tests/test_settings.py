@@ -21,7 +21,9 @@ def test_every_shipped_config_loads() -> None:
 
 
 def test_fractions_paths_tuples_and_overrides() -> None:
-    cfg = load_protect_config(CONFIGS / "brats_tumour_core.yaml", images="a", masks="b", out="c", seed=7, target_psnr=None)
+    cfg = load_protect_config(
+        CONFIGS / "brats_tumour_core.yaml", images="a", masks="b", out="c", seed=7, target_psnr=None
+    )
     assert cfg.eps_contour == pytest.approx(4 / 255) and cfg.eps_texture == pytest.approx(8 / 255)
     assert cfg.structure_labels == (1, 3, 4)
     assert cfg.images == Path("a") and cfg.seed == 7

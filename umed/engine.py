@@ -14,22 +14,17 @@ atomically). An exception raised by a job is re-raised here, as it would be seri
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from umed.errors import ConfigError
 
-__all__ = ["default_workers", "map_jobs"]
+__all__ = ["map_jobs"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-def default_workers() -> int:
-    """The machine's cores (as the OS reports them, at least 1)."""
-    return max(1, os.cpu_count() or 1)
 
 
 def map_jobs(
@@ -84,20 +79,31 @@ def _client(workers: int, scheduler: str | Path | None) -> Any:
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=40)
+        import dask
+
+        # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers; setting it turns off glibc's dynamic mmap
+        # threshold, so every large torch/numpy buffer is mmap'ed and unmapped again: conv2d took ~3x the CPU time
+        # of the same job in-process (measured: 10.0 s vs 3.3 s per BraTS volume, see docs/results.md, Cost)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            )
         return _Closing(Client(cluster), cluster)
     target = str(scheduler)
     if "://" not in target and not Path(target).is_file():
-        raise ConfigError(f"{target}: no such scheduler file (expected tcp://HOST:PORT or the file a Dask scheduler "
-                          "wrote with --scheduler-file)")
+        raise ConfigError(
+            f"{target}: no such scheduler file (expected tcp://HOST:PORT or the file a Dask scheduler "
+            "wrote with --scheduler-file)"
+        )
     try:
         if Path(target).is_file():
             return _Closing(Client(scheduler_file=target, timeout="10s"), None)
         return _Closing(Client(target, timeout="10s"), None)
     except (OSError, TimeoutError, ValueError) as error:
-        raise ConfigError(f"{target}: cannot reach the Dask scheduler (expected tcp://HOST:PORT or a scheduler file; "
-                          f"got {type(error).__name__}: {error})") from error
+        raise ConfigError(
+            f"{target}: cannot reach the Dask scheduler (expected tcp://HOST:PORT or a scheduler file; "
+            f"got {type(error).__name__}: {error})"
+        ) from error
 
 
 class _Closing:

@@ -17,7 +17,14 @@ from umed.io.atomic import write_bytes_atomic, write_json_atomic
 from umed.io.provenance import package_versions, sha256_bytes, sha256_file
 from umed.protectors.base import Budget, Protector
 
-__all__ = ["save_protector", "load_protector", "export_protector", "package_versions", "sha256_file", "write_json_atomic"]
+__all__ = [
+    "save_protector",
+    "load_protector",
+    "export_protector",
+    "package_versions",
+    "sha256_file",
+    "write_json_atomic",
+]
 
 FORMAT_VERSION = 1
 
@@ -85,7 +92,9 @@ def load_protector(path: Path) -> tuple[Protector, dict[str, Any]]:
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: cannot read the protector ({error})") from error
     if document.get("format") != "umed-protector":
-        raise ConfigError(f"{path}: not a umed protector (expected format 'umed-protector', got {document.get('format')!r})")
+        raise ConfigError(
+            f"{path}: not a umed protector (expected format 'umed-protector', got {document.get('format')!r})"
+        )
     budget = Budget(**document["budget"])
     protector = make_protector(document["method"], budget, seed=int(document["seed"]), **document.get("settings", {}))
     if document.get("weights"):
@@ -93,8 +102,10 @@ def load_protector(path: Path) -> tuple[Protector, dict[str, Any]]:
         if not weights.is_file():
             raise InputError(f"{weights}: the protector's weights are missing")
         if not document.get("weights_sha256"):
-            raise InputError(f"{path}: no weights_sha256 (expected the SHA-256 of {document['weights']}, got none): "
-                             "the weights cannot be checked")
+            raise InputError(
+                f"{path}: no weights_sha256 (expected the SHA-256 of {document['weights']}, got none): "
+                "the weights cannot be checked"
+            )
         if sha256_file(weights) != document["weights_sha256"]:
             raise InputError(f"{weights}: SHA-256 does not match {path.name} (the weights were changed or truncated)")
         try:
@@ -121,4 +132,14 @@ def export_protector(source: Path, folder: Path) -> Path:
     return save_protector(protector, folder / "protector.json", extra=extra)
 
 
-_CORE_KEYS = {"format", "format_version", "method", "budget", "seed", "settings", "weights", "weights_sha256", "versions"}
+_CORE_KEYS = {
+    "format",
+    "format_version",
+    "method",
+    "budget",
+    "seed",
+    "settings",
+    "weights",
+    "weights_sha256",
+    "versions",
+}

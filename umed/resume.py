@@ -16,19 +16,32 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from umed.errors import ConfigError, OutputError
 
-__all__ = ["resume_key", "key_digest", "read_manifest", "check_reusable", "remove_previous_outputs",
-           "warn_removed_cases", "captured_warnings"]
+__all__ = [
+    "resume_key",
+    "key_digest",
+    "read_manifest",
+    "check_reusable",
+    "remove_previous_outputs",
+    "warn_removed_cases",
+    "captured_warnings",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def resume_key(cfg: Any, protector_config: dict[str, Any], training_data: Sequence[Sequence[Any]],
-               version: str, protector_weights: str | None = None) -> dict[str, Any]:
+def resume_key(
+    cfg: Any,
+    protector_config: dict[str, Any],
+    training_data: Sequence[Sequence[Any]],
+    version: str,
+    protector_weights: str | None = None,
+) -> dict[str, Any]:
     """The settings that decide the bytes of a run (a JSON-able dict; see the module docstring).
 
     Args:
@@ -69,8 +82,10 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise OutputError(f"{path}: unreadable manifest of an earlier run ({error}); use --overwrite to replace "
-                          "that run's output, or another --out") from error
+        raise OutputError(
+            f"{path}: unreadable manifest of an earlier run ({error}); use --overwrite to replace "
+            "that run's output, or another --out"
+        ) from error
     if not isinstance(document, dict):
         raise OutputError(f"{path}: not a umed manifest (expected a JSON object); use --overwrite or another --out")
     return document
@@ -80,15 +95,19 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     names = []
     for name in sorted(set(old) | set(new)):
         if name == "protector" and isinstance(old.get(name), dict) and isinstance(new.get(name), dict):
-            names += [f"protector.{part}" for part in sorted(set(old[name]) | set(new[name]))
-                      if old[name].get(part) != new[name].get(part)]
+            names += [
+                f"protector.{part}"
+                for part in sorted(set(old[name]) | set(new[name]))
+                if old[name].get(part) != new[name].get(part)
+            ]
         elif old.get(name) != new.get(name):
             names.append("training cases (image or mask SHA-256)" if name == "training_data" else name)
     return names
 
 
-def check_reusable(out: Path, previous: dict[str, Any] | None, protector_doc: dict[str, Any] | None,
-                   key: dict[str, Any]) -> bool:
+def check_reusable(
+    out: Path, previous: dict[str, Any] | None, protector_doc: dict[str, Any] | None, key: dict[str, Any]
+) -> bool:
     """Whether OUT holds an earlier run with this key (``True``), nothing of umed's (``False``), or raise.
 
     Args:
@@ -142,8 +161,11 @@ def warn_removed_cases(out: Path, previous: dict[str, Any] | None, case_ids: Seq
     current = set(case_ids)
     for case_id, entry in sorted((previous or {}).get("cases", {}).items()):
         if case_id not in current and isinstance(entry, dict):
-            logger.warning("%s: output of case %s, which is no longer in the input (left in place; delete it or use "
-                           "--overwrite)", out / str(entry.get("output", case_id)), case_id)
+            logger.warning(
+                "%s: output of case %s, which is no longer in the input (left in place; delete it or use --overwrite)",
+                out / str(entry.get("output", case_id)),
+                case_id,
+            )
 
 
 class _Collector(logging.Handler):
@@ -187,16 +209,20 @@ def leakage_warnings(protected: Path, pairs: Sequence[tuple[Any, Path]], test_id
     manifest = _manifest_quietly(Path(protected) / "manifest.json")
     fitted = sorted(test & set(manifest.get("fit_cases") or []))
     if fitted:
-        messages.append(f"{Path(protected) / 'manifest.json'}: test case(s) {fitted} were used to fit the protector "
-                        "(their scores are not held out; protect with fit_cases excluding them)")
+        messages.append(
+            f"{Path(protected) / 'manifest.json'}: test case(s) {fitted} were used to fit the protector "
+            "(their scores are not held out; protect with fit_cases excluding them)"
+        )
     by_hash: dict[str, list[str]] = {}
     for case, _ in pairs:
         with contextlib.suppress(OSError):
             by_hash.setdefault(sha256_file(case.image_path), []).append(case.case_id)
     for names in by_hash.values():
         if len(names) > 1 and test & set(names) and set(names) - test:
-            messages.append(f"cases {sorted(names)} have the same image bytes: test case(s) "
-                            f"{sorted(test & set(names))} also appear among the training cases under another name")
+            messages.append(
+                f"cases {sorted(names)} have the same image bytes: test case(s) "
+                f"{sorted(test & set(names))} also appear among the training cases under another name"
+            )
     for message in messages:
         logger.warning("%s", message)
     return messages

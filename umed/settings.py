@@ -32,10 +32,75 @@ def _parse_fraction(text: str, name: str) -> float:
         raise ConfigError(f"{name}: expected a number or a fraction like 8/255 (got {text!r})") from error
 
 
+def _number(value: Any, key: str, source: str, kind: type) -> Any:
+    """``value`` as an int or float; bools and text that is not a number are a :class:`ConfigError`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not float(value).is_integer())
+    ):
+        expected = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{source}: {key}: expected {expected} (got {value!r})")
+    return kind(value)
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check the type of one setting and convert it (paths, tuples, fractions); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if key in ("images", "masks", "out", "protector"):
+        return Path(value)
+    if key in ("eps_contour", "eps_texture", "eps_cap"):
+        return (
+            _parse_fraction(value, f"{source}: {key}") if isinstance(value, str) else _number(value, key, source, float)
+        )
+    if key in ("seed", "band_width", "max_train_slices"):
+        return _number(value, key, source, int)
+    if key == "target_psnr":
+        return _number(value, key, source, float)
+    if key in ("method", "intensity_mode"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key}: expected a name (got {value!r})")
+        return value
+    if key == "method_settings":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: method_settings: expected a mapping such as {{steps: 300}} (got {value!r})")
+        return dict(value)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: {key}: expected a list such as {_EXAMPLES[key]} (got {value!r})")
+    if key == "structure_labels":
+        labels = tuple(_number(item, key, source, int) for item in value)
+        if any(label < 0 for label in labels):
+            raise ConfigError(f"{source}: structure_labels: labels must be >= 0 (got {list(labels)})")
+        return labels
+    if key == "window":
+        if len(value) != 2:
+            raise ConfigError(f"{source}: window: expected [low, high] (got {value!r})")
+        return tuple(_number(item, key, source, float) for item in value)
+    return tuple(str(item) for item in value)  # fit_cases
+
+
+_EXAMPLES = {"structure_labels": "[1, 3, 4]", "window": "[-1000, 1000]", "fit_cases": "[case_a, case_b]"}
+
+
 def shipped_default(name: str) -> Any:
-    """The value of top-level setting ``name`` in the default config (fractions such as ``4/255`` parsed)."""
-    value = configs.load(configs.DEFAULT)[name]
-    return _parse_fraction(value, name) if isinstance(value, str) and name.startswith("eps") else value
+    """The value of top-level setting ``name`` in the default config ``umed``, checked and converted as any config's
+    (fractions such as ``4/255`` parsed, lists as tuples).
+
+    Example:
+        >>> shipped_default("eps_texture") == 8 / 255, shipped_default("intensity_mode")
+        (True, 'percentile')
+
+    Raises:
+        ConfigError: the shipped config lacks the setting or holds an invalid value (a broken installation).
+    """
+    source = f"config {configs.DEFAULT}"
+    shipped = configs.load(configs.DEFAULT)
+    if name not in shipped:
+        raise ConfigError(
+            f"{source}: missing setting {name!r} (every default of ProtectConfig is in the shipped config)"
+        )
+    return _coerce(name, shipped[name], source)
 
 
 @dataclass(frozen=True)
@@ -65,7 +130,9 @@ class ProtectConfig:
         method_settings: method-specific settings (epochs, lr, ...), passed to the protector (UMed's defaults are
             the ``method_settings`` of the shipped config ``umed``).
 
-    Defaults not listed in the shipped config ``umed`` (structure labels, intensity mode, ...) are the ones above.
+    Every default is the shipped config ``umed`` (``umed/configs/umed.yaml``), read through the same checks as any
+    config. ``method_settings`` defaults to no overrides: the protector then takes its own defaults, which for UMed
+    are that file's ``method_settings`` (:class:`umed.protectors.UMedProtector`).
     """
 
     images: Path
@@ -73,17 +140,17 @@ class ProtectConfig:
     out: Path
     method: str = shipped_default("method")
     seed: int = shipped_default("seed")
-    structure_labels: tuple[int, ...] | None = None
+    structure_labels: tuple[int, ...] | None = shipped_default("structure_labels")
     eps_contour: float = shipped_default("eps_contour")
     eps_texture: float = shipped_default("eps_texture")
     band_width: int = shipped_default("band_width")
     target_psnr: float | None = shipped_default("target_psnr")
     eps_cap: float = shipped_default("eps_cap")
-    intensity_mode: str = "percentile"
-    window: tuple[float, float] | None = None
-    max_train_slices: int = 1024
-    fit_cases: tuple[str, ...] | None = None
-    protector: Path | None = None
+    intensity_mode: str = shipped_default("intensity_mode")
+    window: tuple[float, float] | None = shipped_default("window")
+    max_train_slices: int = shipped_default("max_train_slices")
+    fit_cases: tuple[str, ...] | None = shipped_default("fit_cases")
+    protector: Path | None = shipped_default("protector")
     method_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,7 +174,9 @@ class ProtectConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+            out[f.name] = (
+                str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+            )
         return out
 
 
@@ -144,48 +213,3 @@ def load_protect_config(path: str | Path | None = None, **overrides: Any) -> Pro
     values.setdefault("masks", None)
     values = {key: _coerce(key, value, source) for key, value in values.items()}
     return ProtectConfig(**values)
-
-
-def _number(value: Any, key: str, source: str, kind: type) -> Any:
-    """``value`` as an int or float; bools and text that is not a number are a :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-        expected = "a whole number" if kind is int else "a number"
-        raise ConfigError(f"{source}: {key}: expected {expected} (got {value!r})")
-    return kind(value)
-
-
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Check the type of one setting and convert it (paths, tuples, fractions); ``None`` stays ``None``."""
-    if value is None:
-        return None
-    if key in ("images", "masks", "out", "protector"):
-        return Path(value)
-    if key in ("eps_contour", "eps_texture", "eps_cap"):
-        return _parse_fraction(value, f"{source}: {key}") if isinstance(value, str) else _number(value, key, source, float)
-    if key in ("seed", "band_width", "max_train_slices"):
-        return _number(value, key, source, int)
-    if key == "target_psnr":
-        return _number(value, key, source, float)
-    if key in ("method", "intensity_mode"):
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key}: expected a name (got {value!r})")
-        return value
-    if key == "method_settings":
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: method_settings: expected a mapping such as {{steps: 300}} (got {value!r})")
-        return dict(value)
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{source}: {key}: expected a list such as {_EXAMPLES[key]} (got {value!r})")
-    if key == "structure_labels":
-        labels = tuple(_number(item, key, source, int) for item in value)
-        if any(label < 0 for label in labels):
-            raise ConfigError(f"{source}: structure_labels: labels must be >= 0 (got {list(labels)})")
-        return labels
-    if key == "window":
-        if len(value) != 2:
-            raise ConfigError(f"{source}: window: expected [low, high] (got {value!r})")
-        return tuple(_number(item, key, source, float) for item in value)
-    return tuple(str(item) for item in value)  # fit_cases
-
-
-_EXAMPLES = {"structure_labels": "[1, 3, 4]", "window": "[-1000, 1000]", "fit_cases": "[case_a, case_b]"}

@@ -71,7 +71,10 @@ def test_ids_with_four_digits_are_not_mistaken_for_channels(tmp_path: Path) -> N
     _nifti(masks / "case_0002.nii.gz")
     cases = discover_cases(images, masks)
     assert [(c.case_id, c.mask_path.name if c.mask_path else None) for c in cases] == [
-        ("case_0001", "case_0001.nii.gz"), ("case_0002", "case_0002.nii.gz"), ("case_0003", None)]
+        ("case_0001", "case_0001.nii.gz"),
+        ("case_0002", "case_0002.nii.gz"),
+        ("case_0003", None),
+    ]
 
 
 def test_nnunet_raw_layout(tmp_path: Path) -> None:
@@ -80,8 +83,16 @@ def test_nnunet_raw_layout(tmp_path: Path) -> None:
         _nifti(root / "imagesTr" / f"{case}_0000.nii.gz")
         _nifti(root / "labelsTr" / f"{case}.nii.gz")
     _nifti(root / "imagesTr" / "liver_003_0000.nii.gz")
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
-                                                   "numTraining": 3, "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "CT"},
+                "labels": {"background": 0, "liver": 1},
+                "numTraining": 3,
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
     cases = discover_cases(root)
     assert [(c.case_id, c.mask_path) for c in cases] == [
         ("liver_001", root / "labelsTr" / "liver_001.nii.gz"),
@@ -108,10 +119,14 @@ def test_decathlon_layout(tmp_path: Path) -> None:
         _nifti(root / "labelsTr" / f"{case}.nii.gz")
     _nifti(root / "imagesTs" / "la_001.nii.gz")
     (root / "imagesTr" / "._la_003.nii.gz").write_bytes(b"macOS metadata")
-    document = {"name": "LeftAtrium", "training": [
-        {"image": "./imagesTr/la_004.nii.gz", "label": "./labelsTr/la_004.nii.gz"},
-        {"image": "./imagesTr/la_003.nii.gz", "label": "./labelsTr/la_003.nii.gz"},
-    ], "test": ["./imagesTs/la_001.nii.gz"]}
+    document = {
+        "name": "LeftAtrium",
+        "training": [
+            {"image": "./imagesTr/la_004.nii.gz", "label": "./labelsTr/la_004.nii.gz"},
+            {"image": "./imagesTr/la_003.nii.gz", "label": "./labelsTr/la_003.nii.gz"},
+        ],
+        "test": ["./imagesTs/la_001.nii.gz"],
+    }
     (root / "dataset.json").write_text(json.dumps(document))
     cases = discover_cases(root)
     assert [c.case_id for c in cases] == ["la_003", "la_004"]

@@ -15,8 +15,18 @@ from umed.io import load_case, load_mask, make_dicom_series, quantize, save_case
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 PATIENT_AND_STUDY_TAGS = (
-    "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
-    "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID", "Modality",
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "FrameOfReferenceUID",
+    "Modality",
 )
 
 
@@ -65,11 +75,33 @@ def test_synthetic_series_has_the_required_tags(dicom_series) -> None:
     assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
     assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     for keyword in (
-        "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality",
-        "PatientID", "PatientName", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
-        "SliceThickness", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-        "SamplesPerPixel", "PhotometricInterpretation", "RescaleSlope", "RescaleIntercept", "ImageType",
-        "ScanningSequence", "SequenceVariant", "InstanceNumber", "SeriesNumber",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "Modality",
+        "PatientID",
+        "PatientName",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "SliceThickness",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "ImageType",
+        "ScanningSequence",
+        "SequenceVariant",
+        "InstanceNumber",
+        "SeriesNumber",
     ):
         assert keyword in ds, keyword
     assert ds.PatientID == "PAT-42" and ds.PixelRepresentation == 1 and ds.BitsAllocated == 16
@@ -87,8 +119,13 @@ def brats_series(brats_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     affine = np.eye(4)
     affine[:3, :3] = rotation @ np.diag([0.9, 0.9, 2.5])
     affine[:3, 3] = (-110.0, -95.5, 30.25)
-    folder = make_dicom_series(crop, affine, tmp_path_factory.mktemp("brats_dicom") / "brats_2013_pat0001_1",
-                               patient_id="BRATS-0001", slope=0.01)
+    folder = make_dicom_series(
+        crop,
+        affine,
+        tmp_path_factory.mktemp("brats_dicom") / "brats_2013_pat0001_1",
+        patient_id="BRATS-0001",
+        slope=0.01,
+    )
     return folder, crop, affine
 
 
@@ -114,8 +151,18 @@ def test_brats_series_round_trips_as_a_derived_series(brats_series, tmp_path: Pa
     for before, after in zip(meta.header, meta2.header):
         for tag in PATIENT_AND_STUDY_TAGS:
             assert after.get(tag) == before.get(tag), tag
-        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "RescaleSlope",
-                    "RescaleIntercept", "BitsAllocated", "BitsStored", "PixelRepresentation", "InstanceNumber"):
+        for tag in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "RescaleSlope",
+            "RescaleIntercept",
+            "BitsAllocated",
+            "BitsStored",
+            "PixelRepresentation",
+            "InstanceNumber",
+        ):
             assert after.get(tag) == before.get(tag), tag
         assert after.ImageType[0] == "DERIVED" and list(after.ImageType[1:]) == list(before.ImageType[1:])
         assert "umed" in after.DerivationDescription

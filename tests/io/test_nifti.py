@@ -21,7 +21,7 @@ def _content(path: Path) -> bytes:
 
 
 def _raw_header(path: Path) -> nib.Nifti1Header:
-    with (gzip.open(path) if path.name.endswith(".gz") else open(path, "rb")) as handle:
+    with gzip.open(path) if path.name.endswith(".gz") else open(path, "rb") as handle:
         return nib.Nifti1Header.from_fileobj(handle, check=False)
 
 
@@ -66,7 +66,9 @@ def test_oblique_float_image_round_trips(nifti_float, tmp_path: Path) -> None:
     assert _raw_header(out)["descrip"] == b"umed test fixture"
 
 
-def test_int16_with_slope_is_float64_in_file_units_and_saved_as_stored_integers(nifti_int16_scaled, tmp_path: Path) -> None:
+def test_int16_with_slope_is_float64_in_file_units_and_saved_as_stored_integers(
+    nifti_int16_scaled, tmp_path: Path
+) -> None:
     array, meta = load_case(nifti_int16_scaled.image)
     assert meta.disk_dtype == np.int16 and (meta.slope, meta.intercept) == (0.5, -10.0)
     assert array.dtype == np.float64

@@ -30,7 +30,7 @@ def _tree(root: Path) -> list[tuple[str, int]]:
 
 
 def _expect(case: Case, error_type: type, path: Path, *problems: str) -> str:
-    """Validation fails with ``error_type``, a message starting with ``path`` and naming each problem, writing nothing."""
+    """Validation fails with ``error_type``, a message starting with ``path`` naming each problem, writing nothing."""
     root = Path(path).parent.parent
     before = _tree(root)
     with pytest.raises(error_type) as error:
@@ -77,8 +77,13 @@ def test_unreadable_and_truncated_files(case_dir) -> None:
 
 def test_shape_mismatch(case_dir) -> None:
     other = _save(case_dir.image.parent / "small_mask.nii.gz", case_dir.labels[:, :, :7].copy(), case_dir.affine)
-    _expect(Case("c", case_dir.image, other), GeometryError, other, "mask shape differs",
-            "expected (10, 12, 8), got (10, 12, 7)")
+    _expect(
+        Case("c", case_dir.image, other),
+        GeometryError,
+        other,
+        "mask shape differs",
+        "expected (10, 12, 8), got (10, 12, 7)",
+    )
 
 
 def test_affine_mismatch(case_dir) -> None:
@@ -92,8 +97,14 @@ def test_spacing_mismatch(case_dir) -> None:
     scaled = case_dir.affine.copy()
     scaled[:3, 2] *= 1.2  # 2.5 mm -> 3 mm slices
     other = _save(case_dir.image.parent / "thick_mask.nii.gz", case_dir.labels, scaled)
-    _expect(Case("c", case_dir.image, other), GeometryError, other, "mask spacing differs", "expected (0.7, 0.9, 2.5)",
-            "got (0.7, 0.9, 3)")
+    _expect(
+        Case("c", case_dir.image, other),
+        GeometryError,
+        other,
+        "mask spacing differs",
+        "expected (0.7, 0.9, 2.5)",
+        "got (0.7, 0.9, 3)",
+    )
 
 
 def test_small_affine_difference_is_tolerated(case_dir) -> None:
@@ -115,8 +126,14 @@ def test_non_finite_voxels(case_dir, bad_value: float) -> None:
 def test_four_dimensional_images(case_dir) -> None:
     folder = case_dir.image.parent
     channels = _save(folder / "channels.nii.gz", np.stack([case_dir.data] * 2, axis=-1), case_dir.affine)
-    _expect(Case("c", channels, case_dir.mask), InputError, channels, "one channel", "_0000/_0001",
-            "got shape (10, 12, 8, 2)")
+    _expect(
+        Case("c", channels, case_dir.mask),
+        InputError,
+        channels,
+        "one channel",
+        "_0000/_0001",
+        "got shape (10, 12, 8, 2)",
+    )
     single = _save(folder / "single.nii.gz", case_dir.data[..., None], case_dir.affine)
     image, meta, labels, _ = validate_case(Case("c", single, case_dir.mask))
     assert image.shape == meta.shape == labels.shape == (10, 12, 8)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,41 +14,72 @@ from umed.protectors.registry import PROTECTORS
 
 @app.command("protect")
 def protect(
-    volumes: Annotated[Path, typer.Argument(help="Folder of images (NIfTI, DICOM series folders, PNG/TIFF), or an nnU-Net/Decathlon dataset.")],
+    volumes: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of images (NIfTI, DICOM series folders, PNG/TIFF), or an nnU-Net/Decathlon dataset."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (must not be inside an input folder).")],
-    masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")] = None,
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="A shipped config name (see `umed configs`; default: umed) or a YAML file.")] = None,
-    protector: Annotated[Optional[Path], typer.Option("--protector", help="Apply this saved protector (protector.json) instead of training one.")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help=f"One of {', '.join(PROTECTORS.names())}.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed: same seed, same bytes.")] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0).")] = None,
-    target_psnr: Annotated[Optional[float], typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run with other settings wrote in OUT (default: refuse).")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Processes that apply the protector in parallel after the fit (default: the machine's cores; 1: in this process).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).")] = None,
+    masks: Annotated[
+        Path | None, typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", "-c", help="A shipped config name (see `umed configs`; default: umed) or a YAML file."
+        ),
+    ] = None,
+    protector: Annotated[
+        Path | None,
+        typer.Option("--protector", help="Apply this saved protector (protector.json) instead of training one."),
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help=f"One of {', '.join(PROTECTORS.names())}.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Run seed: same seed, same bytes.")] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0)."
+        ),
+    ] = None,
+    target_psnr: Annotated[
+        float | None, typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace what an earlier run with other settings wrote in OUT (default: refuse)."
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=1,
+            help="Processes that apply the protector in parallel after the fit (1: in this process; "
+            "measure before you use more: see docs/results.md, Cost).",
+        ),
+    ] = 1,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).",
+        ),
+    ] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
-    from umed.engine import default_workers
     from umed.errors import UmedError
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
 
     try:
-        cfg = load_protect_config(
-            config,
-            images=volumes,
-            masks=masks,
-            out=out,
-            protector=protector,
-            method=method,
-            seed=seed,
-            structure_labels=parse_labels(labels),
-            target_psnr=target_psnr,
-        )
+        given = {"images": volumes, "masks": masks, "out": out, "protector": protector, "method": method, "seed": seed}
+        cfg = load_protect_config(config, structure_labels=parse_labels(labels), target_psnr=target_psnr, **given)
         with progress_callback() as update:
-            summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers or default_workers(),
-                                      scheduler=scheduler)
+            summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers, scheduler=scheduler)
     except UmedError as error:
         fail(str(error))
         return

@@ -1,7 +1,8 @@
 """The settings umed ships: YAML files in this package, read with :mod:`importlib.resources`.
 
-``umed.yaml`` is the default of ``umed protect`` *and* the source of the code defaults (:class:`umed.settings.ProtectConfig`
-and :class:`umed.protectors.UMedProtector` read their numbers from it), so there is one set of numbers. Other files:
+``umed.yaml`` is the default of ``umed protect`` *and* the source of the code defaults (every default of
+:class:`umed.settings.ProtectConfig`, and :class:`umed.protectors.UMedProtector`'s settings, are read from it), so
+there is one set of numbers. Other files:
 ``brats_tumour_core`` (the default plus ``structure_labels: [1, 3, 4]``), ``isbi_membranes``, ``fast`` (a tiny
 protector for examples and smoke tests) and one file per baseline under ``methods/`` (``methods/em``, ...),
 whose ``method_settings`` are that baseline's code defaults (:func:`umed.protectors.settings.shipped_defaults`).
@@ -66,7 +67,7 @@ def text(name: str) -> str:
     return found[key].read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_cached(name: str) -> dict[str, Any]:
     loaded = yaml.safe_load(text(name)) or {}
     if not isinstance(loaded, dict):

@@ -1,19 +1,12 @@
 """Reading, writing and pairing cases: NIfTI, DICOM series, PNG/TIFF; dataset layouts; validation; atomic writes."""
 
 from umed.io.atomic import atomic_dir, atomic_file
-from umed.io.dataset import (
-    case_name,
-    check_output_location,
-    discover_cases,
-    load_case,
-    load_mask,
-    output_path_for,
-    quantize,
-    save_case,
-)
-from umed.io.dicom import load_dicom_series, make_dicom_series, save_dicom_series
+from umed.io.dataset import load_case, load_mask, quantize, save_case
+from umed.io.dicom import load_dicom_series, save_dicom_series
+from umed.io.discover import case_name, check_output_location, discover_cases, output_path_for
 from umed.io.natural import load_natural, save_natural
 from umed.io.nifti import load_nifti, save_nifti
+from umed.io.synthetic_dicom import make_dicom_series
 from umed.io.validate import check_finite, mask_is_empty, validate_case
 
 __all__ = [

@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 
 from umed.case import CaseMeta
-from umed.errors import ConfigError, GeometryError, InputError
+from umed.errors import InputError
 from umed.io.atomic import atomic_dir
 from umed.io.nifti import from_stored, to_stored
+from umed.io.shape import case_array
 
-__all__ = ["load_dicom_series", "save_dicom_series", "make_dicom_series", "is_dicom_dir", "dicom_slice_scaling"]
+__all__ = ["load_dicom_series", "save_dicom_series", "is_dicom_dir", "dicom_slice_scaling"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _DICOM_SUFFIXES = {"", ".dcm", ".dicom", ".ima"}
 _SKIPPED_NAMES = {"dicomdir"}
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and explicit VR little endian
-_SOP_CLASSES = {"MR": "1.2.840.10008.5.1.4.1.1.4", "CT": "1.2.840.10008.5.1.4.1.1.2"}
 _POSITION_TOLERANCE_MM = 0.01
 DERIVATION_DESCRIPTION = "umed: protective perturbation (unlearnable example) added to the pixel data"
 
@@ -116,50 +116,10 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
         InputError: unreadable or truncated file, no DICOM file, several series, multi-frame or colour images,
             missing geometry tags, slices of different size or orientation, irregular slice spacing.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder (expected a folder holding one DICOM series)")
-    slices: list[tuple[Any, np.ndarray, Path]] = []
-    for file in _candidate_files(folder):
-        try:
-            ds = pydicom.dcmread(file)
-        except InvalidDicomError as error:
-            if file.suffix.lower() in _DICOM_SUFFIXES:
-                raise InputError(f"{file}: not a readable DICOM file ({error})") from error
-            continue  # a note or a JSON file beside the series
-        except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise InputError(f"{file}: unreadable DICOM file ({type(error).__name__}: {error})") from error
-        if "PixelData" not in ds:
-            if file.suffix.lower() in (".dcm", ".dicom", ".ima"):
-                raise InputError(f"{file}: DICOM file without pixel data (expected an image slice, got no PixelData)")
-            continue
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        if frames != 1:
-            raise InputError(f"{file}: multi-frame DICOM is not supported (expected 1 frame per file, got {frames})")
-        samples = int(ds.get("SamplesPerPixel", 1))
-        if samples != 1:
-            raise InputError(f"{file}: umed reads grey images (expected SamplesPerPixel 1, got {samples})")
-        try:
-            pixels = ds.pixel_array
-        except (
-            OSError,
-            EOFError,
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            NotImplementedError,
-            RuntimeError,
-        ) as error:
-            raise InputError(f"{file}: unreadable or truncated pixel data ({type(error).__name__}: {error})") from error
-        expected = _pixel_dtype(ds, file)
-        if pixels.ndim != 2:
-            raise InputError(f"{file}: expected one 2D slice (expected 2 dimensions, got shape {pixels.shape})")
-        del ds.PixelData
-        slices.append((ds, pixels.astype(expected, copy=False), file))
+    slices = [read for file in _candidate_files(folder) if (read := _read_slice(file)) is not None]
     if not slices:
         raise InputError(f"{folder}: no DICOM image file (expected a folder holding one DICOM series, got none)")
     series = {str(ds.get("SeriesInstanceUID", "")) for ds, _, _ in slices}
@@ -168,54 +128,16 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
             f"{folder}: several DICOM series in one folder (expected 1 series, got {len(series)}); "
             "put each series in its own folder"
         )
-    first_ds, first_pixels, first_file = slices[0]
+    first_ds, _, first_file = slices[0]
     orientation = _float_list(first_ds, "ImageOrientationPatient", 6, first_file)
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
     spacing_rc = _float_list(first_ds, "PixelSpacing", 2, first_file)
-    positions = []
-    for ds, pixels, file in slices:
-        if pixels.shape != first_pixels.shape:
-            raise InputError(
-                f"{file}: slice size differs within the series (expected {first_pixels.shape}, got {pixels.shape})"
-            )
-        if not np.allclose(_float_list(ds, "ImageOrientationPatient", 6, file), orientation, atol=1e-4):
-            raise InputError(
-                f"{file}: slice orientation differs within the series (expected {orientation.tolist()}, got "
-                f"{_float_list(ds, 'ImageOrientationPatient', 6, file).tolist()})"
-            )
-        if not np.allclose(_float_list(ds, "PixelSpacing", 2, file), spacing_rc, atol=1e-4):
-            raise InputError(
-                f"{file}: pixel spacing differs within the series (expected {spacing_rc.tolist()}, got "
-                f"{_float_list(ds, 'PixelSpacing', 2, file).tolist()})"
-            )
-        if pixels.dtype != first_pixels.dtype:
-            raise InputError(
-                f"{file}: pixel dtype differs within the series (expected {first_pixels.dtype}, got {pixels.dtype})"
-            )
-        positions.append(_float_list(ds, "ImagePositionPatient", 3, file))
+    positions = _check_slices(slices, orientation, spacing_rc)
     order = np.argsort([float(np.dot(p, normal)) for p in positions], kind="stable")
     slices = [slices[i] for i in order]
     positions_arr = np.asarray([positions[i] for i in order])
-    n = len(slices)
-    if n > 1:
-        step = (positions_arr[-1] - positions_arr[0]) / (n - 1)
-        if np.linalg.norm(step) < 1e-6:
-            raise InputError(
-                f"{folder}: slices share one position (expected distinct ImagePositionPatient, got {n} "
-                "slices at the same place)"
-            )
-        predicted = positions_arr[0] + np.arange(n)[:, None] * step
-        deviation = float(np.abs(positions_arr - predicted).max())
-        if deviation > _POSITION_TOLERANCE_MM:
-            gaps = np.linalg.norm(np.diff(positions_arr, axis=0), axis=1)
-            raise InputError(
-                f"{folder}: irregular slice spacing or missing slices (expected evenly spaced slices, got "
-                f"gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)"
-            )
-    else:
-        thickness = float(first_ds.get("SpacingBetweenSlices", 0) or first_ds.get("SliceThickness", 0) or 1.0)
-        step = normal * thickness
+    step = _slice_step(folder, positions_arr, first_ds, normal)
     lps = np.eye(4)
     lps[:3, 0] = row_dir * spacing_rc[1]
     lps[:3, 1] = col_dir * spacing_rc[0]
@@ -239,6 +161,109 @@ def load_dicom_series(folder: Path) -> tuple[np.ndarray, CaseMeta]:
     )
     slope, intercept = _scaling_for(meta)
     return from_stored(stored, disk_dtype, slope, intercept), meta
+
+
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def _read_slice(file: Path) -> tuple[Any, np.ndarray, Path] | None:
+    """``(dataset without pixel data, (rows, columns) pixels in the stored dtype, file)`` of one slice file, or
+    ``None`` for a file beside the series that is not a DICOM image (a note, a JSON file).
+
+    Raises:
+        InputError: an unreadable DICOM file, no pixel data in a ``.dcm`` file, multi-frame or colour images.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(file)
+    except InvalidDicomError as error:
+        if file.suffix.lower() in _DICOM_SUFFIXES:
+            raise InputError(f"{file}: not a readable DICOM file ({error})") from error
+        return None
+    except _READ_ERRORS as error:
+        raise InputError(f"{file}: unreadable DICOM file ({type(error).__name__}: {error})") from error
+    if "PixelData" not in ds:
+        if file.suffix.lower() in (".dcm", ".dicom", ".ima"):
+            raise InputError(f"{file}: DICOM file without pixel data (expected an image slice, got no PixelData)")
+        return None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise InputError(f"{file}: multi-frame DICOM is not supported (expected 1 frame per file, got {frames})")
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples != 1:
+        raise InputError(f"{file}: umed reads grey images (expected SamplesPerPixel 1, got {samples})")
+    try:
+        pixels = ds.pixel_array
+    except (*_READ_ERRORS, NotImplementedError, RuntimeError) as error:
+        raise InputError(f"{file}: unreadable or truncated pixel data ({type(error).__name__}: {error})") from error
+    expected = _pixel_dtype(ds, file)
+    if pixels.ndim != 2:
+        raise InputError(f"{file}: expected one 2D slice (expected 2 dimensions, got shape {pixels.shape})")
+    del ds.PixelData
+    return ds, pixels.astype(expected, copy=False), file
+
+
+def _check_slices(
+    slices: Sequence[tuple[Any, np.ndarray, Path]], orientation: np.ndarray, spacing_rc: np.ndarray
+) -> list[np.ndarray]:
+    """Every slice's ``ImagePositionPatient`` (mm), after checking that size, orientation, pixel spacing and dtype
+    are the first slice's.
+
+    Raises:
+        InputError: a slice that differs (the message names its file).
+    """
+    first_pixels = slices[0][1]
+    positions = []
+    for ds, pixels, file in slices:
+        if pixels.shape != first_pixels.shape:
+            raise InputError(
+                f"{file}: slice size differs within the series (expected {first_pixels.shape}, got {pixels.shape})"
+            )
+        for keyword, count, expected, what in (
+            ("ImageOrientationPatient", 6, orientation, "slice orientation"),
+            ("PixelSpacing", 2, spacing_rc, "pixel spacing"),
+        ):
+            value = _float_list(ds, keyword, count, file)
+            if not np.allclose(value, expected, atol=1e-4):
+                raise InputError(
+                    f"{file}: {what} differs within the series (expected {expected.tolist()}, got {value.tolist()})"
+                )
+        if pixels.dtype != first_pixels.dtype:
+            raise InputError(
+                f"{file}: pixel dtype differs within the series (expected {first_pixels.dtype}, got {pixels.dtype})"
+            )
+        positions.append(_float_list(ds, "ImagePositionPatient", 3, file))
+    return positions
+
+
+def _slice_step(folder: Path, positions: np.ndarray, first_ds: Any, normal: np.ndarray) -> np.ndarray:
+    """The step (mm, patient LPS) from one slice to the next: the mean of the sorted ``positions`` ``(N, 3)``, or
+    for one slice its normal times the slice spacing (``SpacingBetweenSlices``, ``SliceThickness``, else 1 mm).
+
+    Raises:
+        InputError: slices at one position, or irregular spacing (missing slices).
+    """
+    n = len(positions)
+    if n == 1:
+        thickness = float(first_ds.get("SpacingBetweenSlices", 0) or first_ds.get("SliceThickness", 0) or 1.0)
+        return normal * thickness
+    step = (positions[-1] - positions[0]) / (n - 1)
+    if np.linalg.norm(step) < 1e-6:
+        raise InputError(
+            f"{folder}: slices share one position (expected distinct ImagePositionPatient, got {n} "
+            "slices at the same place)"
+        )
+    predicted = positions[0] + np.arange(n)[:, None] * step
+    deviation = float(np.abs(positions - predicted).max())
+    if deviation > _POSITION_TOLERANCE_MM:
+        gaps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+        raise InputError(
+            f"{folder}: irregular slice spacing or missing slices (expected evenly spaced slices, got "
+            f"gaps from {gaps.min():.4g} to {gaps.max():.4g} mm)"
+        )
+    return step
 
 
 def dicom_to_stored(array: np.ndarray, meta: CaseMeta, *, source: Path | str | None = None) -> np.ndarray:
@@ -292,16 +317,10 @@ def save_dicom_series(array: np.ndarray, meta: CaseMeta, folder: Path, *, derive
         InputError: ``meta`` holds no DICOM datasets, or NaN/Inf values.
         OutputError: the folder cannot be written.
     """
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
     from pydicom.uid import ExplicitVRLittleEndian
 
     folder = Path(folder)
-    array = np.asarray(array)
-    if tuple(array.shape) != tuple(meta.shape):
-        raise GeometryError(
-            f"{folder}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})"
-        )
+    array = case_array(array, meta, folder)
     datasets = meta.header
     if not isinstance(datasets, (list, tuple)) or len(datasets) != array.shape[-1]:
         raise InputError(
@@ -337,18 +356,7 @@ def save_dicom_series(array: np.ndarray, meta: CaseMeta, folder: Path, *, derive
             if syntax not in _UNCOMPRESSED:
                 ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             if derived:
-                old_sop = str(ds.get("SOPInstanceUID", f"{ds_source.get('SeriesInstanceUID', '')}.{z}"))
-                ds.SOPInstanceUID = _derived_uid(old_sop)
-                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-                ds.SeriesInstanceUID = series_uid
-                image_type = list(ds.get("ImageType", []) or [])
-                ds.ImageType = ["DERIVED"] + image_type[1:] if image_type else ["DERIVED", "SECONDARY"]
-                ds.DerivationDescription = DERIVATION_DESCRIPTION
-                if "SOPClassUID" in ds_source and "SOPInstanceUID" in ds_source:
-                    source_item = Dataset()
-                    source_item.ReferencedSOPClassUID = ds_source.SOPClassUID
-                    source_item.ReferencedSOPInstanceUID = ds_source.SOPInstanceUID
-                    ds.SourceImageSequence = DicomSequence([source_item])
+                _mark_derived(ds, ds_source, z, series_uid)
             if "SOPClassUID" in ds:
                 ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
             if "SOPInstanceUID" in ds:
@@ -357,153 +365,21 @@ def save_dicom_series(array: np.ndarray, meta: CaseMeta, folder: Path, *, derive
     return folder
 
 
-def _ds(value: float) -> Any:
-    from pydicom.valuerep import DSfloat
+def _mark_derived(ds: Any, ds_source: Any, z: int, series_uid: str | None) -> None:
+    """In place: give slice ``z``'s copy ``ds`` of ``ds_source`` derived UIDs (series and SOP instance),
+    ``ImageType[0] = "DERIVED"``, the ``DerivationDescription`` and a ``SourceImageSequence`` to the source slice."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
 
-    return DSfloat(float(value), auto_format=True)
-
-
-def make_dicom_series(
-    array: np.ndarray,
-    affine: np.ndarray,
-    out_dir: Path,
-    *,
-    patient_id: str = "UMED-SYNTHETIC",
-    dtype: np.dtype | type = np.int16,
-    slope: float = 1.0,
-    intercept: float = 0.0,
-    modality: str = "MR",
-    series_description: str = "umed synthetic series",
-) -> Path:
-    """Write a synthetic but valid DICOM series (MR or CT Image Storage) from a volume and its affine.
-
-    All type 1 and type 2 attributes of the Patient, Study, Series, Frame of Reference, Equipment, Image Plane,
-    Image Pixel and MR/CT Image modules are set; UIDs are derived deterministically from ``patient_id`` so the same
-    call writes the same bytes. Oblique orientations and anisotropic spacing are supported (the affine's first
-    two columns must be orthogonal; the third may be tilted).
-
-    Args:
-        array: ``(X, Y, Z)`` volume in file units (nibabel order; axial slices along the last axis).
-        affine: 4x4 voxel-to-RAS+ (mm) matrix, as nibabel gives it.
-        out_dir: folder to create (replaced if it exists); one file ``IM00001.dcm``... per slice.
-        patient_id: PatientID (also seeds the UIDs).
-        dtype: stored integer dtype (``int16``, ``uint16``, ``uint8``, ``int8``, ``int32``, ``uint32``).
-        slope: RescaleSlope: file units = stored * slope + intercept.
-        intercept: RescaleIntercept.
-        modality: ``"MR"`` or ``"CT"``.
-        series_description: SeriesDescription.
-
-    Returns:
-        ``out_dir``.
-
-    Raises:
-        ConfigError: not a 3D array, a non-integer dtype, an unknown modality, a singular affine or non-orthogonal
-            in-plane axes.
-        OutputError: the folder cannot be written.
-
-    Example:
-        >>> import tempfile
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> volume = np.arange(60).reshape(4, 5, 3) * 10.0  # (X, Y, Z): three axial slices
-        >>> folder = make_dicom_series(volume, np.diag([0.5, 0.5, 2.0, 1.0]), Path(tmp.name) / "series")
-        >>> sorted(path.name for path in folder.iterdir())
-        ['IM00001.dcm', 'IM00002.dcm', 'IM00003.dcm']
-        >>> image, meta = load_dicom_series(folder)
-        >>> bool((image == volume).all()), meta.spacing, meta.disk_dtype
-        (True, (0.5, 0.5, 2.0), dtype('int16'))
-        >>> tmp.cleanup()
-    """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
-
-    array = np.asarray(array)
-    if array.ndim != 3:
-        raise ConfigError(
-            f"{out_dir}: make_dicom_series needs a volume (expected 3 dimensions, got shape {array.shape})"
-        )
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "iu" or dtype.itemsize not in (1, 2, 4):
-        raise ConfigError(f"{out_dir}: DICOM pixel dtype must be an 8, 16 or 32-bit integer (got {dtype})")
-    modality = modality.upper()
-    if modality not in _SOP_CLASSES:
-        raise ConfigError(f"{out_dir}: unsupported modality (expected MR or CT, got {modality})")
-    affine = np.asarray(affine, dtype=np.float64)
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
-    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
-    if affine.shape != (4, 4) or np.any(spacing < 1e-9) or abs(np.linalg.det(lps[:3, :3])) < 1e-12:
-        raise ConfigError(
-            f"{out_dir}: singular or malformed affine (expected a 4x4 invertible matrix, got {affine.shape})"
-        )
-    row_dir, col_dir = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
-    if abs(float(np.dot(row_dir, col_dir))) > 1e-6:
-        raise ConfigError(
-            f"{out_dir}: in-plane axes are not orthogonal (expected a dot product of 0, got "
-            f"{float(np.dot(row_dir, col_dir)):.3g})"
-        )
-    normal = np.cross(row_dir, col_dir)
-    stored = to_stored(array, dtype, slope, intercept, source=out_dir)
-    study_uid = generate_uid(entropy_srcs=[patient_id, "study"])
-    series_uid = generate_uid(entropy_srcs=[patient_id, "series", series_description])
-    frame_uid = generate_uid(entropy_srcs=[patient_id, "frame"])
-    slice_gap = float(abs(np.dot(lps[:3, 2], normal)))
-    bits = dtype.itemsize * 8
-    with atomic_dir(Path(out_dir)) as temp:
-        for z in range(array.shape[2]):
-            sop_uid = generate_uid(entropy_srcs=[patient_id, "instance", series_description, str(z)])
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = UID(_SOP_CLASSES[modality])
-            meta.MediaStorageSOPInstanceUID = sop_uid
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            ds = Dataset()
-            ds.file_meta = meta
-            ds.SpecificCharacterSet = "ISO_IR 100"
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-            ds.SOPClassUID = _SOP_CLASSES[modality]
-            ds.SOPInstanceUID = sop_uid
-            ds.StudyDate, ds.SeriesDate, ds.ContentDate = "20000101", "20000101", "20000101"
-            ds.StudyTime, ds.SeriesTime, ds.ContentTime = "120000", "120000", "120000"
-            ds.AccessionNumber = ""
-            ds.Modality = modality
-            ds.Manufacturer = "umed (synthetic)"
-            ds.ReferringPhysicianName = ""
-            ds.StudyDescription = "umed synthetic study"
-            ds.SeriesDescription = series_description
-            ds.PatientName = f"Synthetic^{patient_id}"
-            ds.PatientID = patient_id
-            ds.PatientBirthDate = ""
-            ds.PatientSex = "O"
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = series_uid
-            ds.StudyID = "1"
-            ds.SeriesNumber = 1
-            ds.InstanceNumber = z + 1
-            ds.FrameOfReferenceUID = frame_uid
-            ds.PositionReferenceIndicator = ""
-            position = lps[:3, 3] + z * lps[:3, 2]
-            ds.ImagePositionPatient = [_ds(v) for v in position]
-            ds.ImageOrientationPatient = [_ds(v) for v in np.concatenate([row_dir, col_dir])]
-            ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]  # row spacing (between rows), column spacing
-            ds.SliceThickness = _ds(slice_gap)
-            ds.SpacingBetweenSlices = _ds(slice_gap)
-            ds.SliceLocation = _ds(float(np.dot(position, normal)))
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = int(array.shape[1]), int(array.shape[0])
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-            ds.PixelRepresentation = 1 if dtype.kind == "i" else 0
-            ds.RescaleIntercept = _ds(intercept)
-            ds.RescaleSlope = _ds(slope)
-            ds.RescaleType = "HU" if modality == "CT" else "US"
-            if modality == "MR":
-                ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "SE", "NONE", ""
-                ds.MRAcquisitionType = "2D"
-                ds.EchoTime, ds.RepetitionTime, ds.EchoTrainLength = _ds(10.0), _ds(500.0), 1
-                ds.MagneticFieldStrength = _ds(3.0)
-            else:
-                ds.KVP, ds.AcquisitionNumber = _ds(120.0), 1
-            plane = np.ascontiguousarray(stored[:, :, z].T)
-            ds.PixelData = plane.astype(plane.dtype.newbyteorder("<"), copy=False).tobytes()
-            ds["PixelData"].VR = "OW" if bits > 8 else "OB"
-            ds.save_as(temp / f"IM{z + 1:05d}.dcm", enforce_file_format=True)
-    return Path(out_dir)
+    old_sop = str(ds.get("SOPInstanceUID", f"{ds_source.get('SeriesInstanceUID', '')}.{z}"))
+    ds.SOPInstanceUID = _derived_uid(old_sop)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = series_uid
+    image_type = list(ds.get("ImageType", []) or [])
+    ds.ImageType = ["DERIVED"] + image_type[1:] if image_type else ["DERIVED", "SECONDARY"]
+    ds.DerivationDescription = DERIVATION_DESCRIPTION
+    if "SOPClassUID" in ds_source and "SOPInstanceUID" in ds_source:
+        source_item = Dataset()
+        source_item.ReferencedSOPClassUID = ds_source.SOPClassUID
+        source_item.ReferencedSOPInstanceUID = ds_source.SOPInstanceUID
+        ds.SourceImageSequence = DicomSequence([source_item])

@@ -15,9 +15,10 @@ from typing import Any, cast
 import numpy as np
 
 from umed.case import CaseMeta, ImageFormat
-from umed.errors import GeometryError, InputError
+from umed.errors import InputError
 from umed.io.atomic import atomic_file
 from umed.io.nifti import to_stored
+from umed.io.shape import case_array
 
 __all__ = [
     "load_natural",
@@ -169,11 +170,7 @@ def save_natural(array: np.ndarray, meta: CaseMeta, path: Path) -> Path:
         OutputError: the file cannot be written.
     """
     path = Path(path)
-    array = np.asarray(array)
-    if tuple(array.shape) != tuple(meta.shape):
-        raise GeometryError(
-            f"{path}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})"
-        )
+    array = case_array(array, meta, path)
     suffix = path.suffix.lower()
     wanted = (".png",) if meta.format == "png" else (".tif", ".tiff")
     if suffix not in wanted:

@@ -16,13 +16,14 @@ import gzip
 import io
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from umed.case import CaseMeta
-from umed.errors import GeometryError, InputError
+from umed.errors import InputError
 from umed.io.atomic import atomic_file
+from umed.io.shape import case_array
 
 if TYPE_CHECKING:
     from nibabel.nifti1 import Nifti1Header  # Nifti2Header is a subclass
@@ -224,6 +225,44 @@ def _best_affine(header) -> np.ndarray:
         return fixed.get_best_affine()
 
 
+def _read_header(handle: BinaryIO, path: Path) -> tuple[Any, int]:
+    """``(header with its extensions, bytes read)`` from the start of an open single-file NIfTI.
+
+    Raises:
+        InputError: a truncated header, a header/image pair, extensions without room for them.
+    """
+    import nibabel as nib
+
+    first = handle.read(4)
+    klass = _header_class(first, path)
+    raw = first + handle.read(klass.template_dtype.itemsize - 4)
+    if len(raw) < klass.template_dtype.itemsize:
+        raise InputError(
+            f"{path}: truncated NIfTI header (expected {klass.template_dtype.itemsize} bytes, got {len(raw)})"
+        )
+    header = klass(raw, check=False)
+    magic = bytes(header["magic"]).rstrip(b"\x00")[:3]
+    if magic not in (b"n+1", b"n+2"):
+        raise InputError(
+            f"{path}: not a single-file NIfTI (expected magic n+1 or n+2, got {magic!r}); "
+            "convert .hdr/.img pairs to .nii.gz"
+        )
+    flag = handle.read(4)
+    consumed = len(raw) + len(flag)
+    if len(flag) == 4 and flag[0:1] != b"\x00":
+        size = int(header["vox_offset"]) - consumed
+        if size <= 0:
+            raise InputError(
+                f"{path}: NIfTI extensions but no room for them (expected vox_offset > {consumed}, "
+                f"got {int(header['vox_offset'])})"
+            )
+        byteswap = header.endianness != nib.volumeutils.native_code
+        extensions = klass.exts_klass.from_fileobj(handle, size, byteswap)
+        consumed += extensions.get_sizeondisk()
+        header = klass(raw, check=False, extensions=extensions)
+    return header, consumed
+
+
 def load_nifti(path: Path) -> tuple[np.ndarray, CaseMeta]:
     """Read a single-file NIfTI image in file units.
 
@@ -246,33 +285,7 @@ def load_nifti(path: Path) -> tuple[np.ndarray, CaseMeta]:
     case_id = nifti_case_id(path)
     try:
         with _open_read(path) as handle:
-            first = handle.read(4)
-            klass = _header_class(first, path)
-            raw = first + handle.read(klass.template_dtype.itemsize - 4)
-            if len(raw) < klass.template_dtype.itemsize:
-                raise InputError(
-                    f"{path}: truncated NIfTI header (expected {klass.template_dtype.itemsize} bytes, got {len(raw)})"
-                )
-            header = klass(raw, check=False)
-            magic = bytes(header["magic"]).rstrip(b"\x00")[:3]
-            if magic not in (b"n+1", b"n+2"):
-                raise InputError(
-                    f"{path}: not a single-file NIfTI (expected magic n+1 or n+2, got {magic!r}); "
-                    "convert .hdr/.img pairs to .nii.gz"
-                )
-            flag = handle.read(4)
-            consumed = len(raw) + len(flag)
-            if len(flag) == 4 and flag[0:1] != b"\x00":
-                size = int(header["vox_offset"]) - consumed
-                if size <= 0:
-                    raise InputError(
-                        f"{path}: NIfTI extensions but no room for them (expected vox_offset > {consumed}, "
-                        f"got {int(header['vox_offset'])})"
-                    )
-                byteswap = header.endianness != nib.volumeutils.native_code
-                extensions = klass.exts_klass.from_fileobj(handle, size, byteswap)
-                consumed += extensions.get_sizeondisk()
-                header = klass(raw, check=False, extensions=extensions)
+            header, consumed = _read_header(handle, path)
             offset = _data_offset(header)
             if offset > consumed:
                 handle.read(offset - consumed)
@@ -297,19 +310,8 @@ def load_nifti(path: Path) -> tuple[np.ndarray, CaseMeta]:
     array = from_stored(stored, disk_dtype, slope, intercept)
     affine = np.asarray(affine, dtype=np.float64)
     spacing = tuple(float(v) for v in np.sqrt((affine[:3, : len(spatial)] ** 2).sum(axis=0)))
-    meta = CaseMeta(
-        case_id=case_id,
-        source=path,
-        format="nifti",
-        shape=tuple(spatial),
-        affine=affine,
-        spacing=spacing,
-        disk_dtype=disk_dtype,
-        slope=slope,
-        intercept=intercept,
-        header=header,
-    )
-    return array, meta
+    source, shape = path, tuple(spatial)  # every CaseMeta field by its name, in the dataclass's order
+    return array, CaseMeta(case_id, source, "nifti", shape, affine, spacing, disk_dtype, slope, intercept, header)
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -338,11 +340,7 @@ def save_nifti(array: np.ndarray, meta: CaseMeta, path: Path) -> Path:
     import nibabel as nib
 
     path = Path(path)
-    array = np.asarray(array)
-    if tuple(array.shape) != tuple(meta.shape):
-        raise GeometryError(
-            f"{path}: array shape differs from the case's (expected {tuple(meta.shape)}, got {array.shape})"
-        )
+    array = case_array(array, meta, path)
     header = meta.header
     if not isinstance(header, (nib.Nifti1Header, nib.Nifti2Header)):
         raise InputError(
