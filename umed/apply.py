@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from umed.case import CaseMeta
+from umed.errors import ProtectorError
 from umed.metrics import bounding_box
 from umed.protectors.base import Budget, Protector, SliceBatch
 
@@ -283,7 +284,13 @@ def _perturb_slices(
             keys=[f"{case_id}/{z}" for z in chunk],
             eps_scale=np.full(len(chunk), scale, dtype=np.float32),
         )
-        deltas.append(np.clip(protector.perturb(batch).astype(np.float32), -eps, eps))
+        delta = protector.perturb(batch).astype(np.float32)
+        if not np.isfinite(delta).all():  # np.clip keeps NaN: a diverged fit must never be written as "protected"
+            raise ProtectorError(
+                f"{case_id}: the {protector.name} protector produced non-finite changes on slices {chunk[0]}-{chunk[-1]} "
+                "(expected finite values; the fit has probably diverged: refit with other settings)"
+            )
+        deltas.append(np.clip(delta, -eps, eps))
     return deltas
 
 

@@ -6,7 +6,7 @@ found: ``"{path}: {problem} (expected {x}, got {y})"``. Messages never contain v
 
 from __future__ import annotations
 
-__all__ = ["UmedError", "InputError", "GeometryError", "ConfigError", "OutputError"]
+__all__ = ["UmedError", "InputError", "GeometryError", "ConfigError", "OutputError", "ProtectorError"]
 
 
 class UmedError(Exception):
@@ -27,3 +27,7 @@ class ConfigError(UmedError, ValueError):
 
 class OutputError(UmedError, OSError):
     """An output cannot be written (folder inside an input folder, permission, disk)."""
+
+
+class ProtectorError(UmedError, RuntimeError):
+    """A protector produced an unusable perturbation (NaN or Inf, e.g. from a fit that diverged): nothing is written."""
