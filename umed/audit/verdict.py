@@ -1,5 +1,6 @@
 """The audit's verdicts in plain words: the victim trained on protected data against the threshold floor under every
-selection rule of :mod:`umed.selection`, and, for the ``mix`` defense, against a victim trained on the clean half alone.
+selection rule of :mod:`umed.audit.selection`, and, for the ``mix`` defense, against a victim trained on the clean
+half alone.
 
 Floor verdict (one victim, one defense; ``best`` is the oracle maximum, so it is never below the other rules):
 
@@ -18,14 +19,24 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from umed.selection import RULES
+from umed.audit.selection import RULES
 
 if TYPE_CHECKING:
-    from umed.victims import VictimRun
+    from umed.audit.records import VictimRun
 
 __all__ = [
-    "INCONCLUSIVE", "MIX_GAIN_LIMIT", "MIX_NOT_PROTECTED", "MIX_PROTECTED", "NOT_PROTECTED", "PARTLY_PROTECTED",
-    "PROTECTED", "SHORT", "floor_verdict", "mix_gains", "mix_verdict", "rules_at_or_above",
+    "INCONCLUSIVE",
+    "MIX_GAIN_LIMIT",
+    "MIX_NOT_PROTECTED",
+    "MIX_PROTECTED",
+    "NOT_PROTECTED",
+    "PARTLY_PROTECTED",
+    "PROTECTED",
+    "SHORT",
+    "floor_verdict",
+    "mix_gains",
+    "mix_verdict",
+    "rules_at_or_above",
 ]
 
 NOT_PROTECTED = "not protected beyond what a threshold finds"
