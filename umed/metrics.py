@@ -344,7 +344,7 @@ def hd95_per_image(
     )
     out = np.full(n, np.nan)
     axes = tuple(range(1, pred.ndim))
-    has_t, has_p = target.any(axis=axes), pred.any(axis=axes)
+    has_t, has_p = np.asarray(target.any(axis=axes)), np.asarray(pred.any(axis=axes))
     for i in range(n):
         if has_t[i] and not has_p[i]:
             out[i] = float(np.sqrt(np.sum((np.asarray(spatial) * sp[i]) ** 2)))

@@ -21,6 +21,7 @@ import numpy as np
 from umed.audit.config import AuditConfig
 from umed.audit.records import VictimRun
 from umed.audit.samples import VictimData
+from umed.errors import ConfigError
 from umed.io.atomic import atomic_file
 
 __all__ = ["CleanCache"]
@@ -31,11 +32,13 @@ class CleanCache:
     victim settings. Keyed by a SHA-256 of the arrays (hashed once) and the settings."""
 
     def __init__(self, cfg: AuditConfig, data: dict[str, VictimData], umed_version: str | None) -> None:
-        self.cfg, self.umed_version = cfg, umed_version
+        if cfg.clean_cache is None:
+            raise ConfigError("clean_cache: no folder given (expected a folder for the clean runs)")
+        self.cfg, self.folder, self.umed_version = cfg, cfg.clean_cache, umed_version
         self.digests = {
             key: _arrays_digest(
                 [vd.clean, vd.labels, vd.groups, vd.test_x, vd.test_y, vd.test_spacing]
-                + ([vd.val_clean, vd.val_y] if vd.val_clean is not None else [])
+                + ([vd.val_clean, vd.val_y] if vd.val_clean is not None and vd.val_y is not None else [])
             )
             for key, vd in data.items()
         }
@@ -57,10 +60,10 @@ class CleanCache:
         return _clean_run_key(self.digests["3d" if victim == "unet3d" else "2d"], settings)
 
     def load(self, victim: str, defense: str) -> VictimRun | None:
-        return _cached_clean_run(self.cfg.clean_cache, self._key(victim, defense))
+        return _cached_clean_run(self.folder, self._key(victim, defense))
 
     def store(self, victim: str, defense: str, run: VictimRun) -> None:
-        _store_clean_run(self.cfg.clean_cache, self._key(victim, defense), run)
+        _store_clean_run(self.folder, self._key(victim, defense), run)
 
 
 def _arrays_digest(arrays: Sequence[np.ndarray]) -> str:

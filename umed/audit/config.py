@@ -152,7 +152,7 @@ class AuditConfig:
         object.__setattr__(self, "defenses", tuple(d.strip().lower() for d in _as_tuple(self.defenses) or ()))
         object.__setattr__(self, "test_cases", _as_tuple(self.test_cases))
         if self.structure_labels is not None:
-            object.__setattr__(self, "structure_labels", tuple(int(v) for v in _as_tuple(self.structure_labels)))
+            object.__setattr__(self, "structure_labels", tuple(int(v) for v in _as_tuple(self.structure_labels) or ()))
         if not self.victims:
             raise ConfigError("victims: at least one victim is needed (expected e.g. unet)")
         if not self.defenses:

@@ -41,7 +41,7 @@ class ThresholdFloor(NamedTuple):
 def _flat(arrays: np.ndarray | Sequence[np.ndarray], dtype: type) -> np.ndarray:
     if isinstance(arrays, np.ndarray):
         return arrays.ravel().astype(dtype, copy=False)
-    parts = [np.asarray(a).ravel().astype(dtype, copy=False) for a in arrays]
+    parts: list[np.ndarray] = [np.asarray(a).ravel().astype(dtype, copy=False) for a in arrays]
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
@@ -114,6 +114,7 @@ def threshold_floor(
         dice_below = np.where(below_all + n_fg > 0, 2 * below_fg / (below_all + n_fg), 1.0)
         dice_above = np.where(above_all + n_fg > 0, 2 * above_fg / (above_all + n_fg), 1.0)
     k_below, k_above = _plateau_middle(dice_below), _plateau_middle(dice_above)
+    polarity: Literal["above", "below"]
     if dice_above[k_above] >= dice_below[k_below]:
         threshold, polarity, train_dice = float(thresholds[k_above]), "above", float(dice_above[k_above])
     else:

@@ -231,7 +231,7 @@ class AuditRun:
         """Plain-language result (:mod:`umed.audit.verdict`): against the clean-half victim for ``mix``, else against
         the threshold floor under all three selection rules."""
         if self.clean_half is not None:
-            return mix_verdict(self.mix_gain)
+            return mix_verdict(mix_gains(self.protected, self.clean_half))
         return floor_verdict(self.clean, self.protected, self.floor)
 
     def to_dict(self) -> dict[str, Any]:

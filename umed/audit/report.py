@@ -276,7 +276,7 @@ def write_report(report: AuditReport, out_dir: Path) -> dict[str, Path]:
         if ok:
             paths[name] = figures_dir / f"{name}.png"
 
-    arrays: dict[str, np.ndarray] = {"test_labels": report.test_labels}
+    arrays: dict[str, Any] = {"test_labels": report.test_labels}  # Any: numpy types savez keywords as ArrayLike | bool
     if report.test_labels_3d is not None:
         arrays["test_labels_3d"] = report.test_labels_3d
     for run in report.runs:

@@ -109,7 +109,9 @@ def slice_indices(item: LoadedCase, cfg: AuditConfig) -> list[int]:
     structure = np.flatnonzero(has)
     candidates = np.flatnonzero(~has & varied)
     n_empty = min(len(candidates), int(round(cfg.empty_ratio * len(structure))))
-    empty = _case_rng(cfg.seed, item.case_id).choice(candidates, size=n_empty, replace=False) if n_empty else []
+    empty: Sequence[int] = (
+        _case_rng(cfg.seed, item.case_id).choice(candidates, size=n_empty, replace=False) if n_empty else []
+    )
     return sorted(int(z) for z in [*structure, *empty])
 
 
@@ -120,12 +122,12 @@ def resample(stack: np.ndarray, size: Sequence[int], *, labels: bool) -> np.ndar
 
     t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
     if tuple(t.shape[2:]) == tuple(size):
-        out = t
+        scaled = t
     elif labels:
-        out = F.interpolate(t, size=tuple(size), mode="nearest-exact")
+        scaled = F.interpolate(t, size=tuple(size), mode="nearest-exact")
     else:
-        out = F.interpolate(t, size=tuple(size), mode="area")
-    out = out[:, 0].numpy()
+        scaled = F.interpolate(t, size=tuple(size), mode="area")
+    out = scaled[:, 0].numpy()
     return np.rint(out).astype(np.int16) if labels else out.astype(np.float32)
 
 
@@ -166,7 +168,7 @@ def cut_slices(items: list[LoadedCase], cfg: AuditConfig) -> SliceSet:
         else:
             c, p, y = (np.moveaxis(a[..., index], -1, 0) for a in (item.clean, item.protected, item.labels))
         shape = c.shape[1:]
-        if cfg.native:
+        if cfg.size is None:  # native resolution
             clean.append(pad_to(c.astype(np.float32), 16))
             protected.append(pad_to(p.astype(np.float32), 16))
             labels.append(pad_to(y.astype(np.int16), 16))
@@ -253,9 +255,10 @@ def patch2d(cfg: AuditConfig, shape: Sequence[int]) -> tuple[int, int] | None:
 
 def patch3d(cfg: AuditConfig, shape: Sequence[int], side: int | None) -> tuple[int, int, int]:
     """Training patch of ``unet3d``: ``crop3d`` natively (within the volume), else ``(size/4)^3`` (at least 16)."""
-    if not cfg.native:
+    if side is not None:  # resampled volumes (``size`` set)
         return (max(side // 2, 16),) * 3
-    return tuple(max(16, min(cfg.crop3d, n - n % 8)) for n in shape)
+    x, y, z = (max(16, min(cfg.crop3d, n - n % 8)) for n in shape)
+    return (x, y, z)
 
 
 def join(a: SliceSet, b: SliceSet | None) -> SliceSet:
@@ -286,7 +289,7 @@ def victim_data_2d(cfg: AuditConfig, train: SliceSet, test: SliceSet, val: Slice
 def victim_data_3d(
     cfg: AuditConfig, fit: list[LoadedCase], test: list[LoadedCase], val: list[LoadedCase], side: int | None
 ) -> VictimData:
-    if cfg.native:
+    if side is None:  # native resolution
         (c_x, p_x, y, _), (t_x, _, t_y, t_sp) = volumes_native(fit, cfg.crop3d), volumes_native(test, cfg.crop3d)
         v = volumes_native(val, cfg.crop3d) if val else None
     else:

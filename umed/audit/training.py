@@ -119,15 +119,14 @@ def train_victim(
     progress: ProgressCallback | None = None,
     clean_train_x: np.ndarray | None = None,
     train_groups: np.ndarray | None = None,
-    test_spacing: Sequence[Sequence[float]] | None = None,
+    test_spacing: np.ndarray | Sequence[Sequence[float]] | None = None,
     val_x: np.ndarray | None = None,
     val_y: np.ndarray | None = None,
 ) -> VictimRun:
     """Train one victim (DiceCE loss, Adam, random flips) and score it on the clean test set after every epoch.
 
-    Everything random is drawn from ``numpy.random.default_rng(seed)`` and ``torch.Generator().manual_seed(seed)``;
-    the weights are initialised inside ``torch.random.fork_rng()`` seeded with ``seed``, so the global RNG is left as
-    it was and two calls with the same inputs and seed give the same run.
+    Everything random is drawn from ``numpy.random.default_rng(seed)`` and ``torch.Generator().manual_seed(seed)``
+    (the weights under ``torch.random.fork_rng()``): the global RNG is left as it was; same inputs, same run.
 
     Args:
         train_x: training images ``(N, H, W)`` (slice victims) or ``(N, X, Y, Z)`` (``unet3d``), float32, normalised.
@@ -257,7 +256,9 @@ def _defended(
         x_data, y_data = defense.prepare(train_x, arrays.train_y, clean_x=clean_train_x, groups=train_groups, rng=rng)
     y_data = (np.asarray(y_data) > 0).astype(np.float32)
     val_in = arrays.val_x
-    if val_in is not None:  # a data-level defense is applied to the whole dataset the user holds, validation included
+    if (
+        val_in is not None and arrays.val_y is not None
+    ):  # a data-level defense is applied to the whole dataset the user holds, validation included
         val_in = defense.prepare(val_in, arrays.val_y)[0]
     return x_data, y_data, val_in, details
 
@@ -317,7 +318,7 @@ def _score_epoch(
     val_in: np.ndarray | None,
     batch_size: int,
     window: tuple[int, ...] | None,
-    test_spacing: Sequence[Sequence[float]] | None,
+    test_spacing: np.ndarray | Sequence[Sequence[float]] | None,
     curves: _Curves,
 ) -> np.ndarray:
     """Score the model on the test (and validation) samples, append to ``curves``; the test predictions."""
@@ -344,7 +345,7 @@ def _victim_run(
 ) -> VictimRun:
     """The run's record from its per-epoch curves and last predictions."""
     dices, hd95s = curves.dices, curves.hd95s
-    best = select_epochs(dices)["best"] - 1
+    best = int(select_epochs(dices)["best"] or 1) - 1  # "best" is always an epoch
     return VictimRun(
         victim=name,
         defense=defense,
@@ -381,6 +382,10 @@ def _predict(model: nn.Module, x: np.ndarray, batch_size: int, window: tuple[int
             for i in range(len(x)):
                 xb = torch.from_numpy(x[i : i + 1])[:, None]
                 logits = sliding_window_inference(xb, window, sw_batch_size=4, predictor=model, overlap=0.25)
+                if not isinstance(logits, torch.Tensor):  # MONAI returns a tuple or dict only for such predictors
+                    raise TypeError(
+                        f"victim: expected one logits tensor from the network (got {type(logits).__name__})"
+                    )
                 out[i] = logits.argmax(dim=1)[0].numpy().astype(np.uint8)
         else:
             for start in range(0, len(x), batch_size):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +17,52 @@ from umed.cli._console import parse_labels, parse_names
 _D = shipped_defaults()  # the help shows the defaults AuditConfig reads from configs/audit.yaml
 
 
+# the options' types and help, kept out of the command's signature (help defaults read from configs/audit.yaml)
+_Split = Annotated[
+    float | None,
+    typer.Option(
+        "--split", help=f"Fraction of cases held out for testing, drawn with the seed (default {_D['default_split']})."
+    ),
+]
+_Victims = Annotated[
+    str | None,
+    typer.Option(
+        "--victims", help=f"Comma-separated, from: {', '.join(VICTIM_NAMES)} (default: {', '.join(_D['victims'])})."
+    ),
+]
+_Defenses = Annotated[
+    str | None,
+    typer.Option(
+        "--defenses", help=f"Comma-separated, from: {', '.join(DEFENSE_NAMES)} (default: {', '.join(_D['defenses'])})."
+    ),
+]
+_Labels = Annotated[
+    str | None, typer.Option("--labels", help="Labels forming the structure, e.g. 1,3,4 (default: every label > 0).")
+]
+_Epochs = Annotated[
+    int | None, typer.Option("--epochs", help=f"Training epochs per victim run (default {_D['epochs']}).")
+]
+_Size = Annotated[
+    int | None,
+    typer.Option(
+        "--size",
+        help="Resample slices to SIZE x SIZE (multiple of 16); default: native resolution, training on --crop patches.",
+    ),
+]
+_Crop = Annotated[
+    int | None, typer.Option("--crop", help=f"Training patch side at native resolution (pixels; default {_D['crop']}).")
+]
+_EmptyRatio = Annotated[
+    float | None,
+    typer.Option("--empty-ratio", help=f"Slices without structure per slice with it (default {_D['empty_ratio']:g})."),
+]
+_Quick = Annotated[bool | None, typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")]
+_Seed = Annotated[
+    int | None, typer.Option("--seed", help=f"Run seed (split, slices, every victim run; default {_D['seed']}).")
+]
+_Out = Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, figures).")]
+
+
 @app.command("audit")
 def audit(
     clean: Annotated[Path, typer.Option("--clean", help="Folder of the clean images.")],
@@ -27,60 +73,17 @@ def audit(
     test_cases: Annotated[
         str | None, typer.Option("--test-cases", help="Comma-separated case ids held out for testing.")
     ] = None,
-    split: Annotated[
-        float | None,
-        typer.Option(
-            "--split",
-            help=f"Fraction of cases held out for testing, drawn with the seed (default {_D['default_split']}).",
-        ),
-    ] = None,
-    victims: Annotated[
-        str | None,
-        typer.Option(
-            "--victims", help=f"Comma-separated, from: {', '.join(VICTIM_NAMES)} (default: {', '.join(_D['victims'])})."
-        ),
-    ] = None,
-    defenses: Annotated[
-        str | None,
-        typer.Option(
-            "--defenses",
-            help=f"Comma-separated, from: {', '.join(DEFENSE_NAMES)} (default: {', '.join(_D['defenses'])}).",
-        ),
-    ] = None,
-    labels: Annotated[
-        str | None,
-        typer.Option("--labels", help="Labels forming the structure, e.g. 1,3,4 (default: every label > 0)."),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", help=f"Training epochs per victim run (default {_D['epochs']}).")
-    ] = None,
-    size: Annotated[
-        int | None,
-        typer.Option(
-            "--size",
-            help="Resample slices to SIZE x SIZE (multiple of 16); default: native resolution, training on --crop "
-            "patches.",
-        ),
-    ] = None,
-    crop: Annotated[
-        int | None,
-        typer.Option("--crop", help=f"Training patch side at native resolution (pixels; default {_D['crop']})."),
-    ] = None,
-    empty_ratio: Annotated[
-        float | None,
-        typer.Option(
-            "--empty-ratio", help=f"Slices without structure per slice with it (default {_D['empty_ratio']:g})."
-        ),
-    ] = None,
-    quick: Annotated[
-        bool | None, typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help=f"Run seed (split, slices, every victim run; default {_D['seed']}).")
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, figures).")] = Path(
-        "umed-audit"
-    ),
+    split: _Split = None,
+    victims: _Victims = None,
+    defenses: _Defenses = None,
+    labels: _Labels = None,
+    epochs: _Epochs = None,
+    size: _Size = None,
+    crop: _Crop = None,
+    empty_ratio: _EmptyRatio = None,
+    quick: _Quick = None,
+    seed: _Seed = None,
+    out: _Out = Path("umed-audit"),
 ) -> None:
     """Train each victim on the protected and on the clean training cases, score both on clean test cases, and write
     a report with imperceptibility, the threshold floor, Dice/HD95 and learning curves."""
@@ -89,7 +92,7 @@ def audit(
     from umed.errors import UmedError
 
     try:
-        given = dict(
+        given: dict[str, Any] = dict(
             test_cases=parse_names(test_cases),
             split=split,
             structure_labels=parse_labels(labels),
