@@ -85,6 +85,22 @@ def psnr(reference: np.ndarray, test: np.ndarray, *, data_range: float, mask: np
     return float(10.0 * np.log10(data_range**2 / mse))
 
 
+def _ssim_inputs(reference: np.ndarray, test: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Both images as arrays of one shape and the checked ``data_range``."""
+    reference, test = np.asarray(reference), np.asarray(test)
+    if reference.shape != test.shape:
+        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
+    return reference, test, _check_range(data_range)
+
+
+def _ssim_window(sizes: list[int], shape: tuple[int, ...]) -> int:
+    """SSIM window side for the non-singleton axis ``sizes``: 7, or the largest odd size that fits (at least 3)."""
+    if len(sizes) < 2 or min(sizes) < 3:
+        raise GeometryError(f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {shape})")
+    smallest = min(sizes)
+    return min(7, smallest if smallest % 2 else smallest - 1)
+
+
 def ssim(reference: np.ndarray, test: np.ndarray, *, data_range: float) -> float:
     """Mean structural similarity (Wang et al. 2004) via ``skimage.metrics.structural_similarity``.
 
@@ -105,20 +121,12 @@ def ssim(reference: np.ndarray, test: np.ndarray, *, data_range: float) -> float
     """
     from skimage.metrics import structural_similarity
 
-    reference, test = np.asarray(reference), np.asarray(test)
-    if reference.shape != test.shape:
-        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
-    data_range = _check_range(data_range)
+    reference, test, data_range = _ssim_inputs(reference, test, data_range)
     # float32 inputs stay float32 (as skimage's own promotion does: 1.6x faster on a BraTS volume), others float64
     small = all(a.dtype in (np.float16, np.float32) for a in (reference, test))
     dtype = np.float32 if small else np.float64
     ref, tst = np.squeeze(reference.astype(dtype, copy=False)), np.squeeze(test.astype(dtype, copy=False))
-    smallest = min(ref.shape) if ref.ndim else 0
-    if ref.ndim < 2 or smallest < 3:
-        raise GeometryError(
-            f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {reference.shape})"
-        )
-    win_size = min(7, smallest if smallest % 2 else smallest - 1)
+    win_size = _ssim_window(list(ref.shape), reference.shape)
     return float(structural_similarity(ref, tst, data_range=data_range, win_size=win_size))
 
 
@@ -175,18 +183,10 @@ def ssim_changed(
     """
     from skimage.metrics import structural_similarity
 
-    reference, test = np.asarray(reference), np.asarray(test)
-    if reference.shape != test.shape:
-        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
-    data_range = _check_range(data_range)
+    reference, test, data_range = _ssim_inputs(reference, test, data_range)
     axes = [axis for axis, n in enumerate(reference.shape) if n > 1]  # ssim() squeezes singleton axes
     sizes = [reference.shape[axis] for axis in axes]
-    if len(axes) < 2 or min(sizes) < 3:
-        raise GeometryError(
-            f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {reference.shape})"
-        )
-    smallest = min(sizes)
-    win_size = min(7, smallest if smallest % 2 else smallest - 1)
+    win_size = _ssim_window(sizes, reference.shape)
     radius = (win_size - 1) // 2
     box = changed_box(reference, test) if box is None else box
     if box is None:
@@ -311,7 +311,7 @@ def _hd95_one(pred: np.ndarray, target: np.ndarray, spacing: np.ndarray) -> floa
 
 
 def hd95_per_image(
-    pred: np.ndarray, target: np.ndarray, *, spacing: Sequence[Sequence[float]] | None = None
+    pred: np.ndarray, target: np.ndarray, *, spacing: np.ndarray | Sequence[Sequence[float]] | None = None
 ) -> np.ndarray:
     """95th-percentile Hausdorff distance of every image, as ``monai.metrics.compute_hausdorff_distance``
     (``percentile=95``, Euclidean, symmetric) computes it, reimplemented on numpy/scipy because MONAI's per-call

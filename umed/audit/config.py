@@ -18,53 +18,69 @@ from typing import Any
 
 from umed.errors import ConfigError
 
-__all__ = ["DEFAULT_SPLIT", "AuditConfig", "shipped_defaults"]
+__all__ = ["DEFAULT_SPLIT", "AuditConfig", "check_defaults", "shipped_defaults"]
 
 
-#: Keys of ``configs/audit.yaml`` and the kinds of value each takes (``None`` allowed where the field is optional).
-_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
-    "test_cases": ((list,), True),
-    "split": ((float,), True),
-    "default_split": ((float,), False),
-    "structure_labels": ((list,), True),
-    "victims": ((list,), False),
-    "defenses": ((list,), False),
-    "epochs": ((int,), False),
-    "size": ((int,), True),
-    "crop": ((int,), False),
-    "crop3d": ((int,), False),
-    "empty_ratio": ((float, int), False),
-    "seed": ((int,), False),
-    "quick": ((bool,), False),
-    "batch_size": ((int,), False),
-    "lr": ((float,), False),
-    "roi_dilation": ((int,), False),
-    "validation": ((bool,), False),
-    "clean_cache": ((str,), True),
+#: The keys of ``configs/audit.yaml`` by the kind of value they take (``or null``: may be left empty).
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "list": ("victims", "defenses"),
+    "list or null": ("test_cases", "structure_labels"),
+    "integer": ("epochs", "crop", "crop3d", "seed", "batch_size", "roi_dilation"),
+    "integer or null": ("size",),
+    "number": ("default_split", "empty_ratio", "lr"),
+    "number or null": ("split",),
+    "true/false": ("quick", "validation"),
+    "path or null": ("clean_cache",),
+}
+
+_IS_KIND = {
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "true/false": lambda v: isinstance(v, bool),
+    "path": lambda v: isinstance(v, str),
 }
 
 
 def shipped_defaults(name: str = "audit") -> dict[str, Any]:
-    """The audit defaults of a shipped config (``audit``), checked against the schema; lists as tuples.
+    """The audit defaults of a shipped config (``audit``), checked by :func:`check_defaults`.
 
-    Raises:
-        ConfigError: an unknown or missing key, or a value of the wrong kind (the message names the config and key).
+    Example:
+        >>> shipped_defaults()["victims"]
+        ('unet',)
     """
     from umed import configs
 
-    raw = configs.load(name)
-    unknown, missing = sorted(set(raw) - set(_SCHEMA)), sorted(set(_SCHEMA) - set(raw))
+    return check_defaults(configs.load(name), source=f"config {name}")
+
+
+def check_defaults(raw: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """Audit settings read from YAML, checked against the schema: every key present, none unknown, each value of its
+    kind; lists become tuples.
+
+    Raises:
+        ConfigError: an unknown or missing key, or a value of the wrong kind (the message names ``source`` and key).
+
+    Example:
+        >>> check_defaults({**shipped_defaults(), "epochs": "many"}, source="my.yaml")
+        Traceback (most recent call last):
+        ...
+        umed.errors.ConfigError: my.yaml: epochs: expected integer (got 'many')
+    """
+    keys = [key for group in _SCHEMA.values() for key in group]
+    unknown, missing = sorted(set(raw) - set(keys)), sorted(set(keys) - set(raw))
     if unknown or missing:
         raise ConfigError(
-            f"config {name}: audit settings differ from the schema (unknown {unknown}, missing {missing}; "
-            f"expected the keys {', '.join(_SCHEMA)})"
+            f"{source}: audit settings differ from the schema (unknown {unknown}, missing {missing}; "
+            f"expected the keys {', '.join(keys)})"
         )
-    for key, (kinds, nullable) in _SCHEMA.items():
-        value = raw[key]
-        wrong_bool = isinstance(value, bool) and bool not in kinds
-        if (value is None and not nullable) or (value is not None and (wrong_bool or not isinstance(value, kinds))):
-            expected = " or ".join(k.__name__ for k in kinds) + (" or null" if nullable else "")
-            raise ConfigError(f"config {name}: {key}: expected {expected} (got {value!r})")
+    for kind, group in _SCHEMA.items():
+        for key in group:
+            value = raw[key]
+            if not (value is None and kind.endswith(" or null")) and not (
+                value is not None and _IS_KIND[kind.removesuffix(" or null")](value)
+            ):
+                raise ConfigError(f"{source}: {key}: expected {kind} (got {value!r})")
     return {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
 
 

@@ -145,14 +145,8 @@ def gaussian_filter_samples(x: np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
 
 
 def median_filter_samples(x: np.ndarray, *, size: int = 3) -> np.ndarray:
-    """Median-filter each sample with a ``size`` window on every spatial axis (3x3 for slices).
-
-    Args:
-        x: ``(N, *spatial)`` float.
-
-    Returns:
-        float32 array of the same shape.
-    """
+    """Median-filter each sample ``(N, *spatial)`` with a ``size`` window on every spatial axis (3x3 for slices);
+    float32 of the same shape, as :func:`gaussian_filter_samples`."""
     from scipy import ndimage
 
     x = np.asarray(x, dtype=np.float32)

@@ -231,17 +231,17 @@ def _md_figures(figures: dict[str, bool]) -> list[str]:
 
 def _md_notes(report: AuditReport) -> list[str]:
     """Resampling, the Dice policy, the run's notes and the versions."""
-    cfg = report.config
+    if report.config.size is not None:
+        resampling = (
+            " Averaging attenuates fine perturbation patterns when slices are larger than the victim's size; the "
+            "default native resolution is the stricter test."
+        )
+    else:
+        resampling = " Training on resampled slices is measured by the `downsample` defense."
     lines = [
         "## Notes",
         "",
-        f"- {report.data['resampling']}."
-        + (
-            " Averaging attenuates fine perturbation patterns when slices are larger than the victim's size; the "
-            "default native resolution is the stricter test."
-            if cfg.size is not None
-            else " Training on resampled slices is measured by the `downsample` defense."
-        ),
+        f"- {report.data['resampling']}." + resampling,
         "- Dice policy: an empty prediction against an empty target counts 1, otherwise the usual 2|P&T|/(|P|+|T|), "
         "over all test slices jointly.",
     ]

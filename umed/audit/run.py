@@ -205,18 +205,8 @@ def _prepare(
     if "unet3d" in cfg.victims:
         side = cfg.size // 2 if cfg.size else None
         data["3d"] = victim_data_3d(cfg, [items[i] for i in fit_ids], test_items, [items[i] for i in val_ids], side)
-    return _Prepared(
-        cases=[item.audit for item in items.values()],
-        fit_ids=fit_ids,
-        val_ids=val_ids,
-        train=train,
-        test=test,
-        val=val,
-        floor=floor,
-        floor_clean=floor_clean,
-        data=data,
-        examples=example_slices([items[i] for i in train_ids]),
-    )
+    cases, examples = [item.audit for item in items.values()], example_slices([items[i] for i in train_ids])
+    return _Prepared(cases, fit_ids, val_ids, train, test, val, floor, floor_clean, data, examples)
 
 
 def _train_runs(

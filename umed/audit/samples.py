@@ -109,7 +109,7 @@ def slice_indices(item: LoadedCase, cfg: AuditConfig) -> list[int]:
     structure = np.flatnonzero(has)
     candidates = np.flatnonzero(~has & varied)
     n_empty = min(len(candidates), int(round(cfg.empty_ratio * len(structure))))
-    empty: Sequence[int] = (
+    empty: np.ndarray | list[int] = (
         _case_rng(cfg.seed, item.case_id).choice(candidates, size=n_empty, replace=False) if n_empty else []
     )
     return sorted(int(z) for z in [*structure, *empty])
