@@ -11,7 +11,7 @@ from monai.metrics import DiceMetric, compute_hausdorff_distance
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from umed.errors import ConfigError, GeometryError
-from umed.metrics import dice, hd95_per_image, max_abs_change, psnr, ssim
+from umed.metrics import dice, dice_per_label, hd95_per_image, max_abs_change, psnr, ssim
 
 
 @pytest.fixture
@@ -97,6 +97,13 @@ def test_dice_equals_monai_dicemetric() -> None:
     assert dice(pred, empty) == 0.0 == pytest.approx(_monai_dice(pred, empty))
     with pytest.raises(GeometryError):
         dice(pred, target[:-1])
+
+
+def test_dice_per_label_ignores_the_other_labels() -> None:
+    labels = np.array([[0, 1, 1, 2, 2, 0]])
+    assert dice_per_label(labels > 0, labels) == {1: 1.0, 2: 1.0}
+    assert dice_per_label(labels == 1, labels) == {1: 1.0, 2: 0.0}
+    assert dice_per_label(labels == 1, labels == 1) == {}
 
 
 # ------------------------------------------------------------------------- SSIM from the box around the changes
