@@ -107,6 +107,10 @@ def select_epochs(test_dice: Sequence[float], val_dice: Sequence[float] | None =
 
     Returns:
         ``{"best": epoch, "last": epoch, "nnunet": epoch or None}``; ``best`` is the first epoch of the highest Dice.
+
+    Example:
+        >>> select_epochs([0.5, 0.7, 0.6], [0.2, 0.3, 0.1])
+        {'best': 2, 'last': 3, 'nnunet': 2}
     """
     if len(test_dice) == 0:
         raise ConfigError("select_epochs: no epochs")
