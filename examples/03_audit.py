@@ -5,7 +5,7 @@
 1. makes 6 synthetic 3D phantoms (NIfTI);
 2. protects them with a tiny UMed protector (:func:`umed.protect.protect_dataset`, what ``umed protect`` runs);
 3. runs the quick audit (:func:`umed.audit.run_audit` with ``quick=True``: 64x64 slices, 3 epochs, one U-Net);
-4. writes the report (:func:`umed.report.write_report`) and prints where ``report.md`` is.
+4. writes the report (:func:`umed.audit.report.write_report`) and prints where ``report.md`` is.
 
 No download; well under 2 minutes on 2 CPU cores. The quick audit is a smoke test of the pipeline: its numbers on
 tiny phantoms say nothing about how well a real dataset is protected (run ``umed audit`` without ``--quick``).
@@ -20,7 +20,7 @@ from pathlib import Path
 from umed.audit import AuditConfig, run_audit
 from umed.phantom import make_phantom_dataset
 from umed.protect import protect_dataset
-from umed.report import write_report
+from umed.audit.report import write_report
 from umed.settings import ProtectConfig
 
 FAST_UMED = {"steps": 20, "batch_size": 4, "crop": 32, "base_channels": 4, "saturation": 1.0}

@@ -1,4 +1,4 @@
-"""umed.metrics against scikit-image and MONAI on the same arrays; conventions (inf, empty masks); threshold floor."""
+"""umed.metrics against scikit-image and MONAI on the same arrays; conventions (inf, empty masks)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from monai.metrics import DiceMetric, compute_hausdorff_distance
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from umed.errors import ConfigError, GeometryError
-from umed.metrics import dice, hd95_per_image, max_abs_change, psnr, ssim, threshold_floor
+from umed.metrics import dice, dice_per_label, hd95_per_image, max_abs_change, psnr, ssim
 
 
 @pytest.fixture
@@ -26,10 +26,14 @@ def test_psnr_and_ssim_equal_scikit_image(pair, ndim: int) -> None:
     ref, test = pair
     if ndim == 2:
         ref, test = ref[..., 0], test[..., 0]
-    assert psnr(ref, test, data_range=1.0) == pytest.approx(peak_signal_noise_ratio(ref, test, data_range=1.0), rel=1e-9)
+    assert psnr(ref, test, data_range=1.0) == pytest.approx(
+        peak_signal_noise_ratio(ref, test, data_range=1.0), rel=1e-9
+    )
     assert ssim(ref, test, data_range=1.0) == pytest.approx(structural_similarity(ref, test, data_range=1.0), rel=1e-12)
     ref64, test64 = ref.astype(np.float64), test.astype(np.float64)
-    assert ssim(ref64, test64, data_range=1.0) == pytest.approx(structural_similarity(ref64, test64, data_range=1.0), rel=1e-12)
+    assert ssim(ref64, test64, data_range=1.0) == pytest.approx(
+        structural_similarity(ref64, test64, data_range=1.0), rel=1e-12
+    )
 
 
 def test_psnr_equals_scikit_image_on_uint8() -> None:
@@ -57,7 +61,9 @@ def test_ssim_small_axis_shrinks_the_window() -> None:
     rng = np.random.default_rng(2)
     ref = rng.random((12, 12, 5))
     test = ref + 0.01
-    assert ssim(ref, test, data_range=1.0) == pytest.approx(structural_similarity(ref, test, data_range=1.0, win_size=5))
+    assert ssim(ref, test, data_range=1.0) == pytest.approx(
+        structural_similarity(ref, test, data_range=1.0, win_size=5)
+    )
     assert ssim(ref, ref, data_range=1.0) == pytest.approx(1.0)
 
 
@@ -93,29 +99,11 @@ def test_dice_equals_monai_dicemetric() -> None:
         dice(pred, target[:-1])
 
 
-def test_threshold_floor_finds_the_cut_and_polarity() -> None:
-    rng = np.random.default_rng(4)
-    train_y = rng.random((4, 16, 16)) > 0.7
-    test_y = rng.random((2, 16, 16)) > 0.7
-    bright = lambda y: np.where(y, 0.8, 0.2) + rng.normal(0, 0.02, y.shape)  # noqa: E731
-    threshold, polarity, score, train_score = threshold_floor(bright(train_y), train_y, bright(test_y), test_y)
-    assert polarity == "above" and 0.3 < threshold < 0.7 and score == 1.0 and train_score == 1.0
-    result = threshold_floor(1 - bright(train_y), train_y, 1 - bright(test_y), test_y)
-    assert result.polarity == "below" and result.dice == 1.0
-
-
-def test_threshold_floor_matches_brute_force() -> None:
-    rng = np.random.default_rng(5)
-    x = rng.random((3, 12, 12))
-    y = x + rng.normal(0, 0.3, x.shape) > 0.7
-    xt = rng.random((2, 12, 12))
-    yt = xt + rng.normal(0, 0.3, xt.shape) > 0.7
-    floor = threshold_floor(list(x), list(y), xt, yt, bins=256)
-    edges = np.linspace(x.min(), x.max(), 257)[1:-1]
-    best = max(max(dice(x >= t, y), dice(x < t, y)) for t in edges)
-    assert floor.train_dice == pytest.approx(best)
-    rule = xt >= floor.threshold if floor.polarity == "above" else xt < floor.threshold
-    assert floor.dice == pytest.approx(dice(rule, yt))
+def test_dice_per_label_ignores_the_other_labels() -> None:
+    labels = np.array([[0, 1, 1, 2, 2, 0]])
+    assert dice_per_label(labels > 0, labels) == {1: 1.0, 2: 1.0}
+    assert dice_per_label(labels == 1, labels) == {1: 1.0, 2: 0.0}
+    assert dice_per_label(labels == 1, labels == 1) == {}
 
 
 # ------------------------------------------------------------------------- SSIM from the box around the changes
@@ -158,7 +146,8 @@ def test_ssim_changed_equals_ssim_for_2d_small_and_singleton_axes(shape) -> None
     test[tuple(slice(n // 3, n // 3 + 2) for n in shape)] += 0.05
     assert ssim_changed(ref, test, data_range=1.0) == pytest.approx(ssim(ref, test, data_range=1.0), abs=1e-6)
     assert ssim_changed(ref.astype(np.float64), test, data_range=1.0) == pytest.approx(
-        ssim(ref.astype(np.float64), test, data_range=1.0), abs=1e-12)
+        ssim(ref.astype(np.float64), test, data_range=1.0), abs=1e-12
+    )
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # raised inside MONAI 1.6

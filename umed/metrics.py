@@ -1,5 +1,5 @@
-"""Image and segmentation metrics used by the audit: imperceptibility (PSNR, SSIM, max change), Dice, and the
-threshold floor (how well the best single intensity threshold segments the structure), HD95.
+"""Image and segmentation metrics: imperceptibility (PSNR, SSIM, max change), Dice and HD95 (the audit's threshold
+floor, a baseline segmenter rather than a metric, is :mod:`umed.audit.floor`).
 
 Plain functions on numpy arrays. Every intensity metric takes ``data_range`` explicitly (as
 ``skimage.metrics.peak_signal_noise_ratio`` and MONAI's ``PSNRMetric(max_val)`` do): umed computes them in its
@@ -15,23 +15,22 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from umed.errors import ConfigError, GeometryError
 
 __all__ = [
-    "ThresholdFloor",
     "bounding_box",
     "changed_box",
     "dice",
+    "dice_per_label",
     "hd95_per_image",
     "max_abs_change",
     "psnr",
     "ssim",
     "ssim_changed",
-    "threshold_floor",
 ]
 
 
@@ -50,9 +49,7 @@ def _check_range(data_range: float) -> float:
     return float(data_range)
 
 
-def psnr(
-    reference: np.ndarray, test: np.ndarray, *, data_range: float, mask: np.ndarray | None = None
-) -> float:
+def psnr(reference: np.ndarray, test: np.ndarray, *, data_range: float, mask: np.ndarray | None = None) -> float:
     """Peak signal-to-noise ratio ``10 log10(data_range^2 / MSE)`` in dB.
 
     Args:
@@ -88,6 +85,22 @@ def psnr(
     return float(10.0 * np.log10(data_range**2 / mse))
 
 
+def _ssim_inputs(reference: np.ndarray, test: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Both images as arrays of one shape and the checked ``data_range``."""
+    reference, test = np.asarray(reference), np.asarray(test)
+    if reference.shape != test.shape:
+        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
+    return reference, test, _check_range(data_range)
+
+
+def _ssim_window(sizes: list[int], shape: tuple[int, ...]) -> int:
+    """SSIM window side for the non-singleton axis ``sizes``: 7, or the largest odd size that fits (at least 3)."""
+    if len(sizes) < 2 or min(sizes) < 3:
+        raise GeometryError(f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {shape})")
+    smallest = min(sizes)
+    return min(7, smallest if smallest % 2 else smallest - 1)
+
+
 def ssim(reference: np.ndarray, test: np.ndarray, *, data_range: float) -> float:
     """Mean structural similarity (Wang et al. 2004) via ``skimage.metrics.structural_similarity``.
 
@@ -108,18 +121,12 @@ def ssim(reference: np.ndarray, test: np.ndarray, *, data_range: float) -> float
     """
     from skimage.metrics import structural_similarity
 
-    reference, test = np.asarray(reference), np.asarray(test)
-    if reference.shape != test.shape:
-        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
-    data_range = _check_range(data_range)
+    reference, test, data_range = _ssim_inputs(reference, test, data_range)
     # float32 inputs stay float32 (as skimage's own promotion does: 1.6x faster on a BraTS volume), others float64
     small = all(a.dtype in (np.float16, np.float32) for a in (reference, test))
     dtype = np.float32 if small else np.float64
     ref, tst = np.squeeze(reference.astype(dtype, copy=False)), np.squeeze(test.astype(dtype, copy=False))
-    smallest = min(ref.shape) if ref.ndim else 0
-    if ref.ndim < 2 or smallest < 3:
-        raise GeometryError(f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {reference.shape})")
-    win_size = min(7, smallest if smallest % 2 else smallest - 1)
+    win_size = _ssim_window(list(ref.shape), reference.shape)
     return float(structural_similarity(ref, tst, data_range=data_range, win_size=win_size))
 
 
@@ -176,16 +183,10 @@ def ssim_changed(
     """
     from skimage.metrics import structural_similarity
 
-    reference, test = np.asarray(reference), np.asarray(test)
-    if reference.shape != test.shape:
-        raise GeometryError(f"ssim: arrays differ in shape (expected {reference.shape}, got {test.shape})")
-    data_range = _check_range(data_range)
+    reference, test, data_range = _ssim_inputs(reference, test, data_range)
     axes = [axis for axis, n in enumerate(reference.shape) if n > 1]  # ssim() squeezes singleton axes
     sizes = [reference.shape[axis] for axis in axes]
-    if len(axes) < 2 or min(sizes) < 3:
-        raise GeometryError(f"ssim: image too small for a 3-voxel window (expected every axis >= 3, got {reference.shape})")
-    smallest = min(sizes)
-    win_size = min(7, smallest if smallest % 2 else smallest - 1)
+    win_size = _ssim_window(sizes, reference.shape)
     radius = (win_size - 1) // 2
     box = changed_box(reference, test) if box is None else box
     if box is None:
@@ -200,8 +201,13 @@ def ssim_changed(
     prepare = prepare or np.asarray
     ref, tst = (np.squeeze(np.asarray(prepare(a[tuple(data)]))) for a in (reference, test))
     dtype = np.float32 if all(a.dtype in (np.float16, np.float32) for a in (ref, tst)) else np.float64
-    _, local = structural_similarity(ref.astype(dtype, copy=False), tst.astype(dtype, copy=False),
-                                     data_range=data_range, win_size=win_size, full=True)
+    _, local = structural_similarity(
+        ref.astype(dtype, copy=False),
+        tst.astype(dtype, copy=False),
+        data_range=data_range,
+        win_size=win_size,
+        full=True,
+    )
     local = local[tuple(near)] if all(s.stop > s.start for s in near) else local[:0]
     return float((local.sum(dtype=np.float64) + (count - local.size)) / count)
 
@@ -261,20 +267,29 @@ def dice(pred: np.ndarray, target: np.ndarray) -> float:
     return float(2.0 * np.logical_and(pred, target).sum(dtype=np.int64) / total)
 
 
-class ThresholdFloor(NamedTuple):
-    """Result of :func:`threshold_floor` (unpacks as ``threshold, polarity, dice``).
+def dice_per_label(pred: np.ndarray, labels: np.ndarray) -> dict[int, float]:
+    """Dice of a binary prediction against each label value, over all images jointly.
 
-    Attributes:
-        threshold: intensity cut in the images' units.
-        polarity: ``"above"`` (structure is ``x >= threshold``) or ``"below"`` (structure is ``x < threshold``).
-        dice: Dice of that rule on the test images, all voxels jointly.
-        train_dice: Dice of that rule on the images it was fitted on.
+    The victim predicts the union of the structure labels, so for label ``l`` the voxels of the *other* nonzero
+    labels are ignored (removed from prediction and target): a perfect union prediction scores 1 for every label.
+
+    Args:
+        pred: ``(N, *spatial)`` binary prediction.
+        labels: ``(N, *spatial)`` integer label map (0 background).
+
+    Returns:
+        ``{label: dice}`` for every nonzero label present; empty when fewer than two labels are present.
     """
-
-    threshold: float
-    polarity: Literal["above", "below"]
-    dice: float
-    train_dice: float
+    pred = np.asarray(pred) != 0
+    labels = np.asarray(labels)
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    if len(values) < 2:
+        return {}
+    out = {}
+    for value in values:
+        keep = (labels == value) | (labels == 0)
+        out[value] = dice(pred & keep, labels == value)
+    return out
 
 
 def _hd95_one(pred: np.ndarray, target: np.ndarray, spacing: np.ndarray) -> float:
@@ -296,7 +311,7 @@ def _hd95_one(pred: np.ndarray, target: np.ndarray, spacing: np.ndarray) -> floa
 
 
 def hd95_per_image(
-    pred: np.ndarray, target: np.ndarray, *, spacing: Sequence[Sequence[float]] | None = None
+    pred: np.ndarray, target: np.ndarray, *, spacing: np.ndarray | Sequence[Sequence[float]] | None = None
 ) -> np.ndarray:
     """95th-percentile Hausdorff distance of every image, as ``monai.metrics.compute_hausdorff_distance``
     (``percentile=95``, Euclidean, symmetric) computes it, reimplemented on numpy/scipy because MONAI's per-call
@@ -322,96 +337,17 @@ def hd95_per_image(
     if pred.shape != target.shape:
         raise GeometryError(f"hd95: prediction and target differ in shape (expected {target.shape}, got {pred.shape})")
     n, spatial = pred.shape[0], pred.shape[1:]
-    sp = np.ones((n, len(spatial))) if spacing is None else np.asarray(spacing, dtype=np.float64).reshape(n, len(spatial))
+    sp = (
+        np.ones((n, len(spatial)))
+        if spacing is None
+        else np.asarray(spacing, dtype=np.float64).reshape(n, len(spatial))
+    )
     out = np.full(n, np.nan)
     axes = tuple(range(1, pred.ndim))
-    has_t, has_p = target.any(axis=axes), pred.any(axis=axes)
+    has_t, has_p = np.asarray(target.any(axis=axes)), np.asarray(pred.any(axis=axes))
     for i in range(n):
         if has_t[i] and not has_p[i]:
             out[i] = float(np.sqrt(np.sum((np.asarray(spatial) * sp[i]) ** 2)))
         elif has_t[i]:
             out[i] = _hd95_one(pred[i], target[i], sp[i])
     return out
-
-
-def _flat(arrays: np.ndarray | Sequence[np.ndarray], dtype: type) -> np.ndarray:
-    if isinstance(arrays, np.ndarray):
-        return arrays.ravel().astype(dtype, copy=False)
-    parts = [np.asarray(a).ravel().astype(dtype, copy=False) for a in arrays]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
-
-
-def _plateau_middle(scores: np.ndarray) -> int:
-    """Index of the middle of the first run of maximal scores (a cut in the middle of a gap generalises best)."""
-    best = np.flatnonzero(scores >= scores.max() - 1e-12)
-    end = 0
-    while end + 1 < len(best) and best[end + 1] == best[end] + 1:
-        end += 1
-    return int(best[end // 2])
-
-
-def threshold_floor(
-    train_images: np.ndarray | Sequence[np.ndarray],
-    train_masks: np.ndarray | Sequence[np.ndarray],
-    test_images: np.ndarray | Sequence[np.ndarray],
-    test_masks: np.ndarray | Sequence[np.ndarray],
-    *,
-    bins: int = 4096,
-) -> ThresholdFloor:
-    """The best single intensity threshold, fitted on training voxels and scored on test voxels.
-
-    This is the Dice a trivial segmenter reaches: if a victim trained on protected data still scores at or above it,
-    the protection hid nothing a threshold would not find. The threshold and its polarity maximise the Dice over all
-    training voxels jointly (candidate cuts at ``bins`` equal steps between the training minimum and maximum, both
-    polarities; among equally good cuts, the middle of the first such range); the same rule is then scored over all test voxels jointly. In an audit the training images are the
-    protected ones and the test images clean, as a victim would see them.
-
-    Args:
-        train_images: one array or a sequence of arrays (any shapes), float intensities.
-        train_masks: matching binary masks (nonzero = structure), same shapes.
-        test_images: arrays to score on.
-        test_masks: their masks.
-        bins: number of candidate thresholds.
-
-    Returns:
-        :class:`ThresholdFloor` ``(threshold, polarity, dice, train_dice)``.
-
-    Raises:
-        GeometryError: an image and its mask differ in size. ConfigError: no training voxels, or ``bins < 2``.
-    """
-    if bins < 2:
-        raise ConfigError(f"bins: need at least 2 candidate thresholds (got {bins})")
-    x = _flat(train_images, np.float64)
-    y = _flat(train_masks, bool)
-    xt = _flat(test_images, np.float64)
-    yt = _flat(test_masks, bool)
-    if x.shape != y.shape or xt.shape != yt.shape:
-        raise GeometryError(
-            f"threshold_floor: images and masks differ in voxel count (train {x.size} vs {y.size}, test {xt.size} vs {yt.size})"
-        )
-    if x.size == 0:
-        raise ConfigError("threshold_floor: no training voxels")
-    lo, hi = float(x.min()), float(x.max())
-    if hi <= lo:  # constant image: the only rules are "all" or "nothing"
-        hi = lo + 1.0
-    edges = np.linspace(lo, hi, bins + 1)
-    all_hist, _ = np.histogram(x, bins=edges)
-    fg_hist, _ = np.histogram(x[y], bins=edges)
-    n_fg = int(y.sum())
-    # cut after bin k (k = 0..bins-1 -> threshold edges[k+1]); "below" = bins 0..k, "above" = bins k+1..end
-    below_all = np.cumsum(all_hist)[:-1].astype(np.float64)
-    below_fg = np.cumsum(fg_hist)[:-1].astype(np.float64)
-    above_all = all_hist.sum() - below_all
-    above_fg = n_fg - below_fg
-    thresholds = edges[1:-1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice_below = np.where(below_all + n_fg > 0, 2 * below_fg / (below_all + n_fg), 1.0)
-        dice_above = np.where(above_all + n_fg > 0, 2 * above_fg / (above_all + n_fg), 1.0)
-    k_below, k_above = _plateau_middle(dice_below), _plateau_middle(dice_above)
-    if dice_above[k_above] >= dice_below[k_below]:
-        threshold, polarity, train_dice = float(thresholds[k_above]), "above", float(dice_above[k_above])
-    else:
-        threshold, polarity, train_dice = float(thresholds[k_below]), "below", float(dice_below[k_below])
-    # histogram bins are [a, b): a value equal to the cut counts as "above", in training and in the test rule
-    test_pred = xt >= threshold if polarity == "above" else xt < threshold
-    return ThresholdFloor(threshold, polarity, dice(test_pred, yt), train_dice)

@@ -212,15 +212,16 @@ def screen_run(sets: ScreenSets, train_x: np.ndarray, defense: str, settings: Sc
     """One screening victim on ``train_x`` under ``defense``; returns best/last/late-mean Dice and the curve."""
     import torch
 
-    from umed.victims import train_victim
+    from umed.audit.training import TrainSettings, train_victim
 
     torch.set_num_threads(1)
-    run = train_victim(
-        train_x, sets.train_labels, sets.test_x, sets.test_y, victim=settings.victim, epochs=settings.epochs,
-        batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed, defense=defense,
-        clean_train_x=sets.train_clean, train_groups=sets.train_groups, patch_size=(settings.crop, settings.crop),
+    train = TrainSettings(
+        epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed, victim=settings.victim,
+        lr=settings.lr, defense=defense, patch_size=(settings.crop, settings.crop),
         patches_per_epoch=settings.patches_per_epoch,
     )
+    run = train_victim(train_x, sets.train_labels, sets.test_x, sets.test_y, train,
+                       clean_train_x=sets.train_clean, train_groups=sets.train_groups)
     return _summary(run)
 
 

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from typer.testing import CliRunner
 
 from umed.audit import AuditConfig
@@ -17,7 +15,6 @@ from umed.io import discover_cases, load_case, save_case
 from umed.phantom import make_phantom_dataset
 
 runner = CliRunner()
-
 
 
 def _dataset(root: Path) -> tuple[Path, Path, Path]:
@@ -38,9 +35,30 @@ def test_audit_quick_prints_a_table_and_writes_the_report(tmp_path: Path) -> Non
     out = tmp_path / "report"
     result = runner.invoke(
         app,
-        ["audit", "--clean", str(images), "--protected", str(protected), "--masks", str(masks),
-         "--test-cases", "phantom_002", "--victims", "unet,segresnet", "--labels", "1,2", "--quick",
-         "--size", "32", "--epochs", "1", "--seed", "1", "--out", str(out)],
+        [
+            "audit",
+            "--clean",
+            str(images),
+            "--protected",
+            str(protected),
+            "--masks",
+            str(masks),
+            "--test-cases",
+            "phantom_002",
+            "--victims",
+            "unet,segresnet",
+            "--labels",
+            "1,2",
+            "--quick",
+            "--size",
+            "32",
+            "--epochs",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+        ],
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output
@@ -52,22 +70,38 @@ def test_audit_quick_prints_a_table_and_writes_the_report(tmp_path: Path) -> Non
     assert document["settings"]["structure_labels"] == [1, 2] and document["settings"]["seed"] == 1
     assert document["test_cases"] == ["phantom_002"] and len(document["runs"]) == 1
     # options not given take AuditConfig's defaults (nothing repeated in the CLI)
-    assert document["settings"]["crop"] == AuditConfig.crop and document["settings"]["empty_ratio"] == AuditConfig.empty_ratio
+    assert (
+        document["settings"]["crop"] == AuditConfig.crop
+        and document["settings"]["empty_ratio"] == AuditConfig.empty_ratio
+    )
     assert (out / "report.md").is_file() and (out / "figures" / "dice.png").is_file()
 
 
 def test_audit_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
     images, protected, masks = _dataset(tmp_path)
     result = runner.invoke(
-        app, ["audit", "--clean", str(images), "--protected", str(tmp_path / "missing"), "--masks", str(masks)],
+        app,
+        ["audit", "--clean", str(images), "--protected", str(tmp_path / "missing"), "--masks", str(masks)],
         terminal_width=200,
     )
     assert result.exit_code == 1
     assert "error:" in result.output and "folder not found" in result.output and "Traceback" not in result.output
 
     result = runner.invoke(
-        app, ["audit", "--clean", str(images), "--protected", str(protected), "--masks", str(masks),
-              "--defenses", "none,cutout", "--out", str(tmp_path / "r")],
+        app,
+        [
+            "audit",
+            "--clean",
+            str(images),
+            "--protected",
+            str(protected),
+            "--masks",
+            str(masks),
+            "--defenses",
+            "none,cutout",
+            "--out",
+            str(tmp_path / "r"),
+        ],
         terminal_width=200,
     )
     assert result.exit_code == 1 and "defense: unknown name 'cutout'" in result.output

@@ -1,35 +1,89 @@
-"""``umed audit``: train victims on protected and on clean data and report (thin shell over :func:`umed.audit.run_audit`)."""
+"""``umed audit``: train victims on protected and on clean data and report (a thin shell over
+:func:`umed.audit.run_audit`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
+from umed.audit.config import shipped_defaults
+from umed.audit.defenses import DEFENSE_NAMES
+from umed.audit.victims import VICTIM_NAMES
 from umed.cli import app
 from umed.cli._console import parse_labels, parse_names
-from umed.defenses import DEFENSE_NAMES
-from umed.victims import VICTIM_NAMES
+
+_D = shipped_defaults()  # the help shows the defaults AuditConfig reads from configs/audit.yaml
+
+
+# the options' types and help, kept out of the command's signature (help defaults read from configs/audit.yaml)
+_Split = Annotated[
+    float | None,
+    typer.Option(
+        "--split", help=f"Fraction of cases held out for testing, drawn with the seed (default {_D['default_split']})."
+    ),
+]
+_Victims = Annotated[
+    str | None,
+    typer.Option(
+        "--victims", help=f"Comma-separated, from: {', '.join(VICTIM_NAMES)} (default: {', '.join(_D['victims'])})."
+    ),
+]
+_Defenses = Annotated[
+    str | None,
+    typer.Option(
+        "--defenses", help=f"Comma-separated, from: {', '.join(DEFENSE_NAMES)} (default: {', '.join(_D['defenses'])})."
+    ),
+]
+_Labels = Annotated[
+    str | None, typer.Option("--labels", help="Labels forming the structure, e.g. 1,3,4 (default: every label > 0).")
+]
+_Epochs = Annotated[
+    int | None, typer.Option("--epochs", help=f"Training epochs per victim run (default {_D['epochs']}).")
+]
+_Size = Annotated[
+    int | None,
+    typer.Option(
+        "--size",
+        help="Resample slices to SIZE x SIZE (multiple of 16); default: native resolution, training on --crop patches.",
+    ),
+]
+_Crop = Annotated[
+    int | None, typer.Option("--crop", help=f"Training patch side at native resolution (pixels; default {_D['crop']}).")
+]
+_EmptyRatio = Annotated[
+    float | None,
+    typer.Option("--empty-ratio", help=f"Slices without structure per slice with it (default {_D['empty_ratio']:g})."),
+]
+_Quick = Annotated[bool | None, typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")]
+_Seed = Annotated[
+    int | None, typer.Option("--seed", help=f"Run seed (split, slices, every victim run; default {_D['seed']}).")
+]
+_Out = Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, figures).")]
 
 
 @app.command("audit")
 def audit(
     clean: Annotated[Path, typer.Option("--clean", help="Folder of the clean images.")],
     protected: Annotated[Path, typer.Option("--protected", help="Folder of the protected images (same case names).")],
-    masks: Annotated[Optional[Path], typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")] = None,
-    test_cases: Annotated[Optional[str], typer.Option("--test-cases", help="Comma-separated case ids held out for testing.")] = None,
-    split: Annotated[Optional[float], typer.Option("--split", help="Fraction of cases held out for testing, drawn with the seed (default 0.33).")] = None,
-    victims: Annotated[Optional[str], typer.Option("--victims", help=f"Comma-separated, from: {', '.join(VICTIM_NAMES)} (default: unet).")] = None,
-    defenses: Annotated[Optional[str], typer.Option("--defenses", help=f"Comma-separated, from: {', '.join(DEFENSE_NAMES)} (default: none).")] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Labels forming the structure, e.g. 1,3,4 (default: every label > 0).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per victim run (default 15).")] = None,
-    size: Annotated[Optional[int], typer.Option("--size", help="Resample slices to SIZE x SIZE (multiple of 16); default: native resolution, training on --crop patches.")] = None,
-    crop: Annotated[Optional[int], typer.Option("--crop", help="Training patch side at native resolution (pixels; default 128).")] = None,
-    empty_ratio: Annotated[Optional[float], typer.Option("--empty-ratio", help="Slices without structure per slice with it (default 1).")] = None,
-    quick: Annotated[Optional[bool], typer.Option("--quick", help="Smoke run: size 64, 3 epochs, first victim only.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Run seed (split, slices, every victim run; default 0).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md, report.json, figures).")] = Path("umed-audit"),
+    masks: Annotated[
+        Path | None, typer.Option("--masks", "-m", help="Folder of label maps, paired by case name.")
+    ] = None,
+    test_cases: Annotated[
+        str | None, typer.Option("--test-cases", help="Comma-separated case ids held out for testing.")
+    ] = None,
+    split: _Split = None,
+    victims: _Victims = None,
+    defenses: _Defenses = None,
+    labels: _Labels = None,
+    epochs: _Epochs = None,
+    size: _Size = None,
+    crop: _Crop = None,
+    empty_ratio: _EmptyRatio = None,
+    quick: _Quick = None,
+    seed: _Seed = None,
+    out: _Out = Path("umed-audit"),
 ) -> None:
     """Train each victim on the protected and on the clean training cases, score both on clean test cases, and write
     a report with imperceptibility, the threshold floor, Dice/HD95 and learning curves."""
@@ -38,11 +92,22 @@ def audit(
     from umed.errors import UmedError
 
     try:
-        given = dict(test_cases=parse_names(test_cases), split=split, structure_labels=parse_labels(labels),
-                     victims=parse_names(victims), defenses=parse_names(defenses), epochs=epochs, size=size,
-                     crop=crop, empty_ratio=empty_ratio, seed=seed, quick=quick)
-        cfg = AuditConfig(clean=clean, protected=protected, masks=masks, out=out,
-                          **{k: v for k, v in given.items() if v is not None})  # unset options: AuditConfig's defaults
+        given: dict[str, Any] = dict(
+            test_cases=parse_names(test_cases),
+            split=split,
+            structure_labels=parse_labels(labels),
+            victims=parse_names(victims),
+            defenses=parse_names(defenses),
+            epochs=epochs,
+            size=size,
+            crop=crop,
+            empty_ratio=empty_ratio,
+            seed=seed,
+            quick=quick,
+        )
+        cfg = AuditConfig(
+            clean=clean, protected=protected, masks=masks, out=out, **{k: v for k, v in given.items() if v is not None}
+        )  # unset options: AuditConfig's defaults
         with progress_callback() as update:
             report = run_audit(cfg, progress=update)
     except UmedError as error:
@@ -57,27 +122,37 @@ def print_audit_report(report, out: Path | None = None) -> None:
     protected victims, the clean-half victim for ``mix``, verdict)."""
     from rich.table import Table
 
+    from umed.audit.verdict import MIX_GAIN_LIMIT, SHORT
     from umed.cli._console import console
-    from umed.verdict import MIX_GAIN_LIMIT, SHORT
 
     imp = report.imperceptibility
+    validation = ", ".join(report.data.get("validation_cases") or []) or "none"
     for line in (
-        f"train: {', '.join(report.train_cases)} (nnU-Net validation: {', '.join(report.data.get('validation_cases') or []) or 'none'})",
+        f"train: {', '.join(report.train_cases)} (nnU-Net validation: {validation})",
         f"test: {', '.join(report.test_cases)}",
         f"PSNR {imp['psnr']:.2f} dB, ROI PSNR {imp['psnr_roi']:.2f} dB, SSIM {imp['ssim']:.4f}, "
         f"max |change| {imp['max_abs_change_255']:.2f}/255",
         f"threshold floor: Dice {report.floor.dice:.3f} ({report.floor.polarity} {report.floor.threshold:.3f})",
     ):
         console.print(line, highlight=False, soft_wrap=True)
-    table = Table(title=f"umed audit: clean-test Dice best/last/nnU-Net (seed {report.config.seed}, "
-                        f"{report.config.epochs} epochs, "
-                        f"{'native resolution' if report.config.size is None else f'size {report.config.size}'})")
+    table = Table(
+        title=f"umed audit: clean-test Dice best/last/nnU-Net (seed {report.config.seed}, "
+        f"{report.config.epochs} epochs, "
+        f"{'native resolution' if report.config.size is None else f'size {report.config.size}'})"
+    )
     for column in ("victim", "defense", "clean", "protected", "clean half", "verdict"):
-        table.add_column(column, justify="right" if column in ("clean", "protected", "clean half") else "left",
-                         no_wrap=True)
+        table.add_column(
+            column, justify="right" if column in ("clean", "protected", "clean half") else "left", no_wrap=True
+        )
     for run in report.runs:
-        table.add_row(run.victim, run.defense, _triple(run.clean), _triple(run.protected),
-                      _triple(run.clean_half) if run.clean_half is not None else "-", SHORT.get(run.verdict, run.verdict))
+        table.add_row(
+            run.victim,
+            run.defense,
+            _triple(run.clean),
+            _triple(run.protected),
+            _triple(run.clean_half) if run.clean_half is not None else "-",
+            SHORT.get(run.verdict, run.verdict),
+        )
     console.print(table)
     console.print(
         f"verdict: the victim trained on protected data vs the threshold floor {report.floor.dice:.3f} under the three "

@@ -13,7 +13,7 @@ name           transform of a batch ``(B, 1, H, W)`` (one draw per batch)
 ``median``     3x3 median filter (reflect padding)
 ``downsample`` 2x2 average pooling and bilinear interpolation back (training on half-size slices)
 ``lowres``     nearest-neighbour zoom by U(0.5, 1) and bilinear back (nnU-Net's low-resolution simulation)
-``augment``    :func:`umed.augment.nnunet_augment` (nnU-Net 2.8.1's list; labels follow)
+``augment``    :func:`umed.audit.augment.nnunet_augment` (nnU-Net 2.8.1's list; labels follow)
 ``spectral``   a random annulus of spatial frequencies set to zero (centre radius ~ U(0.05, 0.45) cycles/voxel,
                width ~ U(0.05, 0.2))
 =============  ====================================================================================================
@@ -71,7 +71,7 @@ def _lowres(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tup
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    from umed.augment import nnunet_augment
+    from umed.audit.augment import nnunet_augment
 
     return nnunet_augment(x, y, generator=generator)
 

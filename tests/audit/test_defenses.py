@@ -8,16 +8,16 @@ import torch
 from monai.losses import DiceCELoss
 from scipy import ndimage
 
-from umed.defenses import (
+from umed.audit.adversarial import pgd_attack
+from umed.audit.augment import intensity_augment
+from umed.audit.defenses import (
     DEFENSE_NAMES,
-    get_defense,
     downsample_slices,
     gaussian_filter_samples,
-    intensity_augment,
+    get_defense,
     jpeg_slices,
     median_filter_samples,
     mix_clean,
-    pgd_attack,
     quantize_slices,
 )
 from umed.errors import ConfigError
@@ -114,5 +114,7 @@ def test_intensity_augment_is_seeded_and_changes_only_intensities() -> None:
     b = intensity_augment(x, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == x.shape and a.dtype == x.dtype and not torch.equal(a, x)
     y = torch.zeros(6, 1, 16, 16)
-    out_x, out_y = get_defense("intensity").on_batch(x, y, model=None, loss_fn=None, generator=torch.Generator().manual_seed(3))
+    out_x, out_y = get_defense("intensity").on_batch(
+        x, y, model=None, loss_fn=None, generator=torch.Generator().manual_seed(3)
+    )
     assert torch.equal(out_x, a) and out_y is y

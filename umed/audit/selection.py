@@ -1,8 +1,8 @@
 """Model selection: which epoch's checkpoint a data user keeps. The audit reports the clean-test Dice under three rules.
 
-===========  ============================================================================================================
+===========  ===========================================================================================================
 rule         the epoch kept
-===========  ============================================================================================================
+===========  ===========================================================================================================
 ``best``     the epoch with the highest clean-test Dice: an *oracle* (it looks at the test set), the attacker's best
              case and what early stopping at the ideal moment gives (Sandoval-Segura et al., arXiv 2204.08615)
 ``last``     the final epoch: what nnU-Net validates and what a pipeline without early stopping ships (APBench)
@@ -10,7 +10,7 @@ rule         the epoch kept
              pseudo-Dice, ``ema = 0.9 * ema + 0.1 * dice`` (the first epoch sets ``ema = dice``), reaches a new maximum;
              the validation split is drawn from the (here protected) training cases (:func:`validation_split`), so the
              rule never sees clean test data
-===========  ============================================================================================================
+===========  ===========================================================================================================
 
 nnU-Net computes its pseudo-Dice on validation *patches* (foreground-oversampled) of the held-out fold; the audit
 computes it on the validation cases' slices (volumes for ``unet3d``) exactly as it computes the test Dice (all
@@ -23,7 +23,7 @@ cross-validation holds out one fifth), at least one case, drawn with the audit s
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,7 +40,9 @@ VALIDATION_FRACTION = 0.2
 _EMA_KEEP = 0.9  # nnU-Net: ema = 0.9 * ema + 0.1 * dice
 
 
-def validation_split(train_ids: Sequence[str], *, seed: int, fraction: float = VALIDATION_FRACTION) -> tuple[list[str], list[str]]:
+def validation_split(
+    train_ids: Sequence[str], *, seed: int, fraction: float = VALIDATION_FRACTION
+) -> tuple[list[str], list[str]]:
     """Split the training cases into the cases a victim fits on and nnU-Net's validation fold.
 
     Args:
@@ -67,7 +69,8 @@ def validation_split(train_ids: Sequence[str], *, seed: int, fraction: float = V
 
 
 def ema(values: Sequence[float], *, keep: float = _EMA_KEEP) -> list[float]:
-    """nnU-Net's exponential moving average of a per-epoch curve: ``e_1 = v_1``, ``e_k = keep * e_(k-1) + (1 - keep) * v_k``.
+    """nnU-Net's exponential moving average of a per-epoch curve: ``e_1 = v_1``,
+    ``e_k = keep * e_(k-1) + (1 - keep) * v_k``.
 
     Non-finite values are carried over as the previous average (nothing to learn from them).
     """
@@ -104,6 +107,10 @@ def select_epochs(test_dice: Sequence[float], val_dice: Sequence[float] | None =
 
     Returns:
         ``{"best": epoch, "last": epoch, "nnunet": epoch or None}``; ``best`` is the first epoch of the highest Dice.
+
+    Example:
+        >>> select_epochs([0.5, 0.7, 0.6], [0.2, 0.3, 0.1])
+        {'best': 2, 'last': 3, 'nnunet': 2}
     """
     if len(test_dice) == 0:
         raise ConfigError("select_epochs: no epochs")

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from umed.audit.selection import RULES, ema, nnunet_epoch, select_epochs, validation_split
 from umed.errors import ConfigError
-from umed.selection import RULES, ema, nnunet_epoch, select_epochs, validation_split
 
 
 def test_ema_is_nnunets_update() -> None:

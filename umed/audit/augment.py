@@ -1,4 +1,5 @@
-"""nnU-Net v2 (2.8.1) training augmentation, reimplemented with torch: the ``augment`` defense of the audit.
+"""Training augmentation defenses: nnU-Net v2 (2.8.1)'s, reimplemented with torch (the ``augment`` defense of the
+audit), and an intensity-only augmentation (:func:`intensity_augment`, the ``intensity`` defense).
 
 ``nnUNetTrainer.get_training_transforms`` (batchgeneratorsv2) applies, per sample and in this order:
 
@@ -47,23 +48,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["nnunet_augment"]
+__all__ = ["intensity_augment", "nnunet_augment"]
 
 
-def _u(generator: "torch.Generator", low: float, high: float) -> float:
+def _u(generator: torch.Generator, low: float, high: float) -> float:
     import torch
 
     return float(low + (high - low) * torch.rand((), generator=generator, dtype=torch.float64))
 
 
-def _bg_contrast(generator: "torch.Generator", low: float, high: float) -> float:
+def _bg_contrast(generator: torch.Generator, low: float, high: float) -> float:
     """batchgeneratorsv2's BGContrast: below 1 half of the time, above 1 otherwise."""
     if _u(generator, 0, 1) < 0.5 and low < 1:
         return _u(generator, low, 1.0)
     return _u(generator, max(low, 1.0), high)
 
 
-def _rotation(ndim: int, angles: list[float]) -> "torch.Tensor":
+def _rotation(ndim: int, angles: list[float]) -> torch.Tensor:
     import torch
 
     if ndim == 2:
@@ -79,7 +80,7 @@ def _rotation(ndim: int, angles: list[float]) -> "torch.Tensor":
     return matrix
 
 
-def _spatial(x: "torch.Tensor", y: "torch.Tensor", generator: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
+def _spatial(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotation p 0.2 and scaling p 0.2 of one sample ``(1, 1, *spatial)``."""
     import torch
     import torch.nn.functional as F
@@ -104,7 +105,7 @@ def _spatial(x: "torch.Tensor", y: "torch.Tensor", generator: "torch.Generator")
     return x, (moved >= 0.5).to(y.dtype)
 
 
-def _blur(x: "torch.Tensor", sigmas: list[float]) -> "torch.Tensor":
+def _blur(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
     """Separable Gaussian blur of ``(1, 1, *spatial)``, one sigma per axis, reflect padding, kernel +-3 sigma."""
     import torch
     import torch.nn.functional as F
@@ -123,7 +124,7 @@ def _blur(x: "torch.Tensor", sigmas: list[float]) -> "torch.Tensor":
     return x
 
 
-def _gamma(z: "torch.Tensor", gamma: float, invert: bool) -> "torch.Tensor":
+def _gamma(z: torch.Tensor, gamma: float, invert: bool) -> torch.Tensor:
     """batchgeneratorsv2's GammaTransform with statistics retained (``p_retain_stats`` 1)."""
     v = -z if invert else z
     mean, std = v.mean(), v.std()
@@ -134,7 +135,7 @@ def _gamma(z: "torch.Tensor", gamma: float, invert: bool) -> "torch.Tensor":
     return -v if invert else v
 
 
-def _intensity(z: "torch.Tensor", generator: "torch.Generator") -> "torch.Tensor":
+def _intensity(z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Noise, blur, brightness, contrast, low resolution and the two gammas on one z-scored sample."""
     import torch
     import torch.nn.functional as F
@@ -158,8 +159,9 @@ def _intensity(z: "torch.Tensor", generator: "torch.Generator") -> "torch.Tensor
             size = list(z.shape[2:])
             small = [max(1, round(n * zoom)) for n in size]
             mode = "bilinear" if ndim == 2 else "trilinear"
-            z = F.interpolate(F.interpolate(z, size=small, mode="nearest-exact"), size=size, mode=mode,
-                              align_corners=False)
+            z = F.interpolate(
+                F.interpolate(z, size=small, mode="nearest-exact"), size=size, mode=mode, align_corners=False
+            )
     if _u(generator, 0, 1) < 0.1:
         z = _gamma(z, _bg_contrast(generator, 0.7, 1.5), invert=True)
     if _u(generator, 0, 1) < 0.3:
@@ -168,8 +170,8 @@ def _intensity(z: "torch.Tensor", generator: "torch.Generator") -> "torch.Tensor
 
 
 def nnunet_augment(
-    x: "torch.Tensor", y: "torch.Tensor", *, generator: "torch.Generator"
-) -> tuple["torch.Tensor", "torch.Tensor"]:
+    x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """nnU-Net v2 2.8.1's training augmentation (see the module docstring), drawn per sample.
 
     Args:
@@ -194,3 +196,45 @@ def nnunet_augment(
         xs.append(xi)
         ys.append(yi)
     return torch.cat(xs).to(x.dtype), torch.cat(ys).to(y.dtype)
+
+
+def intensity_augment(
+    x: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    gamma: tuple[float, float] = (0.7, 1.5),
+    scale: float = 0.1,
+    noise: float = 0.03,
+    p: float = 0.5,
+) -> torch.Tensor:
+    """Intensity-only augmentation, drawn per sample: gamma on the sample's min-max range, multiplicative scale,
+    additive Gaussian noise (normalised units), each with probability ``p``.
+
+    Args:
+        x: images ``(B, 1, *spatial)`` float32.
+        generator: the only source of randomness.
+
+    Returns:
+        A new tensor of the same shape and dtype.
+    """
+    import torch
+
+    out = []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].clone()
+        if _uniform(generator, 0, 1) < p:
+            lo, hi = xi.min(), xi.max()
+            if float(hi - lo) > 0:
+                xi = ((xi - lo) / (hi - lo)).clamp(0, 1).pow(_uniform(generator, *gamma)) * (hi - lo) + lo
+        if _uniform(generator, 0, 1) < p:
+            xi = xi * (1 + _uniform(generator, -scale, scale))
+        if _uniform(generator, 0, 1) < p:
+            xi = xi + noise * torch.randn(xi.shape, generator=generator, dtype=xi.dtype)
+        out.append(xi)
+    return torch.cat(out).to(x.dtype)
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    import torch
+
+    return float(low + (high - low) * torch.rand((), generator=generator))

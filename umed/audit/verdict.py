@@ -1,5 +1,6 @@
 """The audit's verdicts in plain words: the victim trained on protected data against the threshold floor under every
-selection rule of :mod:`umed.selection`, and, for the ``mix`` defense, against a victim trained on the clean half alone.
+selection rule of :mod:`umed.audit.selection`, and, for the ``mix`` defense, against a victim trained on the clean
+half alone.
 
 Floor verdict (one victim, one defense; ``best`` is the oracle maximum, so it is never below the other rules):
 
@@ -16,16 +17,30 @@ of the mixed victim over the clean-half victim under each rule; :data:`MIX_PROTE
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from umed.selection import RULES
+from umed.audit.selection import RULES
 
-if TYPE_CHECKING:
-    from umed.victims import VictimRun
+
+class VictimScores(Protocol):
+    """What a verdict reads of a victim run (:class:`umed.audit.records.VictimRun`): its Dice under a rule."""
+
+    def dice(self, rule: str) -> float: ...
+
 
 __all__ = [
-    "INCONCLUSIVE", "MIX_GAIN_LIMIT", "MIX_NOT_PROTECTED", "MIX_PROTECTED", "NOT_PROTECTED", "PARTLY_PROTECTED",
-    "PROTECTED", "SHORT", "floor_verdict", "mix_gains", "mix_verdict", "rules_at_or_above",
+    "INCONCLUSIVE",
+    "MIX_GAIN_LIMIT",
+    "MIX_NOT_PROTECTED",
+    "MIX_PROTECTED",
+    "NOT_PROTECTED",
+    "PARTLY_PROTECTED",
+    "PROTECTED",
+    "SHORT",
+    "floor_verdict",
+    "mix_gains",
+    "mix_verdict",
+    "rules_at_or_above",
 ]
 
 NOT_PROTECTED = "not protected beyond what a threshold finds"
@@ -49,16 +64,16 @@ SHORT = {
 }
 
 
-def _available(run: VictimRun) -> list[str]:
+def _available(run: VictimScores) -> list[str]:
     return [rule for rule in RULES if math.isfinite(run.dice(rule))]
 
 
-def rules_at_or_above(protected: VictimRun, floor: float) -> list[str]:
+def rules_at_or_above(protected: VictimScores, floor: float) -> list[str]:
     """The selection rules under which the victim trained on protected data reaches the floor."""
     return [rule for rule in _available(protected) if protected.dice(rule) >= floor]
 
 
-def floor_verdict(clean: VictimRun, protected: VictimRun, floor: float) -> str:
+def floor_verdict(clean: VictimScores, protected: VictimScores, floor: float) -> str:
     """The floor verdict (see the module docstring)."""
     reached = rules_at_or_above(protected, floor)
     if len(reached) == len(_available(protected)):
@@ -68,7 +83,7 @@ def floor_verdict(clean: VictimRun, protected: VictimRun, floor: float) -> str:
     return PARTLY_PROTECTED if reached else PROTECTED
 
 
-def mix_gains(protected: VictimRun, clean_half: VictimRun) -> dict[str, float]:
+def mix_gains(protected: VictimScores, clean_half: VictimScores) -> dict[str, float]:
     """Dice gain of the mixed victim over the clean-half victim, per rule available to both."""
     rules = [r for r in _available(protected) if r in _available(clean_half)]
     return {rule: protected.dice(rule) - clean_half.dice(rule) for rule in rules}

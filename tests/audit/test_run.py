@@ -8,17 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PROTECTED, AuditConfig, AuditRun, run_audit
+from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PARTLY_PROTECTED, PROTECTED, AuditConfig, run_audit
+from umed.audit.verdict import MIX_NOT_PROTECTED, MIX_PROTECTED
 from umed.errors import ConfigError, GeometryError, InputError
 from umed.intensity import fit_mapping
 from umed.io import discover_cases, load_case, save_case
 from umed.metrics import dice, psnr
 from umed.phantom import make_phantom_dataset
-from umed.verdict import MIX_NOT_PROTECTED, MIX_PROTECTED, PARTLY_PROTECTED
-from umed.victims import VictimRun
 
 
 def make_protected_dataset(root: Path, *, n_cases: int = 3, shape=(32, 32, 8)) -> tuple[Path, Path, Path]:
@@ -44,8 +42,17 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Path) -> None:
     images, protected, masks = dataset
     out = tmp_path / "report"
-    cfg = AuditConfig(clean=images, protected=protected, masks=masks, out=out, test_cases=("phantom_001",),
-                      epochs=2, size=32, batch_size=8, defenses=("none", "gaussian"))
+    cfg = AuditConfig(
+        clean=images,
+        protected=protected,
+        masks=masks,
+        out=out,
+        test_cases=("phantom_001",),
+        epochs=2,
+        size=32,
+        batch_size=8,
+        defenses=("none", "gaussian"),
+    )
     report = run_audit(cfg)
 
     assert report.train_cases == ["phantom_000", "phantom_002"] and report.test_cases == ["phantom_001"]
@@ -85,17 +92,30 @@ def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Pa
     assert "Threshold floor" in markdown and "![dice](figures/dice.png)" in markdown
     assert report.runs[0].verdict in markdown and "nnU-Net" in markdown
     assert document["data"]["fit_cases"] + document["data"]["validation_cases"] in (
-        ["phantom_000", "phantom_002"], ["phantom_002", "phantom_000"])
+        ["phantom_000", "phantom_002"],
+        ["phantom_002", "phantom_000"],
+    )
     assert len(document["data"]["validation_cases"]) == 1
 
 
 def test_mix_trains_a_victim_on_the_clean_half_alone(tmp_path: Path) -> None:
     images, protected, masks = make_protected_dataset(tmp_path / "mix", n_cases=4)
-    cfg = AuditConfig(clean=images, protected=protected, masks=masks, test_cases=("phantom_001",), epochs=2, size=32,
-                      batch_size=8, defenses=("mix",), validation=False)
+    cfg = AuditConfig(
+        clean=images,
+        protected=protected,
+        masks=masks,
+        test_cases=("phantom_001",),
+        epochs=2,
+        size=32,
+        batch_size=8,
+        defenses=("mix",),
+        validation=False,
+    )
     run = run_audit(cfg).runs[0]
     half = run.clean_half
-    assert half is not None and half.defense == "none" and half.details["groups"] == run.protected.details["clean_groups"]
+    assert (
+        half is not None and half.defense == "none" and half.details["groups"] == run.protected.details["clean_groups"]
+    )
     assert len(half.details["groups"]) == 2 and half.n_train < run.protected.n_train  # round(0.5 * 3) of 3 made clean
     assert run.verdict in (MIX_PROTECTED, MIX_NOT_PROTECTED)
     assert run.mix_gain["last"] == pytest.approx(run.protected.last_dice - half.last_dice)
@@ -104,8 +124,16 @@ def test_mix_trains_a_victim_on_the_clean_half_alone(tmp_path: Path) -> None:
 
 def test_split_quick_and_2d_images(tmp_path: Path) -> None:
     images, masks = make_phantom_dataset(tmp_path / "p2", n_cases=4, ndim=2, shape=(32, 32), seed=1)
-    cfg = AuditConfig(clean=images, protected=images, masks=masks, split=0.25, quick=True, size=32, epochs=1,
-                      victims=("unet", "segresnet"))
+    cfg = AuditConfig(
+        clean=images,
+        protected=images,
+        masks=masks,
+        split=0.25,
+        quick=True,
+        size=32,
+        epochs=1,
+        victims=("unet", "segresnet"),
+    )
     assert cfg.effective().victims == ("unet",) and cfg.effective().size == 32
     report = run_audit(cfg)
     assert len(report.test_cases) == 1 and not set(report.test_cases) & set(report.train_cases)
@@ -117,8 +145,18 @@ def test_split_quick_and_2d_images(tmp_path: Path) -> None:
 
 def test_unet3d_trains_on_resampled_volumes(dataset, tmp_path: Path) -> None:
     images, protected, masks = dataset
-    report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=tmp_path / "r3",
-                                   test_cases="phantom_002", victims="unet3d", epochs=1, size=32))
+    report = run_audit(
+        AuditConfig(
+            clean=images,
+            protected=protected,
+            masks=masks,
+            out=tmp_path / "r3",
+            test_cases="phantom_002",
+            victims="unet3d",
+            epochs=1,
+            size=32,
+        )
+    )
     saved = np.load(tmp_path / "r3" / "predictions.npz")
     assert saved["test_labels_3d"].shape == (1, 16, 16, 16) and report.data["patch_3d"] == [16, 16, 16]
     for kind in ("clean", "protected"):
@@ -129,20 +167,43 @@ def test_unet3d_trains_on_resampled_volumes(dataset, tmp_path: Path) -> None:
 def test_native_resolution_trains_on_patches_and_tests_full_slices(tmp_path: Path) -> None:
     images, protected, masks = make_protected_dataset(tmp_path / "native", shape=(72, 72, 6))
     out = tmp_path / "report"
-    report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=out, test_cases=("phantom_001",),
-                                   epochs=1, crop=32, batch_size=8, defenses=("none", "intensity", "downsample")))
+    report = run_audit(
+        AuditConfig(
+            clean=images,
+            protected=protected,
+            masks=masks,
+            out=out,
+            test_cases=("phantom_001",),
+            epochs=1,
+            crop=32,
+            batch_size=8,
+            defenses=("none", "intensity", "downsample"),
+        )
+    )
     saved = np.load(out / "predictions.npz")
     assert saved["test_labels"].shape[1:] == (80, 80)  # 72 edge-padded to a multiple of 16, no resampling
     assert report.data["size"] == "native" and "32, 32" in report.data["resampling"]
     for run in report.runs:
-        assert run.protected.last_dice == pytest.approx(dice(saved[f"unet__{run.defense}__protected"], saved["test_labels"] > 0))
+        assert run.protected.last_dice == pytest.approx(
+            dice(saved[f"unet__{run.defense}__protected"], saved["test_labels"] > 0)
+        )
     assert "native 80x80" in (out / "report.md").read_text()
 
 
 def test_unet3d_at_native_resolution_uses_sliding_windows(dataset, tmp_path: Path) -> None:
     images, protected, masks = dataset
-    report = run_audit(AuditConfig(clean=images, protected=protected, masks=masks, out=tmp_path / "r3n",
-                                   test_cases="phantom_002", victims="unet3d", epochs=1, crop3d=16))
+    report = run_audit(
+        AuditConfig(
+            clean=images,
+            protected=protected,
+            masks=masks,
+            out=tmp_path / "r3n",
+            test_cases="phantom_002",
+            victims="unet3d",
+            epochs=1,
+            crop3d=16,
+        )
+    )
     saved = np.load(tmp_path / "r3n" / "predictions.npz")
     labels = saved["test_labels_3d"]
     assert labels.shape[1:] == tuple(report.data["volume_shape"]) and all(n % 8 == 0 for n in labels.shape[1:])
@@ -153,8 +214,16 @@ def test_unet3d_at_native_resolution_uses_sliding_windows(dataset, tmp_path: Pat
 
 def test_clean_cache_reuses_the_clean_runs(dataset, tmp_path: Path) -> None:
     images, protected, masks = dataset
-    settings = dict(clean=images, protected=protected, masks=masks, test_cases=("phantom_001",), epochs=1, size=32,
-                    batch_size=8, clean_cache=tmp_path / "cache")
+    settings = dict(
+        clean=images,
+        protected=protected,
+        masks=masks,
+        test_cases=("phantom_001",),
+        epochs=1,
+        size=32,
+        batch_size=8,
+        clean_cache=tmp_path / "cache",
+    )
     first = run_audit(AuditConfig(**settings))
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     second = run_audit(AuditConfig(**settings))
@@ -191,30 +260,3 @@ def test_refusals(dataset, tmp_path: Path) -> None:
     other = make_protected_dataset(tmp_path / "other", shape=(32, 32, 6))[1]
     with pytest.raises(GeometryError, match="differs in shape"):
         run_audit(AuditConfig(clean=images, protected=other, masks=masks))
-
-
-def _run(test_dice: list[float], val_dice: list[float] | None = None) -> VictimRun:
-    n, best = len(test_dice), int(np.argmax(test_dice))
-    return VictimRun("unet", "none", 0, n, [1.0] * n, list(test_dice), [1.0] * n, test_dice[best], best + 1,
-                     test_dice[-1], 1.0, 1.0, {}, np.zeros((1, 2, 2), np.uint8), val_dice=list(val_dice or []))
-
-
-def test_verdicts_consider_the_three_selection_rules() -> None:
-    clean = _run([0.6, 0.8, 0.8], [0.5, 0.6, 0.7])
-    # reaches the floor under every rule (nnU-Net's rule picks epoch 3 here)
-    assert AuditRun("unet", "none", clean, _run([0.5, 0.75, 0.72], [0.1, 0.2, 0.3]), 0.7).verdict == NOT_PROTECTED
-    # only the oracle best epoch reaches it: partly protected, and the rules are named in the JSON
-    partly = AuditRun("unet", "none", clean, _run([0.75, 0.3, 0.1], [0.1, 0.2, 0.3]), 0.7)
-    assert partly.verdict == PARTLY_PROTECTED and partly.to_dict()["rules_at_or_above_floor"] == ["best"]
-    assert AuditRun("unet", "none", clean, _run([0.3, 0.2, 0.1], [0.1, 0.2, 0.3]), 0.7).verdict == PROTECTED
-    assert AuditRun("unet", "none", _run([0.5, 0.5]), _run([0.3, 0.1]), floor=0.7).verdict == INCONCLUSIVE
-    assert NOT_PROTECTED == "not protected beyond what a threshold finds"
-
-
-def test_mix_verdict_compares_with_the_clean_half() -> None:
-    clean, mixed = _run([0.7, 0.8], [0.5, 0.6]), _run([0.6, 0.71], [0.4, 0.5])
-    same = AuditRun("unet", "mix", clean, mixed, 0.3, clean_half=_run([0.6, 0.70], [0.4, 0.5]))
-    assert same.mix_gain == pytest.approx({"best": 0.01, "last": 0.01, "nnunet": 0.01})
-    assert same.verdict == MIX_PROTECTED and same.to_dict()["mix_gain"]["last"] == pytest.approx(0.01)
-    worse = AuditRun("unet", "mix", clean, mixed, 0.3, clean_half=_run([0.5, 0.6], [0.4, 0.5]))
-    assert worse.verdict == MIX_NOT_PROTECTED and "clean_half" in worse.to_dict()

@@ -6,7 +6,8 @@ Files (all written atomically):
 - ``report.json``: settings, package versions, split, imperceptibility per case and mean, threshold floor, every
   victim run with per-epoch curves, verdicts, notes.
 - ``report.md``: the same in tables, with the verdicts in plain words and the figures.
-- ``figures/examples.png``: three slices: clean image, perturbation (diverging colours, colour bar in /255),
+- ``figures/examples.png`` (figures drawn by :mod:`umed.audit.figures`): three slices: clean image, perturbation
+  (diverging colours, colour bar in /255),
   protected image, structure contour.
 - ``figures/curves.png``: clean-test Dice per epoch, clean vs protected training (and the clean-half victim of
   ``mix``), the validation Dice EMA and nnU-Net's pick, one panel per victim and defense.
@@ -14,8 +15,6 @@ Files (all written atomically):
   with the threshold floor.
 - ``predictions.npz``: ``test_labels`` and, per run, ``{victim}__{defense}__{clean|protected}`` last-epoch
   predictions (uint8), so that every reported Dice can be recomputed.
-
-Figures use matplotlib's object API (``matplotlib.figure.Figure``), never pyplot's global state.
 """
 
 from __future__ import annotations
@@ -23,16 +22,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from umed.audit.defenses import get_defense
+from umed.audit.figures import figure_curves, figure_dice, figure_examples
+from umed.audit.records import AuditReport
+from umed.audit.verdict import MIX_GAIN_LIMIT
 from umed.io.atomic import atomic_file
-from umed.selection import RULES, ema
-from umed.verdict import MIX_GAIN_LIMIT
-
-if TYPE_CHECKING:
-    from umed.audit import AuditReport
 
 __all__ = ["write_report"]
 
@@ -60,155 +58,43 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _save_figure(fig: Any, path: Path) -> None:
-    with atomic_file(path) as temp:
-        fig.savefig(temp, format="png", dpi=110, bbox_inches="tight")
-
-
-def _show(image: np.ndarray, ndim: int) -> tuple[np.ndarray, str]:
-    """Volumes' slices are (X, Y): show them transposed with the origin at the bottom, as radiology viewers do."""
-    return (image.T, "lower") if ndim == 3 else (image, "upper")
-
-
-def _figure_examples(report: AuditReport, path: Path) -> bool:
-    from matplotlib.figure import Figure
-
-    examples = report.examples
-    if not examples:
-        return False
-    ndim = int(report.data.get("ndim", 3))
-    fig = Figure(figsize=(17.5, 3.2 * len(examples)))
-    axes = fig.subplots(len(examples), 5, squeeze=False, gridspec_kw={"wspace": 0.35})
-    for row, example in zip(axes, examples):
-        delta = (example.protected.astype(np.float64) - example.clean) * 255.0
-        limit = float(np.abs(delta).max()) or 1.0
-        clean, origin = _show(example.clean, ndim)
-        protected, _ = _show(example.protected, ndim)
-        change, _ = _show(delta, ndim)
-        structure, _ = _show(example.structure.astype(float), ndim)
-        where = f"{example.case_id}" + (f", slice {example.index}" if ndim == 3 else "")
-        row[0].imshow(clean, cmap="gray", vmin=0, vmax=1, origin=origin)
-        row[0].set_title(f"clean ({where})", fontsize=9)
-        shown = row[1].imshow(change, cmap="RdBu_r", vmin=-limit, vmax=limit, origin=origin)
-        row[1].set_title(f"perturbation, amplified (scale +-{limit:.1f}/255)", fontsize=9)
-        fig.colorbar(shown, ax=row[1], fraction=0.046, pad=0.04).set_label("change (/255)", fontsize=8)
-        row[2].imshow(protected, cmap="gray", vmin=0, vmax=1, origin=origin)
-        row[2].set_title("protected", fontsize=9)
-        row[3].imshow(protected, cmap="gray", vmin=0, vmax=1, origin=origin)
-        if structure.any():
-            row[3].contour(structure, levels=[0.5], colors="yellow", linewidths=0.8, origin=origin)
-        row[3].set_title("protected + structure contour", fontsize=9)
-        box = _zoom_box(change != 0 if np.any(change) else structure > 0)
-        row[4].imshow(change[box], cmap="RdBu_r", vmin=-limit, vmax=limit, origin=origin, interpolation="nearest")
-        row[4].set_title("perturbation, zoomed (1 pixel = 1 voxel)", fontsize=9)
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    _save_figure(fig, path)
-    return True
-
-
-def _zoom_box(mask: np.ndarray, margin: int = 6, most: int = 64) -> tuple[slice, slice]:
-    """A window of at most ``most`` pixels per side around the centre of ``mask`` (the whole image when empty), so
-    that a pattern of single voxels is visible."""
-    if not mask.any():
-        return (slice(None), slice(None))
-    where = np.argwhere(mask)
-    low, high = where.min(axis=0) - margin, where.max(axis=0) + margin + 1
-    centre = (low + high) // 2
-    half = np.minimum((high - low) // 2, most // 2)
-    start = np.clip(centre - half, 0, None)
-    stop = np.minimum(centre + half, mask.shape)
-    return (slice(int(start[0]), int(stop[0])), slice(int(start[1]), int(stop[1])))
-
-
-def _figure_curves(report: AuditReport, path: Path) -> bool:
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    runs = report.runs
-    if not runs:
-        return False
-    cols = min(3, len(runs))
-    rows = math.ceil(len(runs) / cols)
-    fig = Figure(figsize=(4.6 * cols, 3.4 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, run in zip(axes, runs):
-        epochs = np.arange(1, run.clean.epochs + 1)
-        ax.plot(epochs, run.clean.test_dice, "o-", color="tab:blue", label="trained on clean", markersize=3)
-        ax.plot(epochs, run.protected.test_dice, "o-", color="tab:red", label="trained on protected", markersize=3)
-        if run.clean_half is not None:
-            ax.plot(epochs, run.clean_half.test_dice, "o-", color="tab:green", label="trained on the clean half",
-                    markersize=3)
-        for vr, color in ((run.clean, "tab:blue"), (run.protected, "tab:red")):
-            if vr.val_dice:
-                ax.plot(epochs, ema(vr.val_dice), ":", color=color, linewidth=1)
-                ax.plot([vr.epoch("nnunet")], [vr.dice("nnunet")], "*", color=color, markersize=10)
-        ax.axhline(report.floor.dice, color="gray", linestyle=":", label="threshold floor")
-        loss_ax = ax.twinx()
-        loss_ax.plot(epochs, run.clean.train_loss, "--", color="tab:blue", alpha=0.4, linewidth=1)
-        loss_ax.plot(epochs, run.protected.train_loss, "--", color="tab:red", alpha=0.4, linewidth=1)
-        loss_ax.set_ylabel("training loss (dashed)", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("clean-test Dice")
-        ax.set_title(f"{run.victim} / {run.defense} (dotted: validation EMA; star: nnU-Net's pick)", fontsize=8)
-        ax.legend(fontsize=7, loc="lower right")
-    for ax in axes[len(runs) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    _save_figure(fig, path)
-    return True
-
-
-def _figure_dice(report: AuditReport, path: Path) -> bool:
-    from matplotlib.figure import Figure
-
-    runs = report.runs
-    if not runs:
-        return False
-    fig = Figure(figsize=(max(5.0, 1.6 * len(runs) + 2), 3.8))
-    ax = fig.subplots()
-    x = np.arange(len(runs))
-    width = 0.13
-    bars = [
-        (f"{kind}, {rule}", [getattr(r, kind).dice(rule) for r in runs], color, alpha)
-        for kind, color in (("clean", "tab:blue"), ("protected", "tab:red"))
-        for rule, alpha in zip(RULES, (1.0, 0.45, 0.7))
-    ]
-    for k, (label, values, color, alpha) in enumerate(bars):
-        values = [v if math.isfinite(v) else 0.0 for v in values]
-        hatch = "//" if label.endswith("nnunet") else None
-        ax.bar(x + (k - 2.5) * width, values, width, label=label, color=color, alpha=alpha, hatch=hatch)
-    ax.axhline(report.floor.dice, color="black", linestyle="--", linewidth=1,
-               label=f"threshold floor ({report.floor.dice:.2f})")
-    ax.set_xticks(x, [f"{r.victim}\n{r.defense}" for r in runs])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("clean-test Dice")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _save_figure(fig, path)
-    return True
-
-
 def _rules_text(run: Any) -> str:
     """One sentence of a run's Dice under the three rules (and, for ``mix``, the gain over the clean half)."""
+
     def triple(vr: Any) -> str:
-        return (f"best {vr.best_dice:.3f} (epoch {vr.best_epoch}), last {vr.last_dice:.3f}, nnU-Net "
-                f"{_fmt(vr.dice('nnunet'))} (epoch {vr.epoch('nnunet') or '-'})")
+        return (
+            f"best {vr.best_dice:.3f} (epoch {vr.best_epoch}), last {vr.last_dice:.3f}, nnU-Net "
+            f"{_fmt(vr.dice('nnunet'))} (epoch {vr.epoch('nnunet') or '-'})"
+        )
 
     text = f"trained on protected data: {triple(run.protected)}; trained on clean data: {triple(run.clean)}."
     if run.clean_half is not None:
         gains = ", ".join(f"{rule} {gain:+.3f}" for rule, gain in run.mix_gain.items())
-        text += (f" Trained on the clean half alone: {triple(run.clean_half)}; Dice gain of the mixed victim over it: "
-                 f"{gains} (protection means <= {MIX_GAIN_LIMIT}).")
+        text += (
+            f" Trained on the clean half alone: {triple(run.clean_half)}; Dice gain of the mixed victim over it: "
+            f"{gains} (protection means <= {MIX_GAIN_LIMIT})."
+        )
     return text
 
 
 def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
-    cfg = report.config
-    floor = report.floor
+    """``report.md``: its sections in order."""
     lines = [
+        *_md_header(report),
+        *_md_verdict(report),
+        *_md_imperceptibility(report),
+        *_md_victims(report),
+        *_md_figures(figures),
+        *_md_notes(report),
+    ]
+    return "\n".join(lines)
+
+
+def _md_header(report: AuditReport) -> list[str]:
+    """Title and the run's inputs, cases, slices and time."""
+    cfg = report.config
+    shape = "x".join(map(str, report.data.get("slice_shape", [])))
+    return [
         "# umed audit",
         "",
         f"- clean: `{cfg.clean}`; protected: `{cfg.protected}`; masks: `{cfg.masks}`",
@@ -219,10 +105,18 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
         + ("; **quick run** (a smoke test of the pipeline, not a measurement)" if cfg.quick else ""),
         f"- slices: {report.data['train_slices']} training ({report.data['train_structure_slices']} with structure), "
         f"{report.data['test_slices']} test ({report.data['test_structure_slices']} with structure), "
-        f"{'native ' + 'x'.join(map(str, report.data.get('slice_shape', []))) if cfg.size is None else f'{cfg.size}x{cfg.size}'} pixels, "
+        f"{'native ' + shape if cfg.size is None else f'{cfg.size}x{cfg.size}'} pixels, "
         f"{cfg.empty_ratio:g} empty slice(s) per structure slice",
         f"- run time: {report.seconds / 60:.1f} min",
         "",
+    ]
+
+
+def _md_verdict(report: AuditReport) -> list[str]:
+    """The threshold floor, the selection rules and one verdict line per run."""
+    floor = report.floor
+    validation = ", ".join(report.data.get("validation_cases") or []) or "none"
+    lines = [
         "## Verdict",
         "",
         f"Threshold floor: the best single intensity threshold (structure {floor.polarity} {floor.threshold:.3f} "
@@ -230,25 +124,29 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
         f"clean test slices. A victim trained on protected data that scores at or above it is not protected beyond "
         f"what a threshold finds.",
         "",
-    ]
-    lines += [
         "Three model-selection rules: **best** = the epoch with the best clean-test Dice (an oracle: the attacker's "
         "best case), **last** = the final epoch, **nnU-Net** = nnU-Net's `checkpoint_best`, the best EMA "
-        f"(0.9/0.1) of the Dice on the validation cases ({', '.join(report.data.get('validation_cases') or []) or 'none'}"
+        f"(0.9/0.1) of the Dice on the validation cases ({validation}"
         "; protected for the protected victim, held out from fitting). The verdict considers all three.",
         "",
     ]
     for run in report.runs:
         lines.append(f"- **{run.victim} / {run.defense}**: {_rules_text(run)} **{run.verdict}**.")
+    return lines
+
+
+def _md_imperceptibility(report: AuditReport) -> list[str]:
+    """The imperceptibility table: one row per case and the means."""
     imp = report.imperceptibility
-    lines += [
+    lines = [
         "",
         "## Imperceptibility",
         "",
         f"Normalised units (data range 1): {report.data['intensity']}. ROI = {report.data['roi']}. "
         "PSNR per volume (3D) or per image (2D); changes in /255 of the data range.",
         "",
-        "| case | role | PSNR dB | ROI PSNR dB | SSIM | max change /255 | max change outside ROI /255 | changed voxels |",
+        "| case | role | PSNR dB | ROI PSNR dB | SSIM | max change /255 | max change outside ROI /255 "
+        "| changed voxels |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in report.cases:
@@ -258,16 +156,23 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
             f"{100 * c.changed_fraction:.2f}% |"
         )
     lines.append(
-        f"| **mean** (max for changes) | | {_fmt(imp['psnr'], 2)} | {_fmt(imp['psnr_roi'], 2)} | {_fmt(imp['ssim'], 4)} | "
+        f"| **mean** (max for changes) | | {_fmt(imp['psnr'], 2)} | {_fmt(imp['psnr_roi'], 2)} | "
+        f"{_fmt(imp['ssim'], 4)} | "
         f"{_fmt(imp['max_abs_change_255'], 2)} | {_fmt(imp['max_abs_change_outside_roi_255'], 2)} | "
         f"{100 * imp['changed_fraction']:.2f}% |"
     )
-    lines += [
+    return lines
+
+
+def _md_victims(report: AuditReport) -> list[str]:
+    """The victims table, the per-label Dice, the defenses and the clean-fitted threshold."""
+    lines = [
         "",
         "## Victims",
         "",
-        "Clean-test Dice of the structure over all test slices jointly; best = the best epoch (oracle early stopping), last = "
-        "after the last epoch, nnU-Net = nnU-Net's checkpoint_best (validation EMA). HD95 in mm (per test slice with structure, averaged; a slice where the victim finds "
+        "Clean-test Dice of the structure over all test slices jointly; best = the best epoch (oracle early stopping), "
+        "last = after the last epoch, nnU-Net = nnU-Net's checkpoint_best (validation EMA). HD95 in mm (per test "
+        "slice with structure, averaged; a slice where the victim finds "
         "nothing counts as the slice diagonal).",
         "",
         "| victim | defense | trained on | best (epoch) | last | nnU-Net (epoch) | HD95 last | verdict |",
@@ -290,38 +195,59 @@ def _markdown(report: AuditReport, figures: dict[str, bool]) -> str:
             clean = ", ".join(f"{k}: {v:.3f}" for k, v in run.clean.dice_per_label.items())
             prot = ", ".join(f"{k}: {v:.3f}" for k, v in run.protected.dice_per_label.items())
             lines.append(f"- {run.victim} / {run.defense}: clean {{{clean}}}; protected {{{prot}}}")
-    from umed.defenses import get_defense
-
     lines += ["", "Defenses:", ""]
-    for name in cfg.defenses:
+    for name in report.config.defenses:
         lines.append(f"- `{name}`: {get_defense(name).summary}")
     lines += [
         "",
         f"Threshold fitted on clean training slices instead: Dice {report.floor_clean.dice:.3f} "
         f"({report.floor_clean.polarity} {report.floor_clean.threshold:.3f}).",
         "",
-        "## Figures",
-        "",
     ]
+    return lines
+
+
+def _md_figures(figures: dict[str, bool]) -> list[str]:
+    """The figures written, each with its caption."""
+    lines = ["## Figures", ""]
     if figures.get("examples"):
-        lines += ["Clean, perturbation (amplified), protected and structure contour:", "", "![examples](figures/examples.png)", ""]
+        lines += [
+            "Clean, perturbation (amplified), protected and structure contour:",
+            "",
+            "![examples](figures/examples.png)",
+            "",
+        ]
     if figures.get("curves"):
-        lines += ["Learning curves (clean-test Dice per epoch, training loss dashed):", "", "![curves](figures/curves.png)", ""]
+        lines += [
+            "Learning curves (clean-test Dice per epoch, training loss dashed):",
+            "",
+            "![curves](figures/curves.png)",
+            "",
+        ]
     if figures.get("dice"):
         lines += ["Dice by victim and defense:", "", "![dice](figures/dice.png)", ""]
-    lines += [
+    return lines
+
+
+def _md_notes(report: AuditReport) -> list[str]:
+    """Resampling, the Dice policy, the run's notes and the versions."""
+    if report.config.size is not None:
+        resampling = (
+            " Averaging attenuates fine perturbation patterns when slices are larger than the victim's size; the "
+            "default native resolution is the stricter test."
+        )
+    else:
+        resampling = " Training on resampled slices is measured by the `downsample` defense."
+    lines = [
         "## Notes",
         "",
-        f"- {report.data['resampling']}."
-        + (" Averaging attenuates fine perturbation patterns when slices are larger than the victim's size; the "
-           "default native resolution is the stricter test." if cfg.size is not None else
-           " Training on resampled slices is measured by the `downsample` defense."),
+        f"- {report.data['resampling']}." + resampling,
         "- Dice policy: an empty prediction against an empty target counts 1, otherwise the usual 2|P&T|/(|P|+|T|), "
         "over all test slices jointly.",
     ]
     lines += [f"- {note}" for note in report.notes]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_report(report: AuditReport, out_dir: Path) -> dict[str, Path]:
@@ -342,15 +268,15 @@ def write_report(report: AuditReport, out_dir: Path) -> dict[str, Path]:
     figures_dir = out_dir / "figures"
     paths: dict[str, Path] = {}
     made = {
-        "examples": _figure_examples(report, figures_dir / "examples.png"),
-        "curves": _figure_curves(report, figures_dir / "curves.png"),
-        "dice": _figure_dice(report, figures_dir / "dice.png"),
+        "examples": figure_examples(report, figures_dir / "examples.png"),
+        "curves": figure_curves(report, figures_dir / "curves.png"),
+        "dice": figure_dice(report, figures_dir / "dice.png"),
     }
     for name, ok in made.items():
         if ok:
             paths[name] = figures_dir / f"{name}.png"
 
-    arrays: dict[str, np.ndarray] = {"test_labels": report.test_labels}
+    arrays: dict[str, Any] = {"test_labels": report.test_labels}  # Any: numpy types savez keywords as ArrayLike | bool
     if report.test_labels_3d is not None:
         arrays["test_labels_3d"] = report.test_labels_3d
     for run in report.runs:

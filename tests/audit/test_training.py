@@ -1,4 +1,4 @@
-"""Victim networks and their training loop: shapes, reported Dice = recomputed Dice, seeding, HD95, per-label Dice."""
+"""The victims' training loop: reported Dice = recomputed Dice, seeding, patches, validation scoring."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from umed.errors import ConfigError, GeometryError
-from umed.metrics import dice
-from umed.selection import ema, nnunet_epoch
-from umed.victims import VICTIM_NAMES, VictimRun, build_victim, dice_per_label, train_victim
-
+from umed.audit.records import VictimRun
+from umed.audit.selection import ema, nnunet_epoch
+from umed.audit.training import TrainSettings, train_victim
+from umed.errors import GeometryError
+from umed.metrics import dice, dice_per_label
 
 
 def _discs(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -27,30 +27,20 @@ def _discs(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return x, y
 
 
-@pytest.mark.parametrize("name", VICTIM_NAMES)
-def test_build_victim_maps_images_to_two_class_logits(name: str) -> None:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_victim(name)
-    shape = (1, 1, 16, 16, 16) if name == "unet3d" else (2, 1, 32, 32)
-    with torch.no_grad():
-        out = model(torch.rand(shape))
-    assert out.shape == (shape[0], 2, *shape[2:])
-
-
-def test_unknown_victim_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"victim: unknown name 'vnet' \(expected one of unet, basicunet"):
-        build_victim("vnet")
-
-
 def test_train_victim_reports_what_its_predictions_score_and_keeps_global_rng() -> None:
     rng = np.random.default_rng(0)
     train_x, train_y = _discs(12, 32, rng)
     test_x, test_y = _discs(6, 32, rng)
     torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
     calls = []
-    run = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=2, batch_size=6, seed=3,
-                       progress=lambda d, c, t: calls.append((d, c, t)))
+    run = train_victim(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        TrainSettings(victim="unet", epochs=2, batch_size=6, seed=3),
+        progress=lambda d, c, t: calls.append((d, c, t)),
+    )
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], np_state)
     assert run.predictions.dtype == np.uint8 and run.predictions.shape == test_x.shape
@@ -61,7 +51,7 @@ def test_train_victim_reports_what_its_predictions_score_and_keeps_global_rng() 
     assert calls[0] == ("unet none", 0, 2) and calls[-1] == ("unet none", 2, 2)
     assert run.to_dict()["last_dice"] == run.last_dice and "predictions" not in run.to_dict()
 
-    again = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=2, batch_size=6, seed=3)
+    again = train_victim(train_x, train_y, test_x, test_y, TrainSettings(victim="unet", epochs=2, batch_size=6, seed=3))
     assert again.train_loss == run.train_loss and np.array_equal(again.predictions, run.predictions)
 
 
@@ -69,28 +59,27 @@ def test_train_victim_patch_mode_for_unet3d() -> None:
     rng = np.random.default_rng(1)
     x = rng.random((2, 24, 16, 16)).astype(np.float32)
     y = (x > 0.8).astype(np.uint8)
-    run = train_victim(x, y, x[:1], y[:1], victim="unet3d", epochs=1, batch_size=2, seed=0,
-                       patch_size=(16, 16, 16), patches_per_epoch=2, test_spacing=[(1.0, 1.0, 2.0)])
+    run = train_victim(
+        x,
+        y,
+        x[:1],
+        y[:1],
+        TrainSettings(victim="unet3d", epochs=1, batch_size=2, seed=0, patch_size=(16, 16, 16), patches_per_epoch=2),
+        test_spacing=[(1.0, 1.0, 2.0)],
+    )
     assert run.predictions.shape == (1, 24, 16, 16) and run.n_train == 2
     with pytest.raises(GeometryError, match="at least 16"):
-        train_victim(x, y, x, y, victim="unet3d", epochs=1, batch_size=1, seed=0, patch_size=(8, 8, 8))
+        train_victim(x, y, x, y, TrainSettings(victim="unet3d", epochs=1, batch_size=1, seed=0, patch_size=(8, 8, 8)))
     with pytest.raises(GeometryError, match="divisible by 8"):
-        train_victim(x, y, x[:, :12], y[:, :12], victim="unet3d", epochs=1, batch_size=1, seed=0)
+        train_victim(x, y, x[:, :12], y[:, :12], TrainSettings(victim="unet3d", epochs=1, batch_size=1, seed=0))
 
 
 def test_train_victim_refuses_bad_shapes() -> None:
     x = np.zeros((2, 30, 32), np.float32)
     with pytest.raises(GeometryError, match="divisible by 8"):
-        train_victim(x, x, x, x, victim="unet", epochs=1, batch_size=1, seed=0)
+        train_victim(x, x, x, x, TrainSettings(victim="unet", epochs=1, batch_size=1, seed=0))
     with pytest.raises(GeometryError, match="differ in shape"):
-        train_victim(x, x[:1], x, x, victim="unet", epochs=1, batch_size=1, seed=0)
-
-
-def test_dice_per_label_ignores_the_other_labels() -> None:
-    labels = np.array([[0, 1, 1, 2, 2, 0]])
-    assert dice_per_label(labels > 0, labels) == {1: 1.0, 2: 1.0}
-    assert dice_per_label(labels == 1, labels) == {1: 1.0, 2: 0.0}
-    assert dice_per_label(labels == 1, labels == 1) == {}
+        train_victim(x, x[:1], x, x, TrainSettings(victim="unet", epochs=1, batch_size=1, seed=0))
 
 
 def test_validation_dice_is_scored_every_epoch_and_selects_nnunets_epoch() -> None:
@@ -98,8 +87,15 @@ def test_validation_dice_is_scored_every_epoch_and_selects_nnunets_epoch() -> No
     train_x, train_y = _discs(10, 32, rng)
     val_x, val_y = _discs(4, 32, rng)
     test_x, test_y = _discs(4, 32, rng)
-    run = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=3, batch_size=5, seed=1,
-                       val_x=val_x, val_y=val_y)
+    run = train_victim(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        TrainSettings(victim="unet", epochs=3, batch_size=5, seed=1),
+        val_x=val_x,
+        val_y=val_y,
+    )
     assert len(run.val_dice) == 3 and all(0 <= v <= 1 for v in run.val_dice)
     epoch = nnunet_epoch(run.val_dice)
     assert run.epoch("nnunet") == epoch and run.nnunet_dice == run.test_dice[epoch - 1]
@@ -110,6 +106,6 @@ def test_validation_dice_is_scored_every_epoch_and_selects_nnunets_epoch() -> No
     back = VictimRun.from_dict(doc, run.predictions)
     assert back.val_dice == pytest.approx(run.val_dice) and back.epoch("nnunet") == epoch
 
-    plain = train_victim(train_x, train_y, test_x, test_y, victim="unet", epochs=3, batch_size=5, seed=1)
+    plain = train_victim(train_x, train_y, test_x, test_y, TrainSettings(victim="unet", epochs=3, batch_size=5, seed=1))
     assert plain.train_loss == run.train_loss  # scoring the validation cases changes nothing in training
     assert plain.val_dice == [] and plain.epoch("nnunet") is None and np.isnan(plain.nnunet_dice)

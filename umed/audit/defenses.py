@@ -14,7 +14,7 @@ name           kind        what it does
 ``quantize``   data        each 2D slice rescaled to 8 bits by its min/max and back (quantisation without JPEG)
 ``gaussian``   data        Gaussian filter, sigma 1 voxel over every spatial axis of each sample
 ``median``     data        median filter, 3x3 (3x3x3 for volumes)
-``augment``    batch       nnU-Net v2 2.8.1's training augmentation (:mod:`umed.augment`, deviations listed there):
+``augment``    batch       nnU-Net v2 2.8.1's training augmentation (:mod:`umed.audit.augment`, deviations there):
                            rotation/scale, noise, blur, brightness, contrast, low resolution, gamma, mirroring
 ``intensity``  batch       intensity augmentation only, each with p 0.5 per sample: gamma 0.7..1.5 (on the sample's
                            min-max), scale x0.9..1.1, Gaussian noise sigma 0.03
@@ -27,16 +27,20 @@ name           kind        what it does
 Arrays are in umed's normalised intensity space (``data_range`` 1, see :mod:`umed.intensity`): training arrays
 ``(N, H, W)`` (slices) or ``(N, X, Y, Z)`` (volumes or patches, axial slices on the last axis), float32; labels of the
 same shape, integer. Batch tensors are ``(B, 1, *spatial)``. Randomness comes only from the generators passed in.
+The batch-level steps live in :mod:`umed.audit.adversarial` (PGD) and :mod:`umed.audit.augment` (augmentation).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from umed.audit.adversarial import pgd_attack
+from umed.audit.augment import intensity_augment, nnunet_augment
 from umed.errors import ConfigError
 from umed.registry import Registry
 
@@ -52,10 +56,8 @@ __all__ = [
     "jpeg_slices",
     "median_filter_samples",
     "mix_clean",
-    "pgd_attack",
     "quantize_slices",
     "downsample_slices",
-    "intensity_augment",
 ]
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -143,14 +145,8 @@ def gaussian_filter_samples(x: np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
 
 
 def median_filter_samples(x: np.ndarray, *, size: int = 3) -> np.ndarray:
-    """Median-filter each sample with a ``size`` window on every spatial axis (3x3 for slices).
-
-    Args:
-        x: ``(N, *spatial)`` float.
-
-    Returns:
-        float32 array of the same shape.
-    """
+    """Median-filter each sample ``(N, *spatial)`` with a ``size`` window on every spatial axis (3x3 for slices);
+    float32 of the same shape, as :func:`gaussian_filter_samples`."""
     from scipy import ndimage
 
     x = np.asarray(x, dtype=np.float32)
@@ -194,50 +190,6 @@ def mix_clean(
     return out, chosen
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# batch-level transforms (torch)
-
-
-def pgd_attack(
-    model: "torch.nn.Module",
-    loss_fn: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"],
-    x: "torch.Tensor",
-    y: "torch.Tensor",
-    *,
-    eps: float = 8 / 255,
-    steps: int = 3,
-    step_size: float | None = None,
-    generator: "torch.Generator | None" = None,
-) -> "torch.Tensor":
-    """Projected gradient ascent on the training loss inside an L-inf ball (Madry et al., ICLR 2018).
-
-    The model's parameters get no gradient (``torch.autograd.grad`` on the input only) and keep their mode.
-
-    Args:
-        model: the network being trained.
-        loss_fn: ``loss_fn(logits, y)``.
-        x: images ``(B, 1, *spatial)`` float32 in normalised units.
-        y: labels ``(B, 1, *spatial)``.
-        eps: L-inf radius in normalised units (8/255 = 8 grey levels of an 8-bit image).
-        steps: number of ascent steps.
-        step_size: step length; default ``2.5 * eps / steps``.
-        generator: draws the random start in the ball.
-
-    Returns:
-        The adversarial images, same shape and dtype, detached; ``|x_adv - x| <= eps``.
-    """
-    import torch
-
-    step = 2.5 * eps / steps if step_size is None else step_size
-    delta = (torch.rand(x.shape, generator=generator, dtype=x.dtype) * 2 - 1) * eps
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = loss_fn(model(x + delta), y)
-        (grad,) = torch.autograd.grad(loss, delta)
-        delta = (delta.detach() + step * grad.sign()).clamp_(-eps, eps)
-    return (x + delta).detach()
-
-
 def downsample_slices(x: np.ndarray, *, factor: int = 2) -> np.ndarray:
     """Average every 2D slice over ``factor x factor`` blocks and interpolate it back bilinearly to its size.
 
@@ -259,41 +211,6 @@ def downsample_slices(x: np.ndarray, *, factor: int = 2) -> np.ndarray:
     small = F.avg_pool2d(t, factor, ceil_mode=True)
     back = F.interpolate(small, size=tuple(t.shape[2:]), mode="bilinear", align_corners=False)[:, 0].numpy()
     return np.ascontiguousarray(_unslice_2d(back.astype(np.float32), x))
-
-
-def intensity_augment(x: "torch.Tensor", *, generator: "torch.Generator", gamma: tuple[float, float] = (0.7, 1.5),
-                      scale: float = 0.1, noise: float = 0.03, p: float = 0.5) -> "torch.Tensor":
-    """Intensity-only augmentation, drawn per sample: gamma on the sample's min-max range, multiplicative scale,
-    additive Gaussian noise (normalised units), each with probability ``p``.
-
-    Args:
-        x: images ``(B, 1, *spatial)`` float32.
-        generator: the only source of randomness.
-
-    Returns:
-        A new tensor of the same shape and dtype.
-    """
-    import torch
-
-    out = []
-    for i in range(x.shape[0]):
-        xi = x[i : i + 1].clone()
-        if _uniform(generator, 0, 1) < p:
-            lo, hi = xi.min(), xi.max()
-            if float(hi - lo) > 0:
-                xi = ((xi - lo) / (hi - lo)).clamp(0, 1).pow(_uniform(generator, *gamma)) * (hi - lo) + lo
-        if _uniform(generator, 0, 1) < p:
-            xi = xi * (1 + _uniform(generator, -scale, scale))
-        if _uniform(generator, 0, 1) < p:
-            xi = xi + noise * torch.randn(xi.shape, generator=generator, dtype=xi.dtype)
-        out.append(xi)
-    return torch.cat(out).to(x.dtype)
-
-
-def _uniform(generator: "torch.Generator", low: float, high: float) -> float:
-    import torch
-
-    return float(low + (high - low) * torch.rand((), generator=generator))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -352,13 +269,13 @@ class Defense:
 
     def on_batch(
         self,
-        x: "torch.Tensor",
-        y: "torch.Tensor",
+        x: torch.Tensor,
+        y: torch.Tensor,
         *,
-        model: "torch.nn.Module",
-        loss_fn: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"],
-        generator: "torch.Generator",
-    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        model: torch.nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform one training batch ``(B, 1, *spatial)`` inside the loop; identity for data-level defenses."""
         step = DEFENSES.get(self.name).on_batch
         if step is None:
@@ -374,8 +291,6 @@ def _mix(d: Defense, x, y, clean_x, groups, rng):  # noqa: ANN001 - registry ent
 
 
 def _augment(d: Defense, x, y, model, loss_fn, generator):  # noqa: ANN001 - registry entry
-    from umed.augment import nnunet_augment
-
     return nnunet_augment(x, y, generator=generator)
 
 
@@ -389,27 +304,49 @@ class _Entry:
 
 
 #: Every defense by name (the single list; :data:`DEFENSE_NAMES` and the CLI help read it).
-DEFENSES: Registry[_Entry] = Registry("defense", {
-    "none": _Entry("no defense"),
-    "adversarial": _Entry(
-        "PGD adversarial training on the training loss, L-inf 8/255, 3 steps",
-        on_batch=lambda d, x, y, model, loss_fn, g: (pgd_attack(model, loss_fn, x, y, eps=d.eps, steps=d.steps,
-                                                                generator=g), y)),
-    "jpeg": _Entry("JPEG quality 75 of every slice (uint8 by slice min/max)",
-                   prepare=lambda d, x, *_: jpeg_slices(x, quality=d.quality)),
-    "quantize": _Entry("8-bit quantisation of every slice (by slice min/max)", prepare=lambda d, x, *_: quantize_slices(x)),
-    "gaussian": _Entry("Gaussian filter, sigma 1 voxel", prepare=lambda d, x, *_: gaussian_filter_samples(x, sigma=d.sigma)),
-    "median": _Entry("median filter, 3 voxels per axis", prepare=lambda d, x, *_: median_filter_samples(x, size=d.size)),
-    "augment": _Entry("nnU-Net v2 2.8.1 training augmentation per batch (umed.augment; deviations listed there)",
-                      on_batch=_augment),
-    "intensity": _Entry(
-        "intensity augmentation per batch: gamma 0.7-1.5, scale +-10%, Gaussian noise 0.03 (each p 0.5)",
-        on_batch=lambda d, x, y, model, loss_fn, g: (intensity_augment(x, generator=g), y)),
-    "downsample": _Entry("every slice averaged 2x2 and interpolated back (training on half-size slices)",
-                         prepare=lambda d, x, *_: downsample_slices(x)),
-    "mix": _Entry("poison ratio 0.5: half the training cases replaced by their clean versions; compared with a victim "
-                  "trained on the clean half alone", prepare=_mix),
-})
+DEFENSES: Registry[_Entry] = Registry(
+    "defense",
+    {
+        "none": _Entry("no defense"),
+        "adversarial": _Entry(
+            "PGD adversarial training on the training loss, L-inf 8/255, 3 steps",
+            on_batch=lambda d, x, y, model, loss_fn, g: (
+                pgd_attack(model, loss_fn, x, y, eps=d.eps, steps=d.steps, generator=g),
+                y,
+            ),
+        ),
+        "jpeg": _Entry(
+            "JPEG quality 75 of every slice (uint8 by slice min/max)",
+            prepare=lambda d, x, *_: jpeg_slices(x, quality=d.quality),
+        ),
+        "quantize": _Entry(
+            "8-bit quantisation of every slice (by slice min/max)", prepare=lambda d, x, *_: quantize_slices(x)
+        ),
+        "gaussian": _Entry(
+            "Gaussian filter, sigma 1 voxel", prepare=lambda d, x, *_: gaussian_filter_samples(x, sigma=d.sigma)
+        ),
+        "median": _Entry(
+            "median filter, 3 voxels per axis", prepare=lambda d, x, *_: median_filter_samples(x, size=d.size)
+        ),
+        "augment": _Entry(
+            "nnU-Net v2 2.8.1 training augmentation per batch (umed.audit.augment; deviations listed there)",
+            on_batch=_augment,
+        ),
+        "intensity": _Entry(
+            "intensity augmentation per batch: gamma 0.7-1.5, scale +-10%, Gaussian noise 0.03 (each p 0.5)",
+            on_batch=lambda d, x, y, model, loss_fn, g: (intensity_augment(x, generator=g), y),
+        ),
+        "downsample": _Entry(
+            "every slice averaged 2x2 and interpolated back (training on half-size slices)",
+            prepare=lambda d, x, *_: downsample_slices(x),
+        ),
+        "mix": _Entry(
+            "poison ratio 0.5: half the training cases replaced by their clean versions; compared with a victim "
+            "trained on the clean half alone",
+            prepare=_mix,
+        ),
+    },
+)
 
 DEFENSE_NAMES = DEFENSES.names()
 

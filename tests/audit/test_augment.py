@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from umed.augment import _bg_contrast, _gamma, nnunet_augment
-from umed.defenses import get_defense
+from umed.audit.augment import _bg_contrast, _gamma, nnunet_augment
+from umed.audit.defenses import get_defense
 
 
 @pytest.mark.parametrize("spatial", [(32, 32), (16, 16, 16)])

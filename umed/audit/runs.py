@@ -1,0 +1,82 @@
+"""The audit's victim runs: for one victim and one defense, train on the protected and on the clean training cases
+(same seed and settings), score every epoch on the clean test cases and on the validation cases (nnU-Net's selection
+rule), and for ``mix`` also train on the clean half alone. Runs on clean data come from the clean cache when stored
+(:mod:`umed.audit.cache`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from umed.audit.cache import CleanCache
+from umed.audit.config import AuditConfig
+from umed.audit.records import AuditRun, VictimRun
+from umed.audit.samples import VictimData
+from umed.audit.training import TrainSettings, train_victim
+
+if TYPE_CHECKING:
+    from umed.protectors.base import ProgressCallback
+
+__all__ = ["audit_run"]
+
+
+def _train(
+    cfg: AuditConfig, victim: str, defense: str, vd: VictimData, kind: str, progress: ProgressCallback | None
+) -> VictimRun:
+    protected = kind == "protected"
+    settings = TrainSettings(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        victim=victim,
+        lr=cfg.lr,
+        defense=defense,
+        patch_size=vd.patch,
+        patches_per_epoch=vd.patches_per_epoch,
+        sliding_window=vd.sliding_window,
+        description=f"{victim} / {defense} / {kind} data",
+    )
+    return train_victim(
+        vd.protected if protected else vd.clean,
+        vd.labels,
+        vd.test_x,
+        vd.test_y,
+        settings,
+        progress=progress,
+        clean_train_x=vd.clean,
+        train_groups=vd.groups,
+        test_spacing=vd.test_spacing,
+        val_x=(vd.val_protected if protected else vd.val_clean),
+        val_y=vd.val_y,
+    )
+
+
+def audit_run(
+    cfg: AuditConfig,
+    victim: str,
+    defense: str,
+    vd: VictimData,
+    floor: float,
+    cache: CleanCache | None,
+    progress: ProgressCallback | None,
+) -> AuditRun:
+    """Train ``victim`` under ``defense`` on clean and on protected data (the clean run from ``cache`` when stored);
+    for ``mix``, also on the clean half alone (the cases the protected run made clean, no defense)."""
+    results: dict[str, VictimRun] = {}
+    for kind in ("clean", "protected"):
+        if kind == "clean" and cache is not None:
+            cached = cache.load(victim, defense)
+            if cached is not None:
+                results[kind] = cached
+                if progress:
+                    progress(f"{victim} / {defense} / clean data (cached)", cfg.epochs, cfg.epochs)
+                continue
+        results[kind] = _train(cfg, victim, defense, vd, kind, progress)
+        if kind == "clean" and cache is not None:
+            cache.store(victim, defense, results[kind])
+    half = None
+    clean_groups = results["protected"].details.get("clean_groups") if defense == "mix" else None
+    if clean_groups:
+        half = _train(cfg, victim, "none", vd.subset(clean_groups), "clean half", progress)
+        half.details = {**half.details, "clean_half_of": "mix", "groups": list(clean_groups)}
+    return AuditRun(victim, defense, results["clean"], results["protected"], floor, clean_half=half)
