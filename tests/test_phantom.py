@@ -40,7 +40,7 @@ def test_default_dataset_is_valid_and_fast(tmp_path: Path) -> None:
         assert 0.005 <= np.mean(labels == 2) <= 0.02  # a structure of 0.5-2% of the volume, as a tumour core
         assert abs(lesion.mean() - organ.mean()) < 0.5 * organ.std()  # not a brightness difference ...
         detail = image - gaussian_filter(image.astype(np.float32), sigma=(2, 2, 0))  # ... but a fine texture one
-        assert detail[labels == 2].std() > 2 * detail[labels == 1].std() and organ.std() > 20  # the organ varies too
+        assert detail[labels == 2].std() > 1.5 * detail[labels == 1].std() and organ.std() > 20  # the organ varies too
         floors.append(threshold_floor(image, labels == 2, image, labels == 2).dice)
     assert max(floors) < 0.5  # the best threshold, fitted on the case itself, finds little of the lesion
     assert dtypes == {("float32", 1.0, 0.0), ("int16", 0.25, -100.0)}

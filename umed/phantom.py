@@ -125,7 +125,7 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
         image[lesions] += image[organ & ~lesions].mean() - image[lesions].mean()
     image += lesions * float(rng.uniform(*_GRATING_AMPLITUDE)) * _grating(shape, rng)
     bias = 1.0 + 0.15 * sum(c * rng.uniform(-1, 1) for c in coords)  # slow linear bias field
-    image *= bias.astype(np.float32)
+    image *= np.asarray(bias, dtype=np.float32)
     sigma = _NOISE
     real = image + sigma * rng.standard_normal(shape).astype(np.float32)
     imaginary = sigma * rng.standard_normal(shape).astype(np.float32)
