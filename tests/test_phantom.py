@@ -71,6 +71,7 @@ def test_make_phantom_uses_only_the_given_generator() -> None:
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert a[0].dtype == np.float32 and a[1].dtype == np.uint8
     after = np.random.get_state()
+    assert isinstance(state, tuple) and isinstance(after, tuple)
     assert state[0] == after[0] and np.array_equal(state[1], after[1])
 
 
