@@ -1,10 +1,11 @@
 """Synthetic phantoms: small textured "organ with lesions" images and label maps, for demos, examples and fast tests.
 
-Each case is an elliptical body holding one organ-like blob (a deformed ellipsoid, label 1) with one or two lesions
-inside it (label 2, together 0.5-2% of the volume, as a tumour core is of a brain MRI). The lesion has the organ's
-mean intensity and differs from it by its *texture*: a fine-grained, high-contrast pattern where the organ is smooth.
-No single intensity threshold separates it (the audit's threshold floor stays low), while a small convolutional
-network learns it from a few cases. Intensities also get a slow bias field and Rician-like noise. Images are
+Each case is an elliptical body holding one large organ-like blob (a deformed ellipsoid, label 1) with one or two
+lesions inside it (label 2, together 0.5-2% of the volume, as a tumour core is of a brain MRI). The lesion has the
+organ's mean intensity and differs from it by its *texture*: a striped grating (period 3-4 voxels, random in-plane
+orientation) where the organ carries only slow, strong intensity variations and fine noise. No single intensity
+threshold separates it (the audit's threshold floor stays near 0.2), while a small convolutional network learns it
+from a few cases in a few CPU-seconds. Intensities also get a slow bias field and Rician-like noise. Images are
 written as NIfTI with a rotated (non-identity) affine and anisotropic spacing, alternately float32 and int16 with
 ``scl_slope`` / ``scl_inter`` (``image_dtype="mixed"``), so the demo exercises both storage paths.
 
@@ -13,8 +14,9 @@ These are not a model of any real anatomy or scanner; never use them to claim an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +25,8 @@ from umed.errors import ConfigError
 __all__ = ["make_phantom", "make_phantom_dataset"]
 
 _SLOPE, _INTERCEPT = 0.25, -100.0  # int16 storage of the odd cases: file units = stored * 0.25 - 100
+_SLOW, _FINE, _NOISE = 40.0, 8.0, 8.0  # organ/body texture: slow variations (sigma 4 voxels), fine grain, Rician
+_GRATING_PERIOD, _GRATING_AMPLITUDE = (3.0, 4.0), (60.0, 70.0)  # the lesion's texture: voxels, intensity units
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
@@ -41,8 +45,19 @@ def _grid(shape: tuple[int, ...]) -> list[np.ndarray]:
     return list(np.ogrid[tuple(slice(-1.0, 1.0, complex(0, n)) for n in shape)])
 
 
-def _blob(coords: Sequence[np.ndarray], center: np.ndarray, radii: np.ndarray, rng: np.random.Generator,
-          wobble: float) -> np.ndarray:
+def _grating(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean stripes ``sin`` across the first two axes (random period in ``_GRATING_PERIOD`` voxels, random
+    orientation and phase), constant along the third, float32 of ``shape`` in [-1, 1]."""
+    theta = rng.uniform(0.0, np.pi)
+    period = rng.uniform(*_GRATING_PERIOD)
+    i, j = np.ogrid[: shape[0], : shape[1]]
+    wave = np.sin((np.cos(theta) * i + np.sin(theta) * j) * (2 * np.pi / period) + rng.uniform(0.0, 2 * np.pi))
+    return wave.reshape(wave.shape + (1,) * (len(shape) - 2)).astype(np.float32)
+
+
+def _blob(
+    coords: Sequence[np.ndarray], center: np.ndarray, radii: np.ndarray, rng: np.random.Generator, wobble: float
+) -> np.ndarray:
     """A deformed ellipsoid: radius modulated by a few random low-frequency sines of the direction."""
     offsets = [c - m for c, m in zip(coords, center)]
     radius2 = sum((o / r) ** 2 for o, r in zip(offsets, radii))
@@ -65,7 +80,7 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
     Returns:
         ``(image, labels)``: ``image`` float32 of ``shape`` in arbitrary MR-like units (background about 0, tissue
         about 100..450), ``labels`` uint8 of ``shape`` with 0 background, 1 organ, 2 lesion (at least one voxel; the
-        lesion has the organ's mean intensity and a fine, high-contrast texture).
+        lesion has the organ's mean intensity and a striped texture of period 3-4 voxels).
 
     Raises:
         ConfigError: a shape with fewer than 2 or more than 3 axes, or an axis shorter than 16.
@@ -77,7 +92,7 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
     ndim = len(shape)
     body = _blob(coords, np.zeros(ndim), np.array([0.9, 0.8, 1.3][:ndim]), rng, wobble=0.05)
     organ_center = rng.uniform(-0.2, 0.2, ndim)
-    organ_radii = rng.uniform(0.35, 0.5, ndim)
+    organ_radii = rng.uniform(0.55, 0.7, ndim)  # a large organ: the lesion is a small part of it, as in a brain
     if ndim == 3:
         organ_radii[2] = rng.uniform(0.5, 0.7)
     organ = _blob(coords, organ_center, organ_radii, rng, wobble=0.15) & body
@@ -89,7 +104,7 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
         center = organ_center + direction * organ_radii * rng.uniform(0.0, 0.4)
         radii = voxel * rng.uniform(6.5, 8.5, ndim)  # 13-17 voxels across
         if ndim == 3:
-            radii[2] = voxel[2] * rng.uniform(3.5, 4.5)
+            radii[2] = voxel[2] * rng.uniform(2.5, 3.5)  # 5-7 slices
         lesions |= _blob(coords, center, radii, rng, wobble=0.2)
     lesions &= organ
     if not lesions.any():  # tiny shapes: force one lesion voxel at the organ's centre
@@ -100,18 +115,18 @@ def make_phantom(shape: Sequence[int], *, rng: np.random.Generator) -> tuple[np.
     labels[organ] = 1
     labels[lesions] = 2
 
-    texture = _smooth_noise(rng, shape, sigma=1.5)
-    coarse = _smooth_noise(rng, shape, sigma=4.0)
-    fine = _smooth_noise(rng, shape, sigma=0.6)  # the lesion's grain: 1-2 voxels
+    fine = _smooth_noise(rng, shape, sigma=1.5)
+    slow = _smooth_noise(rng, shape, sigma=4.0)
     image = np.zeros(shape, dtype=np.float32)
     image[body] = 150.0
     image[organ] = 260.0
-    tissue = body.astype(np.float32)
-    image += tissue * (12.0 * texture + 12.0 * coarse)
-    image += lesions * float(rng.uniform(55.0, 75.0)) * fine  # same mean, much stronger fine texture
+    image += body.astype(np.float32) * (_FINE * fine + _SLOW * slow)
+    if (organ & ~lesions).any():  # the lesion gets the organ's mean intensity, wherever it lies
+        image[lesions] += image[organ & ~lesions].mean() - image[lesions].mean()
+    image += lesions * float(rng.uniform(*_GRATING_AMPLITUDE)) * _grating(shape, rng)
     bias = 1.0 + 0.15 * sum(c * rng.uniform(-1, 1) for c in coords)  # slow linear bias field
-    image *= bias.astype(np.float32)
-    sigma = 12.0
+    image *= np.asarray(bias, dtype=np.float32)
+    sigma = _NOISE
     real = image + sigma * rng.standard_normal(shape).astype(np.float32)
     imaginary = sigma * rng.standard_normal(shape).astype(np.float32)
     image = np.sqrt(real**2 + imaginary**2).astype(np.float32)  # Rician magnitude noise
@@ -134,7 +149,7 @@ def make_phantom_dataset(
     *,
     n_cases: int = 6,
     ndim: int = 3,
-    shape: Sequence[int] = (64, 64, 24),
+    shape: Sequence[int] = (64, 64, 16),
     seed: int = 0,
     image_dtype: Literal["mixed", "float32", "int16", "int16_raw"] = "mixed",
 ) -> tuple[Path, Path]:
