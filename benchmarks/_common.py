@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -107,11 +106,15 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    write_json_atomic(portable({"benchmark": name, "machine": machine(), "versions": package_versions(), **payload}), path)
+    write_json_atomic(
+        portable({"benchmark": name, "machine": machine(), "versions": package_versions(), **payload}), path
+    )
     return path
 
 
-def link_cases(source_images: Path, source_masks: Path, cases: list[str], target: Path, suffix: str = ".nii.gz") -> tuple[Path, Path]:
+def link_cases(
+    source_images: Path, source_masks: Path, cases: list[str], target: Path, suffix: str = ".nii.gz"
+) -> tuple[Path, Path]:
     """Make TARGET/images and TARGET/masks holding symlinks to the chosen cases (inputs are never copied or changed)."""
     images, masks = target / "images", target / "masks"
     images.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,25 @@ def _log_progress(description: str, completed: int, total: int) -> None:
         print(f"{time.strftime('%H:%M:%S')} {description}: {completed}/{total}", file=sys.stderr, flush=True)
 
 
-def run(task: str, method: str, config: Path | None, victims: list[str], defenses: list[str], tag: str, seed: int,
-        epochs: int, overrides: dict, keep_report: bool, audit_seed: int | None = None, size: int | None = None,
-        crop: int = 128, result_tag: str | None = None, method_overrides: dict | None = None,
-        fixed_eps: bool = False, validation: bool = True) -> Path:
+def run(
+    task: str,
+    method: str,
+    config: Path | None,
+    victims: list[str],
+    defenses: list[str],
+    tag: str,
+    seed: int,
+    epochs: int,
+    overrides: dict,
+    keep_report: bool,
+    audit_seed: int | None = None,
+    size: int | None = None,
+    crop: int = 128,
+    result_tag: str | None = None,
+    method_overrides: dict | None = None,
+    fixed_eps: bool = False,
+    validation: bool = True,
+) -> Path:
     import dataclasses
 
     from umed.audit import AuditConfig, run_audit
@@ -52,8 +67,9 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
     images, masks = link_cases(spec.images, spec.masks, [*spec.train, *spec.test], data, suffix=spec.suffix)
     # only the training cases are protected (the audit tests on clean images); the protected folder holds the clean
     # test images as links so that both folders name the same cases
-    train_images, train_masks = link_cases(spec.images, spec.masks, list(spec.train), RUNS / f"data_{task}_train",
-                                           suffix=spec.suffix)
+    train_images, train_masks = link_cases(
+        spec.images, spec.masks, list(spec.train), RUNS / f"data_{task}_train", suffix=spec.suffix
+    )
     out = work / "protected"
     started = time.perf_counter()
     cfg = load_protect_config(
@@ -69,8 +85,11 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
     )
     # --set method_settings.KEY=VALUE merges into the config's method settings; --no-target-psnr keeps the eps bounds
     # as given (no per-case rescale to a PSNR): both after loading, where None would mean "not given"
-    cfg = dataclasses.replace(cfg, method_settings={**cfg.method_settings, **(method_overrides or {})},
-                              target_psnr=None if fixed_eps else cfg.target_psnr)
+    cfg = dataclasses.replace(
+        cfg,
+        method_settings={**cfg.method_settings, **(method_overrides or {})},
+        target_psnr=None if fixed_eps else cfg.target_psnr,
+    )
     summary = protect_dataset(cfg, progress=_log_progress)
     protect_seconds = time.perf_counter() - started
     failed = [r for r in summary.results if r.status == "failed"]
@@ -118,9 +137,17 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
         "protect_seconds_note": "fit on the training cases + apply to them, one thread",
         "audit_seconds": round(audit_seconds, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "train_cases": {r.case_id: {k: r.metrics.get(k) for k in ("psnr", "psnr_roi", "ssim", "max_abs_change_255")} | {"eps_255": r.details.get("eps_255")} for r in train},
+        "train_cases": {
+            r.case_id: {k: r.metrics.get(k) for k in ("psnr", "psnr_roi", "ssim", "max_abs_change_255")}
+            | {"eps_255": r.details.get("eps_255")}
+            for r in train
+        },
         "imperceptibility_train_mean": report.imperceptibility,
-        "threshold_floor": {"dice": report.floor.dice, "threshold": report.floor.threshold, "polarity": report.floor.polarity},
+        "threshold_floor": {
+            "dice": report.floor.dice,
+            "threshold": report.floor.threshold,
+            "polarity": report.floor.polarity,
+        },
         "threshold_floor_clean": {"dice": report.floor_clean.dice},
         "runs": [
             {
@@ -149,7 +176,9 @@ def run(task: str, method: str, config: Path | None, victims: list[str], defense
 
     doc = json.loads(summary.protector_path.read_text()) if summary.protector_path else {}
     payload["protector_training_seconds"] = doc.get("training_seconds")
-    payload["protector_training_log"] = {k: v for k, v in (doc.get("training_log") or {}).items() if not k.endswith("_curve")}
+    payload["protector_training_log"] = {
+        k: v for k, v in (doc.get("training_log") or {}).items() if not k.endswith("_curve")
+    }
     if keep_report:
         target = RESULTS / "reports" / (f"efficacy_{task}_{method}_{result_tag}" if result_tag else name)
         if target.exists():
@@ -175,22 +204,40 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--audit-seed", type=int)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--size", type=int, default=None, help="resample the victims' slices (the audit's --size); "
-                        "default: native resolution")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="resample the victims' slices (the audit's --size); default: native resolution",
+    )
     parser.add_argument("--crop", type=int, default=128, help="native training patch side (the audit's --crop)")
     parser.add_argument("--eps", type=str, help="override eps_contour and eps_texture, e.g. 8/255")
     parser.add_argument("--target-psnr", type=float)
-    parser.add_argument("--no-target-psnr", action="store_true",
-                        help="ignore the config's target_psnr: protect at the fixed eps bounds (e.g. with --eps 8/255)")
-    parser.add_argument("--no-validation", action="store_true",
-                        help="fit the victims on every training case (no nnU-Net validation fold): the protocol of the "
-                        "results measured before the three selection rules")
+    parser.add_argument(
+        "--no-target-psnr",
+        action="store_true",
+        help="ignore the config's target_psnr: protect at the fixed eps bounds (e.g. with --eps 8/255)",
+    )
+    parser.add_argument(
+        "--no-validation",
+        action="store_true",
+        help="fit the victims on every training case (no nnU-Net validation fold): the protocol of the "
+        "results measured before the three selection rules",
+    )
     parser.add_argument("--keep-report", action="store_true")
-    parser.add_argument("--result-tag", help="name the result file with this tag instead of --tag (the protected data "
-                        "of --tag are reused: another set of victims on the same protection)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a ProtectConfig field (YAML value), e.g. --set band_width=1 --set 'window=[0, 255]'; "
-                        "method_settings.KEY=VALUE overrides one method setting")
+    parser.add_argument(
+        "--result-tag",
+        help="name the result file with this tag instead of --tag (the protected data "
+        "of --tag are reused: another set of victims on the same protection)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a ProtectConfig field (YAML value), e.g. --set band_width=1 --set 'window=[0, 255]'; "
+        "method_settings.KEY=VALUE overrides one method setting",
+    )
     args = parser.parse_args()
     overrides: dict = {}
     method_overrides: dict = {}
@@ -206,10 +253,25 @@ def main() -> None:
             method_overrides[key.removeprefix("method_settings.")] = yaml.safe_load(value)
         else:
             overrides[key] = yaml.safe_load(value)
-    path = run(args.task, args.method, args.config, args.victims.split(","), args.defenses.split(","), args.tag,
-               args.seed, args.epochs, overrides, args.keep_report, args.audit_seed, args.size, args.crop,
-               args.result_tag, method_overrides, args.no_target_psnr,
-               validation=not args.no_validation)
+    path = run(
+        args.task,
+        args.method,
+        args.config,
+        args.victims.split(","),
+        args.defenses.split(","),
+        args.tag,
+        args.seed,
+        args.epochs,
+        overrides,
+        args.keep_report,
+        args.audit_seed,
+        args.size,
+        args.crop,
+        args.result_tag,
+        method_overrides,
+        args.no_target_psnr,
+        validation=not args.no_validation,
+    )
     print(path)
 
 

@@ -33,8 +33,19 @@ BUDGET_SECONDS = 300  # issue 12: fit + apply within 5 minutes on 2 cores
 def _run(images: Path, masks: Path, out: Path, config: str | None) -> dict:
     """Run ``umed protect`` (this checkout's code) into a fresh ``out`` and time it."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-c", "from umed.cli import app; app()", "protect", str(images), "--masks", str(masks),
-               "--out", str(out), "--labels", "1,3,4"] + (["--config", config] if config else [])
+    command = [
+        sys.executable,
+        "-c",
+        "from umed.cli import app; app()",
+        "protect",
+        str(images),
+        "--masks",
+        str(masks),
+        "--out",
+        str(out),
+        "--labels",
+        "1,3,4",
+    ] + (["--config", config] if config else [])
     load_before = os.getloadavg()
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -52,10 +63,16 @@ def _run(images: Path, masks: Path, out: Path, config: str | None) -> dict:
         "training_slices": protector.get("training_slices"),
         "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "statuses": {case: entry.get("status") for case, entry in manifest.get("cases", {}).items()},
-        "psnr": {case: round(entry["metrics"]["psnr"], 3) for case, entry in manifest.get("cases", {}).items()
-                 if "psnr" in entry.get("metrics", {})},
-        "sha256": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(out.iterdir())
-                   if path.name.endswith((".nii.gz", ".pt"))},
+        "psnr": {
+            case: round(entry["metrics"]["psnr"], 3)
+            for case, entry in manifest.get("cases", {}).items()
+            if "psnr" in entry.get("metrics", {})
+        },
+        "sha256": {
+            path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(out.iterdir())
+            if path.name.endswith((".nii.gz", ".pt"))
+        },
     }
 
 
@@ -65,14 +82,20 @@ def main() -> None:
     args = parser.parse_args()
     images, masks = link_cases(BRATS / "t1c", BRATS / "masks", BRATS_TRAIN, RUNS / "first_run" / "data")
     default = _run(images, masks, RUNS / "first_run" / "default", None)
-    payload = {"cases": BRATS_TRAIN, "budget_seconds": BUDGET_SECONDS, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-               "default": default}
+    payload = {
+        "cases": BRATS_TRAIN,
+        "budget_seconds": BUDGET_SECONDS,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "default": default,
+    }
     if not args.no_compare:
         brats = _run(images, masks, RUNS / "first_run" / "brats_tumour_core", "brats_tumour_core")
         payload["brats_tumour_core"] = brats
         payload["same_bytes_as_brats_tumour_core"] = bool(default["sha256"]) and default["sha256"] == brats["sha256"]
-    payload["note"] = ("Measured on a shared 2-core machine with other jobs running (see the load averages): wall times "
-                       "are upper bounds for an idle machine.")
+    payload["note"] = (
+        "Measured on a shared 2-core machine with other jobs running (see the load averages): wall times "
+        "are upper bounds for an idle machine."
+    )
     path = write_result("first_run", payload)
     print(json.dumps(payload, indent=2))
     print(f"wrote {path}")

@@ -65,12 +65,20 @@ def _phase_prepare(config: str, fit_steps: int) -> dict:
     affine = np.diag([0.9, 0.9, 1.0, 1.0])
     (WORK / "dicom" / "masks").mkdir(parents=True, exist_ok=True)
     make_dicom_series(np.round(array * 100) / 100, affine, WORK / "dicom" / "images" / DICOM_CASE, slope=0.01)
-    nib.save(nib.Nifti1Image(np.asarray(mask.dataobj).astype(np.int16), affine), WORK / "dicom" / "masks" / f"{DICOM_CASE}.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.asarray(mask.dataobj).astype(np.int16), affine),
+        WORK / "dicom" / "masks" / f"{DICOM_CASE}.nii.gz",
+    )
 
     make_phantom_dataset(WORK / "ct", n_cases=1, shape=CT_SHAPE, seed=0, image_dtype="int16_raw")
     make_phantom_dataset(WORK / "ct_fit", n_cases=2, shape=(128, 128, 16), seed=1, image_dtype="int16_raw")
-    cfg = load_protect_config(fit_config, images=WORK / "ct_fit" / "images", masks=WORK / "ct_fit" / "masks",
-                              out=WORK / "fit_ct", structure_labels=(2,))
+    cfg = load_protect_config(
+        fit_config,
+        images=WORK / "ct_fit" / "images",
+        masks=WORK / "ct_fit" / "masks",
+        out=WORK / "fit_ct",
+        structure_labels=(2,),
+    )
     protect_dataset(cfg, workers=1)
     return {"brats_images": str(brats[0]), "fit_steps": fit_steps, "fit_seconds_brats": round(fit_seconds, 1)}
 
@@ -104,10 +112,15 @@ def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
         seconds.append(time.perf_counter() - started)
         entry = json.loads(summary.manifest_path.read_text())["cases"][case]
         shutil.rmtree(out, ignore_errors=True)
-    return {"seconds": [round(s, 3) for s in seconds], "median_seconds": round(statistics.median(seconds), 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_imports_mb": round(rss_before, 1),
-            "slices_perturbed": entry["changed_slices"], "psnr": round(entry["metrics"]["psnr"], 2),
-            "generator_seconds_median": round(statistics.median(generator), 3)}
+    return {
+        "seconds": [round(s, 3) for s in seconds],
+        "median_seconds": round(statistics.median(seconds), 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_after_imports_mb": round(rss_before, 1),
+        "slices_perturbed": entry["changed_slices"],
+        "psnr": round(entry["metrics"]["psnr"], 2),
+        "generator_seconds_median": round(statistics.median(generator), 3),
+    }
 
 
 def _time_perturb() -> list[float]:
@@ -153,8 +166,11 @@ def _phase_plain(image: str) -> dict:
             nib.save(nib.Nifti1Image(data, loaded.affine, loaded.header), out / source.name)
         seconds.append(time.perf_counter() - started)
         shutil.rmtree(out, ignore_errors=True)
-    return {"seconds": [round(s, 3) for s in seconds], "median_seconds": round(statistics.median(seconds), 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "seconds": [round(s, 3) for s in seconds],
+        "median_seconds": round(statistics.median(seconds), 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def _phase_batch(images: str, masks: str, protector: str, workers: str, scheduler: str) -> dict:
@@ -170,8 +186,11 @@ def _phase_batch(images: str, masks: str, protector: str, workers: str, schedule
 
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
     started = time.perf_counter()
-    summary = protect_dataset(ProtectConfig(images=Path(images), masks=Path(masks), out=out, protector=Path(protector)),
-                              workers=int(workers), scheduler=cluster.scheduler_address if cluster else None)
+    summary = protect_dataset(
+        ProtectConfig(images=Path(images), masks=Path(masks), out=out, protector=Path(protector)),
+        workers=int(workers),
+        scheduler=cluster.scheduler_address if cluster else None,
+    )
     seconds = time.perf_counter() - started
     if cluster is not None:
         cluster.close()
@@ -187,8 +206,12 @@ def _subprocess(*args: str) -> dict:
 def _volume(kind: str, images: Path, masks: Path, case: str, protector: Path, plain_path: Path) -> dict:
     apply = _subprocess("apply", str(images), str(masks), case, str(protector))
     plain = _subprocess("plain", str(plain_path))
-    return {"kind": kind, "apply": apply, "plain_load_save": plain,
-            "apply_over_plain": round(apply["median_seconds"] / plain["median_seconds"], 2)}
+    return {
+        "kind": kind,
+        "apply": apply,
+        "plain_load_save": plain,
+        "apply_over_plain": round(apply["median_seconds"] / plain["median_seconds"], 2),
+    }
 
 
 def main() -> None:
@@ -214,31 +237,59 @@ def main() -> None:
     brats_protector, ct_protector = WORK / "fit_brats" / "protector.json", WORK / "fit_ct" / "protector.json"
     volumes = {}
     for case in BRATS_TRAIN:
-        volumes[case] = _volume("BraTS NIfTI float32 240x240x155", brats_images, brats_masks, case, brats_protector,
-                                BRATS / "t1c" / f"{case}.nii.gz")
+        volumes[case] = _volume(
+            "BraTS NIfTI float32 240x240x155",
+            brats_images,
+            brats_masks,
+            case,
+            brats_protector,
+            BRATS / "t1c" / f"{case}.nii.gz",
+        )
     dicom = WORK / "dicom"
-    volumes[f"{DICOM_CASE}_dicom"] = _volume("DICOM series int16 + slope 240x240x155 (155 files)", dicom / "images",
-                                             dicom / "masks", DICOM_CASE, brats_protector, dicom / "images" / DICOM_CASE)
-    volumes["ct_phantom_000"] = _volume("CT phantom NIfTI int16 512x512x400", WORK / "ct" / "images", WORK / "ct" / "masks",
-                                        "phantom_000", ct_protector, WORK / "ct" / "images" / "phantom_000.nii.gz")
+    volumes[f"{DICOM_CASE}_dicom"] = _volume(
+        "DICOM series int16 + slope 240x240x155 (155 files)",
+        dicom / "images",
+        dicom / "masks",
+        DICOM_CASE,
+        brats_protector,
+        dicom / "images" / DICOM_CASE,
+    )
+    volumes["ct_phantom_000"] = _volume(
+        "CT phantom NIfTI int16 512x512x400",
+        WORK / "ct" / "images",
+        WORK / "ct" / "masks",
+        "phantom_000",
+        ct_protector,
+        WORK / "ct" / "images" / "phantom_000.nii.gz",
+    )
     batch = {
-        "1 worker (in process)": _subprocess("batch", str(brats_images), str(brats_masks), str(brats_protector), "1", "-"),
-        "2 local workers (--workers 2)": _subprocess("batch", str(brats_images), str(brats_masks), str(brats_protector), "2", "-"),
-        "2-worker Dask LocalCluster (--scheduler)": _subprocess("batch", str(brats_images), str(brats_masks),
-                                                                str(brats_protector), "2", "cluster"),
+        "1 worker (in process)": _subprocess(
+            "batch", str(brats_images), str(brats_masks), str(brats_protector), "1", "-"
+        ),
+        "2 local workers (--workers 2)": _subprocess(
+            "batch", str(brats_images), str(brats_masks), str(brats_protector), "2", "-"
+        ),
+        "2-worker Dask LocalCluster (--scheduler)": _subprocess(
+            "batch", str(brats_images), str(brats_masks), str(brats_protector), "2", "cluster"
+        ),
     }
     brats_ratios = [volumes[case]["apply_over_plain"] for case in BRATS_TRAIN]
-    path = write_result("protect_speed", {
-        "config": args.config,
-        "prepare": prepared,
-        "note": ("measured on a shared 2-core machine (other people's jobs running; load averages below): absolute "
-                 "times are upper bounds, ratios are indicative"),
-        "load_average_before_after": [list(load_before), list(os.getloadavg())],
-        "per_volume": volumes,
-        "apply_over_plain_brats_median": statistics.median(brats_ratios),
-        "batch_brats_6_volumes": batch,
-        "goal": "apply <= 2 x plain load + save per volume; peak memory <= 2 GB on the 512x512x400 int16 CT",
-    })
+    path = write_result(
+        "protect_speed",
+        {
+            "config": args.config,
+            "prepare": prepared,
+            "note": (
+                "measured on a shared 2-core machine (other people's jobs running; load averages below): absolute "
+                "times are upper bounds, ratios are indicative"
+            ),
+            "load_average_before_after": [list(load_before), list(os.getloadavg())],
+            "per_volume": volumes,
+            "apply_over_plain_brats_median": statistics.median(brats_ratios),
+            "batch_brats_6_volumes": batch,
+            "goal": "apply <= 2 x plain load + save per volume; peak memory <= 2 GB on the 512x512x400 int16 CT",
+        },
+    )
     print(path)
 
 

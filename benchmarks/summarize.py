@@ -1,10 +1,10 @@
 """Print the efficacy results in benchmarks/results/ as Markdown tables (the README quotes them).
 
-    python benchmarks/summarize.py                      # every efficacy_*.json, one row per victim and defense
-    python benchmarks/summarize.py --compare brats_core psnr50,psnr50_segresnet --umed noclip,noclip_victims
-                                                        # the method comparison of one task: one row per method
-                                                        # (baseline result tags, comma-separated, then UMed's)
-    python benchmarks/summarize.py --salm-k brats_core eps8   # SALM's K ablation: one row per k_fraction
+python benchmarks/summarize.py                      # every efficacy_*.json, one row per victim and defense
+python benchmarks/summarize.py --compare brats_core psnr50,psnr50_segresnet --umed noclip,noclip_victims
+                                                    # the method comparison of one task: one row per method
+                                                    # (baseline result tags, comma-separated, then UMed's)
+python benchmarks/summarize.py --salm-k brats_core eps8   # SALM's K ablation: one row per k_fraction
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ def _imperceptibility(d: dict) -> tuple[float, float, float, float, str]:
 
 def _tag(path: Path, d: dict) -> str:
     """The result tag of ``efficacy_<task>_<method>_<tag>.json``."""
-    return path.stem[len("efficacy_" + d["task"] + "_" + d["method"] + "_"):]
+    return path.stem[len("efficacy_" + d["task"] + "_" + d["method"] + "_") :]
 
 
 def rows(pattern: str = "efficacy_*.json") -> list[str]:
     lines = [
-        "| task | method | tag | min PSNR dB | mean ROI PSNR dB | min SSIM | eps/255 (min-max) | floor | victim | defense | "
+        "| task | method | tag | min PSNR dB | mean ROI PSNR dB | min SSIM | eps/255 (min-max) | floor | victim | "
+        "defense | "
         "clean best/last | protected best (epoch)/last | prot/clean best | protect s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -70,8 +71,10 @@ def compare(task: str, tags: list[str], umed_tags: list[str]) -> list[str]:
         result_tag = _tag(path, d)
         if (d["method"] == "umed" and result_tag in umed_tags) or (d["method"] != "umed" and result_tag in tags):
             found.setdefault(d["method"], []).append(d)
-    victims = sorted({r["victim"] for ds in found.values() for d in ds for r in d["runs"] if r["defense"] == "none"},
-                     key=["unet", "segresnet", "basicunet", "attentionunet", "unet3d"].index)
+    victims = sorted(
+        {r["victim"] for ds in found.values() for d in ds for r in d["runs"] if r["defense"] == "none"},
+        key=["unet", "segresnet", "basicunet", "attentionunet", "unet3d"].index,
+    )
     head = ["method", "min PSNR dB", "mean ROI PSNR dB", "min SSIM", "eps/255"]
     head += [f"{v} clean / protected best (last)" for v in victims] + ["protect s (training cases)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -84,8 +87,11 @@ def compare(task: str, tags: list[str], umed_tags: list[str]) -> list[str]:
         cells = [f"`{method}`", f"{low:.2f}", f"{roi:.2f}", f"{ssim:.4f}", span]
         for victim in victims:
             run = next((r for d in ds for r in d["runs"] if r["victim"] == victim and r["defense"] == "none"), None)
-            cells.append("-" if run is None else
-                         f"{run['clean_best']:.3f} / **{run['protected_best']:.3f}** ({run['protected_last']:.3f})")
+            cells.append(
+                "-"
+                if run is None
+                else f"{run['clean_best']:.3f} / **{run['protected_best']:.3f}** ({run['protected_last']:.3f})"
+            )
         cells.append(f"{_protect_seconds(ds):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -99,14 +105,19 @@ def salm_k(task: str, tag: str) -> list[str]:
         result_tag = _tag(path, d)
         if result_tag == tag or result_tag.startswith(tag + "_k"):
             found.append((float(d["settings"]["method_settings"]["k_fraction"]), d))
-    lines = ["| K (fraction of structure + band voxels) | min / mean PSNR dB | mean ROI PSNR dB | min SSIM | victim | "
-             "clean best / last | protected best (epoch) / last | protect s |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| K (fraction of structure + band voxels) | min / mean PSNR dB | mean ROI PSNR dB | min SSIM | victim | "
+        "clean best / last | protected best (epoch) / last | protect s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k, d in sorted(found, key=lambda item: item[0]):
         low, mean, roi, ssim, _ = _imperceptibility(d)
         for run in (r for r in d["runs"] if r["defense"] == "none"):
-            lines.append(f"| {k:g} | {low:.2f} / {mean:.2f} | {roi:.2f} | {ssim:.4f} | {run['victim']} | "
-                         f"{run['clean_best']:.3f} / {run['clean_last']:.3f} | {run['protected_best']:.3f} "
-                         f"({run.get('protected_best_epoch')}) / {run['protected_last']:.3f} | {d['protect_seconds']:.0f} |")
+            lines.append(
+                f"| {k:g} | {low:.2f} / {mean:.2f} | {roi:.2f} | {ssim:.4f} | {run['victim']} | "
+                f"{run['clean_best']:.3f} / {run['clean_last']:.3f} | {run['protected_best']:.3f} "
+                f"({run.get('protected_best_epoch')}) / {run['protected_last']:.3f} | {d['protect_seconds']:.0f} |"
+            )
     return lines
 
 

@@ -40,8 +40,9 @@ def main() -> None:
     images, masks = make_phantom_dataset(out / "phantoms", n_cases=4, ndim=3, shape=(48, 48, 12), seed=0)
     print(f"1. phantoms: {images} (labels in {masks})")
 
-    cfg = ProtectConfig(images=images, masks=masks, out=out / "cli", method="umed", seed=0, target_psnr=50.0,
-                        method_settings=FAST_UMED)
+    cfg = ProtectConfig(
+        images=images, masks=masks, out=out / "cli", method="umed", seed=0, target_psnr=50.0, method_settings=FAST_UMED
+    )
     summary = protect_dataset(cfg)
     print(f"2. protect_dataset fitted {summary.protector_path} and wrote {len(summary.results)} cases to {cfg.out}")
 
@@ -53,8 +54,15 @@ def main() -> None:
             # disk_dtype="source": truncate each change to what the source file stores (int16 x scl_slope), as
             # the CLI does; for float files the default (None) is already exact.
             UMedProtectd(keys="image", protector=summary.protector_path, label_key="label", disk_dtype="source"),
-            SaveImaged(keys="image", output_dir=out / "monai", output_postfix="", separate_folder=False,
-                       output_dtype=np.float32, resample=False, print_log=False),
+            SaveImaged(
+                keys="image",
+                output_dir=out / "monai",
+                output_postfix="",
+                separate_folder=False,
+                output_dtype=np.float32,
+                resample=False,
+                print_log=False,
+            ),
         ]
     )
     cases = discover_cases(images, masks)

@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from umed.audit import AuditConfig, run_audit
+from umed.audit.report import write_report
 from umed.phantom import make_phantom_dataset
 from umed.protect import protect_dataset
-from umed.audit.report import write_report
 from umed.settings import ProtectConfig
 
 FAST_UMED = {"steps": 20, "batch_size": 4, "crop": 32, "base_channels": 4, "saturation": 1.0}
@@ -35,8 +35,15 @@ def main() -> None:
     images, masks = make_phantom_dataset(out / "phantoms", n_cases=6, ndim=3, shape=(48, 48, 12), seed=0)
     print(f"1. phantoms: {images} (labels in {masks})")
 
-    cfg = ProtectConfig(images=images, masks=masks, out=out / "protected", method="umed", seed=0, target_psnr=50.0,
-                        method_settings=FAST_UMED)
+    cfg = ProtectConfig(
+        images=images,
+        masks=masks,
+        out=out / "protected",
+        method="umed",
+        seed=0,
+        target_psnr=50.0,
+        method_settings=FAST_UMED,
+    )
     summary = protect_dataset(cfg)
     print(f"2. protected {len(summary.results) - len(summary.failed)} of {len(summary.results)} cases into {cfg.out}")
 
@@ -44,13 +51,17 @@ def main() -> None:
     report = run_audit(audit)
     print(f"3. quick audit: trained on {len(report.train_cases)} cases, tested on {len(report.test_cases)}")
     for run in report.runs:
-        print(f"   {run.victim} / {run.defense}: test Dice clean {run.clean.best_dice:.3f}, protected "
-              f"{run.protected.best_dice:.3f}, floor {run.floor:.3f} -> {run.verdict}")
+        print(
+            f"   {run.victim} / {run.defense}: test Dice clean {run.clean.best_dice:.3f}, protected "
+            f"{run.protected.best_dice:.3f}, floor {run.floor:.3f} -> {run.verdict}"
+        )
 
     paths = write_report(report, out / "report")
     print(f"4. report: {paths['markdown']}")
-    print(f"   also {paths['json'].name}" + "".join(f", {p.relative_to(out / 'report')}" for k, p in paths.items()
-                                                    if k not in ("markdown", "json")))
+    print(
+        f"   also {paths['json'].name}"
+        + "".join(f", {p.relative_to(out / 'report')}" for k, p in paths.items() if k not in ("markdown", "json"))
+    )
 
 
 if __name__ == "__main__":

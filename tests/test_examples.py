@@ -23,7 +23,7 @@ def _run(command: list[str], out: Path) -> subprocess.CompletedProcess[str]:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "OMP_NUM_THREADS": "1",  # 2 shared cores: one OpenMP thread is faster than two oversubscribed ones
         "MPLBACKEND": "Agg",
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",  # this checkout's umed, not the install's
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",  # this checkout's umed
     }
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, f"{command[-2]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -63,4 +63,3 @@ def test_03_audit(tmp_path: Path) -> None:
     for name in ("report.md", "report.json"):
         assert (out / "report" / name).is_file()
     assert str(out / "report" / "report.md") in result.stdout
-

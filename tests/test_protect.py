@@ -12,8 +12,8 @@ import pytest
 from umed.errors import ConfigError
 from umed.intensity import fit_mapping
 from umed.io import load_case, load_mask, make_dicom_series
-from umed.protectors import PROTECTORS
 from umed.protect import protect_dataset
+from umed.protectors import PROTECTORS
 from umed.regions import foreground, support
 from umed.settings import ProtectConfig
 

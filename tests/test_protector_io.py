@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from umed.errors import ConfigError, InputError
+from umed.protector_io import export_protector, load_protector, save_protector
 from umed.protectors import make_protector
 from umed.protectors.base import Budget, SliceBatch
-from umed.protector_io import export_protector, load_protector, save_protector
 
 
 def _batch() -> SliceBatch:
@@ -24,7 +24,9 @@ def _batch() -> SliceBatch:
 
 @pytest.fixture(scope="module")
 def fitted():
-    protector = make_protector("umed", Budget(8 / 255, 6 / 255, 2), seed=4, steps=2, crop=32, batch_size=2, base_channels=4)
+    protector = make_protector(
+        "umed", Budget(8 / 255, 6 / 255, 2), seed=4, steps=2, crop=32, batch_size=2, base_channels=4
+    )
     protector.fit(_batch())
     return protector
 

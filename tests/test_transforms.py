@@ -17,9 +17,9 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, SaveImage
 
 from umed.errors import ConfigError, InputError
 from umed.io import discover_cases, load_case
-from umed.protectors import Budget, make_protector
 from umed.protect import protect_dataset
 from umed.protector_io import save_protector
+from umed.protectors import Budget, make_protector
 from umed.regions import support
 from umed.settings import ProtectConfig
 from umed.transforms import UMedProtect, UMedProtectd, case_id_for
@@ -28,7 +28,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BRATS_IMAGE = SHARED_DATA / "brats2015" / "t1c" / "brats_2013_pat0003_1.nii.gz"
 BRATS_MASK = SHARED_DATA / "brats2015" / "masks" / "brats_2013_pat0003_1.nii.gz"
 BUDGET = Budget(8 / 255, 8 / 255, 2)
-
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +158,11 @@ def test_source_storage_needs_a_readable_nifti(tmp_path: Path, noise_protector) 
 
 
 def test_settings_come_from_the_saved_protector(tmp_path: Path, noise_protector) -> None:
-    path = save_protector(noise_protector, tmp_path / "protector.json",
-                          extra={"structure_labels": [2], "target_psnr": 60.0, "eps_cap": 4 / 255})
+    path = save_protector(
+        noise_protector,
+        tmp_path / "protector.json",
+        extra={"structure_labels": [2], "target_psnr": 60.0, "eps_cap": 4 / 255},
+    )
     loaded = UMedProtect(path)
     assert (loaded.structure_labels, loaded.target_psnr, loaded.eps_cap) == ((2,), 60.0, 4 / 255)
     assert UMedProtect(path, structure_labels=[1, 2], target_psnr=55.0).structure_labels == (1, 2)
@@ -308,7 +310,10 @@ def test_monai_pipeline_on_real_brats_equals_umed_protect(tmp_path: Path) -> Non
     reference, meta = load_case(tmp_path / "images" / name)
     assert loaded["image"].dtype == torch.float32 and reference.dtype == np.float32
     np.testing.assert_array_equal(loaded["image"][0].numpy(), reference)
-    assert case_id_for(Path(loaded["image"].meta["filename_or_obj"]), Path(loaded["label"].meta["filename_or_obj"])) == result.case_id
+    assert (
+        case_id_for(Path(loaded["image"].meta["filename_or_obj"]), Path(loaded["label"].meta["filename_or_obj"]))
+        == result.case_id
+    )
 
     _pipeline(tmp_path / "OUT" / "protector.json", tmp_path / "monai")(
         {"image": str(tmp_path / "images" / name), "label": str(tmp_path / "masks" / name)}

@@ -287,7 +287,8 @@ def _perturb_slices(
         delta = protector.perturb(batch).astype(np.float32)
         if not np.isfinite(delta).all():  # np.clip keeps NaN: a diverged fit must never be written as "protected"
             raise ProtectorError(
-                f"{case_id}: the {protector.name} protector produced non-finite changes on slices {chunk[0]}-{chunk[-1]} "
+                f"{case_id}: the {protector.name} protector produced non-finite changes on slices "
+                f"{chunk[0]}-{chunk[-1]} "
                 "(expected finite values; the fit has probably diverged: refit with other settings)"
             )
         deltas.append(np.clip(delta, -eps, eps))

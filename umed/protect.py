@@ -27,8 +27,8 @@ from umed.case import Case, CaseResult
 from umed.errors import UmedError
 from umed.fitting import Plan, fit_protector, recorded_rules, training_cases
 from umed.manifest import MANIFEST_NAME, PROTECTOR_NAME, CaseOutcome, Manifest, json_or_none, umed_version
-from umed.protectors.base import Budget, ProgressCallback
 from umed.protect_case import Hashes, change_metrics, lost_job, protect_job
+from umed.protectors.base import Budget, ProgressCallback
 from umed.settings import ProtectConfig
 
 __all__ = [
@@ -129,8 +129,8 @@ def _plan(
 
     Returns ``(cfg, plan, previous manifest)``; the previous manifest is ``None`` unless its cases may be reused.
     """
-    from umed.protectors import make_protector
     from umed.protector_io import load_protector
+    from umed.protectors import make_protector
     from umed.resume import check_reusable, read_manifest, remove_previous_outputs, resume_key, warn_removed_cases
 
     version = umed_version()

@@ -135,20 +135,68 @@ def _add(design: Design) -> None:
 
 
 for _m in ("random", "lsp", "ar", "tap", "em", "sep", "salm"):
-    _add(Design(f"{_m}", f"{_m} baseline, configs/methods/{_m}.yaml, 50 dB", _m, CONFIGS / "methods" / f"{_m}.yaml", PSNR50))
-_add(Design("umed", "UMed shipped (configs/brats_tumour_core.yaml): trained generators + period-2 prior", "umed", _UMED))
-_add(Design("umed_prior_only", "UMed fixed period-2 prior alone (steps 0: untrained generators)", "umed", _UMED,
-            settings={"steps": 0}))
-_add(Design("umed_eot", "UMed trained with EOT over gaussian/median/downsample/augment/spectral", "umed", _UMED,
-            settings={"eot": _EOT}))
-_add(Design("umed_eot_noprior", "UMed + EOT, no pattern prior (generators free)", "umed", _UMED,
-            settings={"eot": _EOT, "pattern_init": "none"}))
-_add(Design("umed_noprior", "UMed trained generators, no pattern prior, no EOT", "umed", _UMED,
-            settings={"pattern_init": "none"}))
-_add(Design("umed_eot_ckb2", "UMed + EOT, period-4 checker prior (2-voxel blocks)", "umed", _UMED,
-            settings={"eot": _EOT, "pattern_patch": 2}))
-_add(Design("umed_eot_ckb3", "UMed + EOT, period-6 checker prior (3-voxel blocks)", "umed", _UMED,
-            settings={"eot": _EOT, "pattern_patch": 3}))
+    _add(
+        Design(
+            f"{_m}", f"{_m} baseline, configs/methods/{_m}.yaml, 50 dB", _m, CONFIGS / "methods" / f"{_m}.yaml", PSNR50
+        )
+    )
+_add(
+    Design("umed", "UMed shipped (configs/brats_tumour_core.yaml): trained generators + period-2 prior", "umed", _UMED)
+)
+_add(
+    Design(
+        "umed_prior_only",
+        "UMed fixed period-2 prior alone (steps 0: untrained generators)",
+        "umed",
+        _UMED,
+        settings={"steps": 0},
+    )
+)
+_add(
+    Design(
+        "umed_eot",
+        "UMed trained with EOT over gaussian/median/downsample/augment/spectral",
+        "umed",
+        _UMED,
+        settings={"eot": _EOT},
+    )
+)
+_add(
+    Design(
+        "umed_eot_noprior",
+        "UMed + EOT, no pattern prior (generators free)",
+        "umed",
+        _UMED,
+        settings={"eot": _EOT, "pattern_init": "none"},
+    )
+)
+_add(
+    Design(
+        "umed_noprior",
+        "UMed trained generators, no pattern prior, no EOT",
+        "umed",
+        _UMED,
+        settings={"pattern_init": "none"},
+    )
+)
+_add(
+    Design(
+        "umed_eot_ckb2",
+        "UMed + EOT, period-4 checker prior (2-voxel blocks)",
+        "umed",
+        _UMED,
+        settings={"eot": _EOT, "pattern_patch": 2},
+    )
+)
+_add(
+    Design(
+        "umed_eot_ckb3",
+        "UMed + EOT, period-6 checker prior (3-voxel blocks)",
+        "umed",
+        _UMED,
+        settings={"eot": _EOT, "pattern_patch": 3},
+    )
+)
 _add(Design("umed_eot_blur", "UMed + EOT over gaussian only", "umed", _UMED, settings={"eot": ["gaussian"]}))
 _add(Design("umed_ckb2_noeot", "UMed, period-4 checker prior, no EOT", "umed", _UMED, settings={"pattern_patch": 2}))
 
@@ -164,12 +212,27 @@ _add(Design("stripes6", "square-wave stripes, period 6, horizontal", pattern=str
 _add(Design("stripes6_45", "square-wave stripes, period 6, 45 degrees", pattern=stripes(6, 45)))
 _add(Design("dots6", "flat-top dot lattice, spacing 6, radius 1", pattern=dots(6, 1.0)))
 _add(Design("dots8", "flat-top dot lattice, spacing 8, radius 1.5", pattern=dots(8, 1.5)))
-_add(Design("contrast", "own local detail amplified in the structure, inverted on the band (multiplicative)",
-            pattern=contrast()))
-_add(Design("contrast_flat", "own local detail removed in the structure (gain -1), kept sign on the band",
-            pattern=contrast(-1.0)))
-_add(Design("ckb1_dots8", "period-2 checker + dot lattice (spacing 8, radius 1.5), amplitude 1:2",
-            pattern=lambda case: checker(1)(case) + 2.0 * dots(8, 1.5)(case)))
+_add(
+    Design(
+        "contrast",
+        "own local detail amplified in the structure, inverted on the band (multiplicative)",
+        pattern=contrast(),
+    )
+)
+_add(
+    Design(
+        "contrast_flat",
+        "own local detail removed in the structure (gain -1), kept sign on the band",
+        pattern=contrast(-1.0),
+    )
+)
+_add(
+    Design(
+        "ckb1_dots8",
+        "period-2 checker + dot lattice (spacing 8, radius 1.5), amplitude 1:2",
+        pattern=lambda case: checker(1)(case) + 2.0 * dots(8, 1.5)(case),
+    )
+)
 _add(Design("step", "label-aligned step +1 inside, -1 on outer band", pattern=sign_step()))
 
 

@@ -20,9 +20,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,9 @@ def load_cases(ids: list[str] | None = None) -> dict[str, CaseData]:
     return out
 
 
-def to_psnr(delta: np.ndarray, *, target_db: float = TARGET_DB, cap: float = EPS_CAP) -> tuple[np.ndarray, float, float]:
+def to_psnr(
+    delta: np.ndarray, *, target_db: float = TARGET_DB, cap: float = EPS_CAP
+) -> tuple[np.ndarray, float, float]:
     """``delta`` rescaled so the volume's PSNR (data range 1) is ``target_db``, unless its L-inf bound would pass
     ``cap`` (then the cap binds). Returns ``(delta, psnr, eps)``."""
     delta = delta.astype(np.float64)
@@ -82,7 +85,10 @@ def to_psnr(delta: np.ndarray, *, target_db: float = TARGET_DB, cap: float = EPS
 
 
 def protect_fixed(
-    cases: dict[str, CaseData], pattern: Callable[[CaseData], np.ndarray], *, target_db: float = TARGET_DB,
+    cases: dict[str, CaseData],
+    pattern: Callable[[CaseData], np.ndarray],
+    *,
+    target_db: float = TARGET_DB,
     cap: float = EPS_CAP,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
     """Protected training volumes for a fixed design: ``pattern(case)`` is a unit perturbation (zero outside the
@@ -103,8 +109,13 @@ def protect_fixed(
 
 
 def protect_package(
-    name: str, method: str, *, config: Path | None = None, overrides: dict[str, Any] | None = None,
-    method_settings: dict[str, Any] | None = None, cases: dict[str, CaseData],
+    name: str,
+    method: str,
+    *,
+    config: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    method_settings: dict[str, Any] | None = None,
+    cases: dict[str, CaseData],
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]], dict[str, Any]]:
     """Protect the training cases with a package protector as ``benchmarks/efficacy.py`` does (into
     ``CACHE/protect/<name>``, resumed when already there); returns the protected volumes in the audit's space, per
@@ -118,8 +129,17 @@ def protect_package(
 
     images, masks = link_cases(BRATS / "t1c", BRATS / "masks", BRATS_TRAIN, CACHE / "data_train")
     out = CACHE / "protect" / name
-    cfg = load_protect_config(config, images=images, masks=masks, out=out, method=method, seed=0,
-                              structure_labels=LABELS, fit_cases=tuple(BRATS_TRAIN), **(overrides or {}))
+    cfg = load_protect_config(
+        config,
+        images=images,
+        masks=masks,
+        out=out,
+        method=method,
+        seed=0,
+        structure_labels=LABELS,
+        fit_cases=tuple(BRATS_TRAIN),
+        **(overrides or {}),
+    )
     cfg = dataclasses.replace(cfg, method_settings={**cfg.method_settings, **(method_settings or {})})
     summary = protect_dataset(cfg)
     failed = [(r.case_id, r.error) for r in summary.results if r.status == "failed"]
@@ -131,8 +151,10 @@ def protect_package(
         image, _ = load_case(out / f"{result.case_id}.nii.gz")
         mapping = fit_mapping(clean_image, mode="percentile", percentiles=(0.5, 99.5))
         protected[result.case_id] = mapping.to_unit(image).astype(np.float32)
-        stats[result.case_id] = {"psnr": round(float(result.metrics["psnr"]), 3),
-                                 "eps_255": round(float(result.metrics["max_abs_change_255"]), 2)}
+        stats[result.case_id] = {
+            "psnr": round(float(result.metrics["psnr"]), 3),
+            "eps_255": round(float(result.metrics["max_abs_change_255"]), 2),
+        }
     doc = json.loads(summary.protector_path.read_text()) if summary.protector_path else {}
     log = {k: v for k, v in (doc.get("training_log") or {}).items() if not k.endswith("_curve")}
     log["training_seconds"] = doc.get("training_seconds")
@@ -192,8 +214,9 @@ def screen_sets(cases: dict[str, CaseData], settings: ScreenSettings) -> ScreenS
         box = (slice(a[0], a[0] + settings.test_box), slice(a[1], a[1] + settings.test_box))
         tx.append(np.moveaxis(data.clean[box][..., has], -1, 0))
         ty.append(np.moveaxis(data.core[box][..., has], -1, 0).astype(np.int16))
-    return ScreenSets(np.concatenate(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(tx),
-                      np.concatenate(ty), index)
+    return ScreenSets(
+        np.concatenate(xs), np.concatenate(ys), np.concatenate(groups), np.concatenate(tx), np.concatenate(ty), index
+    )
 
 
 def protected_slices(sets: ScreenSets, protected: dict[str, np.ndarray]) -> np.ndarray:
@@ -203,9 +226,14 @@ def protected_slices(sets: ScreenSets, protected: dict[str, np.ndarray]) -> np.n
 
 def _summary(run: Any) -> dict[str, Any]:
     curve = [round(float(v), 4) for v in run.test_dice]
-    return {"best": max(curve), "best_epoch": int(np.argmax(curve)) + 1, "last": curve[-1],
-            "late_mean": round(float(np.mean(curve[len(curve) // 2 :])), 4), "curve": curve,
-            "seconds": round(run.seconds, 1)}
+    return {
+        "best": max(curve),
+        "best_epoch": int(np.argmax(curve)) + 1,
+        "last": curve[-1],
+        "late_mean": round(float(np.mean(curve[len(curve) // 2 :])), 4),
+        "curve": curve,
+        "seconds": round(run.seconds, 1),
+    }
 
 
 def screen_run(sets: ScreenSets, train_x: np.ndarray, defense: str, settings: ScreenSettings) -> dict[str, Any]:
@@ -216,12 +244,24 @@ def screen_run(sets: ScreenSets, train_x: np.ndarray, defense: str, settings: Sc
 
     torch.set_num_threads(1)
     train = TrainSettings(
-        epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed, victim=settings.victim,
-        lr=settings.lr, defense=defense, patch_size=(settings.crop, settings.crop),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        victim=settings.victim,
+        lr=settings.lr,
+        defense=defense,
+        patch_size=(settings.crop, settings.crop),
         patches_per_epoch=settings.patches_per_epoch,
     )
-    run = train_victim(train_x, sets.train_labels, sets.test_x, sets.test_y, train,
-                       clean_train_x=sets.train_clean, train_groups=sets.train_groups)
+    run = train_victim(
+        train_x,
+        sets.train_labels,
+        sets.test_x,
+        sets.test_y,
+        train,
+        clean_train_x=sets.train_clean,
+        train_groups=sets.train_groups,
+    )
     return _summary(run)
 
 

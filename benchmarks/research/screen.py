@@ -36,8 +36,9 @@ def protect(design: designs.Design, cases: dict, target_db: float, cap_255: floa
         overrides.update(target_psnr=target_db, eps_cap=f"{cap_255:g}/255")
     default = target_db == harness.TARGET_DB and cap_255 == 24
     name = design.name if default else f"{design.name}_{target_db:g}db_cap{cap_255:g}"
-    return harness.protect_package(name, design.method, config=design.config, overrides=overrides,
-                                   method_settings=design.settings, cases=cases)
+    return harness.protect_package(
+        name, design.method, config=design.config, overrides=overrides, method_settings=design.settings, cases=cases
+    )
 
 
 def main() -> None:
@@ -47,8 +48,13 @@ def main() -> None:
     parser.add_argument("--tag", required=True)
     parser.add_argument("--target-db", type=float, default=harness.TARGET_DB)
     parser.add_argument("--eps-cap", type=float, default=24.0, help="L-inf cap per case, in 1/255 (default 24)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a ScreenSettings field, e.g. --set epochs=12 --set crop=96")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a ScreenSettings field, e.g. --set epochs=12 --set crop=96",
+    )
     args = parser.parse_args()
     settings = harness.ScreenSettings()
     for item in args.set:
@@ -58,8 +64,15 @@ def main() -> None:
     cases = harness.load_cases()
     sets = harness.screen_sets(cases, settings)
     defenses = args.defenses.split(",")
-    record = {"protocol": asdict(settings), "target_db": args.target_db, "eps_cap_255": args.eps_cap, "defenses": defenses,
-              "train_slices": int(len(sets.train_labels)), "test_slices": int(len(sets.test_y)), "designs": {}}
+    record = {
+        "protocol": asdict(settings),
+        "target_db": args.target_db,
+        "eps_cap_255": args.eps_cap,
+        "defenses": defenses,
+        "train_slices": int(len(sets.train_labels)),
+        "test_slices": int(len(sets.test_y)),
+        "designs": {},
+    }
     clean = {d: harness.clean_run(sets, d, settings) for d in defenses}
     record["clean"] = clean
     for name in args.designs.split(","):
@@ -68,15 +81,25 @@ def main() -> None:
         protected, stats, log = protect(design, cases, args.target_db, args.eps_cap)
         protect_seconds = time.perf_counter() - started
         train_x = harness.protected_slices(sets, protected)
-        entry = {"summary": design.summary, "method": design.method, "settings": design.settings, "cases": stats,
-                 "protector_log": log, "protect_seconds": round(protect_seconds, 1), "runs": {}}
+        entry = {
+            "summary": design.summary,
+            "method": design.method,
+            "settings": design.settings,
+            "cases": stats,
+            "protector_log": log,
+            "protect_seconds": round(protect_seconds, 1),
+            "runs": {},
+        }
         for defense in defenses:
             run = harness.screen_run(sets, train_x, defense, settings)
             run["ratio_best"] = round(run["best"] / max(clean[defense]["best"], 1e-9), 4)
             entry["runs"][defense] = run
-            print(f"{time.strftime('%H:%M:%S')} {name:18s} {defense:10s} best {run['best']:.3f} last {run['last']:.3f} "
-                  f"late {run['late_mean']:.3f} | clean {clean[defense]['best']:.3f} | psnr "
-                  f"{min(s['psnr'] for s in stats.values()):.2f}", flush=True)
+            print(
+                f"{time.strftime('%H:%M:%S')} {name:18s} {defense:10s} best {run['best']:.3f} last {run['last']:.3f} "
+                f"late {run['late_mean']:.3f} | clean {clean[defense]['best']:.3f} | psnr "
+                f"{min(s['psnr'] for s in stats.values()):.2f}",
+                flush=True,
+            )
         record["designs"][name] = entry
         write_result(f"research_screen_{args.tag}", record)  # after every design: a crash keeps what was measured
 

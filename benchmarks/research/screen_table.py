@@ -27,7 +27,11 @@ def main() -> None:
             for d in defenses:
                 run = entry["runs"].get(d)
                 cells.append("-" if run is None else f"{run['best']:.2f} / {run['last']:.2f} ({run['ratio_best']:.2f})")
-            print(f"| {name} | {entry['summary']} | {min(psnrs):.1f}-{max(psnrs):.1f} | {eps:.1f} | " + " | ".join(cells) + " |")
+            print(
+                f"| {name} | {entry['summary']} | {min(psnrs):.1f}-{max(psnrs):.1f} | {eps:.1f} | "
+                + " | ".join(cells)
+                + " |"
+            )
     print()
     print("Cells: protected best / last Dice (best / clean best of the same defense). Clean runs: ", end="")
     doc = json.loads((RESULTS / f"{sys.argv[1]}.json").read_text())

@@ -25,9 +25,14 @@ from _common import RESULTS, write_result  # noqa: E402
 
 # design name in the screen -> full-audit result file per defense
 AUDIT = {
-    "umed": {"none": "efficacy_brats_core_umed_noclip", "gaussian": "efficacy_brats_core_umed_noclip_defenses",
-             "median": "efficacy_brats_core_umed_noclip_defenses", "downsample": "efficacy_brats_core_umed_noclip_defenses",
-             "jpeg": "efficacy_brats_core_umed_noclip_defenses2", "augment": "efficacy_brats_core_umed_noclip_defenses2"},
+    "umed": {
+        "none": "efficacy_brats_core_umed_noclip",
+        "gaussian": "efficacy_brats_core_umed_noclip_defenses",
+        "median": "efficacy_brats_core_umed_noclip_defenses",
+        "downsample": "efficacy_brats_core_umed_noclip_defenses",
+        "jpeg": "efficacy_brats_core_umed_noclip_defenses2",
+        "augment": "efficacy_brats_core_umed_noclip_defenses2",
+    },
     **{m: {"none": f"efficacy_brats_core_{m}_psnr50"} for m in ("random", "lsp", "ar", "tap", "em", "sep", "salm")},
 }
 
@@ -53,24 +58,39 @@ def main() -> None:
                     continue
                 full = audit_run(name, defense)
                 clean = doc["clean"][defense]
-                rows.append({
-                    "design": name, "defense": defense,
-                    "screen_best": run["best"], "screen_ratio": run["best"] / clean["best"],
-                    "screen_late_ratio": run["late_mean"] / clean["late_mean"], "screen_last": run["last"],
-                    "audit_best": full["protected_best"], "audit_ratio": full["protected_best"] / full["clean_best"],
-                    "audit_last": full["protected_last"], "screen_seconds": run["seconds"],
-                })
+                rows.append(
+                    {
+                        "design": name,
+                        "defense": defense,
+                        "screen_best": run["best"],
+                        "screen_ratio": run["best"] / clean["best"],
+                        "screen_late_ratio": run["late_mean"] / clean["late_mean"],
+                        "screen_last": run["last"],
+                        "audit_best": full["protected_best"],
+                        "audit_ratio": full["protected_best"] / full["clean_best"],
+                        "audit_last": full["protected_last"],
+                        "screen_seconds": run["seconds"],
+                    }
+                )
     stats = {}
-    for screen_key, audit_key in (("screen_ratio", "audit_ratio"), ("screen_best", "audit_best"),
-                                  ("screen_late_ratio", "audit_ratio"), ("screen_last", "audit_last")):
+    for screen_key, audit_key in (
+        ("screen_ratio", "audit_ratio"),
+        ("screen_best", "audit_best"),
+        ("screen_late_ratio", "audit_ratio"),
+        ("screen_last", "audit_last"),
+    ):
         rho, p = spearmanr([r[screen_key] for r in rows], [r[audit_key] for r in rows])
         stats[f"{screen_key}~{audit_key}"] = {"spearman": round(float(rho), 3), "p": round(float(p), 4)}
     for r in sorted(rows, key=lambda r: r["audit_ratio"]):
-        print(f"{r['design']:8s} {r['defense']:10s} audit {r['audit_best']:.3f} ({r['audit_ratio']:.2f})  "
-              f"screen {r['screen_best']:.3f} ({r['screen_ratio']:.2f}) late {r['screen_late_ratio']:.2f}")
+        print(
+            f"{r['design']:8s} {r['defense']:10s} audit {r['audit_best']:.3f} ({r['audit_ratio']:.2f})  "
+            f"screen {r['screen_best']:.3f} ({r['screen_ratio']:.2f}) late {r['screen_late_ratio']:.2f}"
+        )
     print(json.dumps(stats, indent=1))
-    write_result(args.out, {"primary": "screen_ratio~audit_ratio", "n": len(rows), "stats": stats, "rows": rows,
-                            "sources": args.tags})
+    write_result(
+        args.out,
+        {"primary": "screen_ratio~audit_ratio", "n": len(rows), "stats": stats, "rows": rows, "sources": args.tags},
+    )
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from umed.cli import app
 from umed.phantom import make_phantom_dataset
 
 runner = CliRunner()
-
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +27,9 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
 
 def test_protect_writes_cases_manifest_and_table(phantoms, tmp_path: Path) -> None:
     images, masks, config = phantoms
-    result = runner.invoke(app, ["protect", str(images), "--masks", str(masks), "--out", str(tmp_path / "out"), "--config", str(config)])
+    result = runner.invoke(
+        app, ["protect", str(images), "--masks", str(masks), "--out", str(tmp_path / "out"), "--config", str(config)]
+    )
     assert result.exit_code == 0, result.output
     assert "phantom_000" in result.output and "protected" in result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -41,12 +41,18 @@ def test_protect_writes_cases_manifest_and_table(phantoms, tmp_path: Path) -> No
 def test_saved_and_exported_protector_reproduce_the_same_bytes(phantoms, tmp_path: Path) -> None:
     images, masks, config = phantoms
     first = tmp_path / "first"
-    assert runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(first), "-c", str(config)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(first), "-c", str(config)]).exit_code
+        == 0
+    )
     exported = tmp_path / "exported"
     result = runner.invoke(app, ["export-protector", str(first / "protector.json"), "--to", str(exported)])
     assert result.exit_code == 0, result.output
     second = tmp_path / "second"
-    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(second), "--protector", str(exported / "protector.json")])
+    result = runner.invoke(
+        app,
+        ["protect", str(images), "-m", str(masks), "-o", str(second), "--protector", str(exported / "protector.json")],
+    )
     assert result.exit_code == 0, result.output
     for case in ("phantom_000", "phantom_001"):
         name = next(p.name for p in first.iterdir() if p.name.startswith(case))
@@ -63,7 +69,9 @@ def test_bad_case_is_reported_and_exit_code_is_one(phantoms, tmp_path: Path) -> 
         (bad_masks / source.name).symlink_to(source)
     (bad_images / "truncated.nii.gz").write_bytes((images / "phantom_000.nii.gz").read_bytes()[:200])
     (bad_masks / "truncated.nii.gz").symlink_to(masks / "phantom_000.nii.gz")
-    result = runner.invoke(app, ["protect", str(bad_images), "-m", str(bad_masks), "-o", str(tmp_path / "out"), "-c", str(config)])
+    result = runner.invoke(
+        app, ["protect", str(bad_images), "-m", str(bad_masks), "-o", str(tmp_path / "out"), "-c", str(config)]
+    )
     assert result.exit_code == 1
     assert "truncated.nii.gz" in result.output
     assert not (tmp_path / "out" / "truncated.nii.gz").exists()
@@ -72,14 +80,18 @@ def test_bad_case_is_reported_and_exit_code_is_one(phantoms, tmp_path: Path) -> 
 
 def test_output_inside_input_and_bad_config_fail_with_one_line(phantoms, tmp_path: Path) -> None:
     images, masks, config = phantoms
-    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(images / "out"), "-c", str(config)])
+    result = runner.invoke(
+        app, ["protect", str(images), "-m", str(masks), "-o", str(images / "out"), "-c", str(config)]
+    )
     assert result.exit_code == 1 and str(images) in result.output
     assert "Traceback" not in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("epsilon_typo: 3\n")
     result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(bad)])
     assert result.exit_code == 1 and "epsilon_typo" in result.output
-    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o2"), "--method", "nope"])
+    result = runner.invoke(
+        app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o2"), "--method", "nope"]
+    )
     assert result.exit_code == 1 and "unknown name 'nope'" in result.output
 
 
@@ -98,7 +110,9 @@ def test_config_value_of_the_wrong_type_is_one_clear_line(phantoms, tmp_path: Pa
     images, masks, _ = phantoms
     config = tmp_path / "bad.yaml"
     config.write_text(line + "\n")
-    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(config)])
+    result = runner.invoke(
+        app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "o"), "-c", str(config)]
+    )
     assert result.exit_code == 1, result.output
     assert f"bad.yaml: {message}" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -112,14 +126,18 @@ def test_zero_byte_files_and_out_file_are_clear_errors_in_protect_and_info(phant
     images2, masks2 = Path(shutil.copytree(images, tmp_path / "i")), Path(shutil.copytree(masks, tmp_path / "m"))
     (images2 / "zero.nii.gz").write_bytes(b"")
     (masks2 / "zero.nii.gz").write_bytes(b"")
-    result = runner.invoke(app, ["protect", str(images2), "-m", str(masks2), "-o", str(tmp_path / "o"), "-c", str(config)])
+    result = runner.invoke(
+        app, ["protect", str(images2), "-m", str(masks2), "-o", str(tmp_path / "o"), "-c", str(config)]
+    )
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "zero.nii.gz: not a NIfTI file" in result.output and "phantom_000" in result.output
     info = runner.invoke(app, ["info", str(images2), "-m", str(masks2)])
     assert info.exit_code == 1 and isinstance(info.exception, SystemExit), info.output
     assert "zero.nii.gz: not a NIfTI file" in info.output
     (tmp_path / "file").write_text("x")
-    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "file"), "-c", str(config)])
+    result = runner.invoke(
+        app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "file"), "-c", str(config)]
+    )
     assert result.exit_code == 1 and "file: not a folder (expected an output folder, got a file)" in result.output
 
 

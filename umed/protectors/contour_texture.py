@@ -45,6 +45,7 @@ from umed import regions
 from umed.errors import ConfigError
 from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize
 from umed.protectors.crops import CropSampler
+from umed.protectors.eot import AttackerView, check_eot
 from umed.protectors.lsp import patch_pattern
 from umed.protectors.networks import CDCGenerator, PlainGenerator
 from umed.protectors.pgd import project
@@ -59,7 +60,6 @@ from umed.protectors.surrogate import (
     sub_state,
     to_tensor,
 )
-from umed.protectors.eot import AttackerView, check_eot
 from umed.protectors.surrogate_training import curve
 
 __all__ = ["UMedProtector"]
@@ -170,14 +170,15 @@ class UMedProtector(Protector):
         for start in range(0, len(images), _REGION_CHUNK):  # bounded float64 temporaries on large training sets
             chunk = slice(start, start + _REGION_CHUNK)
             tau[chunk] = regions.texture_map(
-                images[chunk], fg[chunk], window=self.settings["texture_window"], tau_min=self.settings["tau_min"],
+                images[chunk],
+                fg[chunk],
+                window=self.settings["texture_window"],
+                tau_min=self.settings["tau_min"],
                 batch=True,
             )
         return {"image": images, "fg": fg, "band": band, "inner": fg & ~band, "tau": tau}
 
-    def _delta(
-        self, parts: dict[str, torch.Tensor], scale: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _delta(self, parts: dict[str, torch.Tensor], scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (projected) perturbation and its per-voxel bound for tensors ``(B, 1, H, W)``; ``scale (B, 1, 1, 1)``."""
         x = parts["image"]
         inputs = torch.cat([x, parts["fg"]], dim=1) if self.settings["generator_input"] == "image+mask" else x

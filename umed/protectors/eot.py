@@ -67,7 +67,9 @@ def _lowres(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tup
     zoom = _uniform(generator, 0.5, 1.0)
     size = tuple(x.shape[2:])
     small = [max(1, round(n * zoom)) for n in size]
-    return F.interpolate(F.interpolate(x, size=small, mode="nearest"), size=size, mode="bilinear", align_corners=False), y
+    return F.interpolate(
+        F.interpolate(x, size=small, mode="nearest"), size=size, mode="bilinear", align_corners=False
+    ), y
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +107,9 @@ def check_eot(method: str, names: object) -> list[str]:
         ConfigError: not a list of strings, or an unknown or repeated name.
     """
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"method '{method}': setting 'eot' (expected a list of names from {list(EOT_NAMES)}, got {names!r})")
+        raise ConfigError(
+            f"method '{method}': setting 'eot' (expected a list of names from {list(EOT_NAMES)}, got {names!r})"
+        )
     keys = [n.strip().lower() for n in names]
     unknown = sorted(set(keys) - set(EOT_NAMES))
     if unknown or len(set(keys)) != len(keys):
