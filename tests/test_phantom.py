@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from umed.audit.floor import threshold_floor
 from umed.errors import ConfigError
 from umed.io import discover_cases, validate_case
-from umed.metrics import threshold_floor
 from umed.phantom import make_phantom, make_phantom_dataset
 
 
@@ -19,11 +18,8 @@ def _bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_default_dataset_is_valid_and_fast(tmp_path: Path) -> None:
-    make_phantom_dataset(tmp_path / "warm", n_cases=1)  # imports out of the timing
-    started = time.perf_counter()
-    images, masks = make_phantom_dataset(tmp_path / "phantom")
-    assert time.perf_counter() - started < 2.0  # about 0.25 s on one core; generous for a shared machine
+def test_default_dataset_is_valid(tmp_path: Path) -> None:
+    images, masks = make_phantom_dataset(tmp_path / "phantom")  # no timing here: timings are benchmarks, not tests
     assert (images, masks) == (tmp_path / "phantom" / "images", tmp_path / "phantom" / "masks")
     cases = discover_cases(images, masks)
     assert [c.case_id for c in cases] == [f"phantom_{i:03d}" for i in range(6)]
