@@ -113,16 +113,7 @@ def interior(fg: np.ndarray, width: int, *, batch: bool = False) -> np.ndarray:
 
 
 def support(fg: np.ndarray, width: int, *, batch: bool = False) -> np.ndarray:
-    """The only voxels any umed method may change: ``F | C``.
-
-    Args:
-        fg: bool structure mask, see :func:`contour_band`.
-        width: band half-width in voxels.
-        batch: treat the first axis as a batch of 2D slices.
-
-    Returns:
-        bool array of ``fg``'s shape.
-    """
+    """The only voxels any umed method may change: ``F | C`` (arguments and result as :func:`interior`)."""
     fg = np.asarray(fg, dtype=bool)
     return fg | contour_band(fg, width, batch=batch)
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.base import Budget, SliceBatch, finalize, prepare_slices
+from umed.protectors.model_free import ModelFreeProtector
 from umed.protectors.seeding import key_rng
-from umed.protectors.settings import Setting, check_budget, resolve_settings
+from umed.protectors.settings import Setting
 
 __all__ = ["ARProtector", "ar_generate", "draw_ar_coefficients"]
 
@@ -83,7 +84,7 @@ def draw_ar_coefficients(rng: np.random.Generator, *, trials: int = 3) -> np.nda
     raise RuntimeError("ar: no stable AR process found")  # pragma: no cover - practically unreachable
 
 
-class ARProtector(Protector):
+class ARProtector(ModelFreeProtector):
     """Class-wise autoregressive noise: one AR process for the ROI, one for the band outside it.
 
     Settings (all optional; defaults in ``umed/configs/methods/ar.yaml``):
@@ -101,20 +102,17 @@ class ARProtector(Protector):
     """
 
     name = "ar"
+    FIT_NOTE = "processes drawn from the seed"
     SETTINGS = {"tile": Setting(int, low=4), "burn_in": Setting(int, low=2)}
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
-        check_budget(self.name, budget)
-        super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
+        super().__init__(budget, seed=seed, **settings)
         rng = key_rng(self.seed, self.name, "coefficients")
         self.coefficients = np.stack([draw_ar_coefficients(rng), draw_ar_coefficients(rng)])
         """``(2, 3, 3)``: index 0 the ROI process, 1 the band-background process."""
 
-    def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
-        """Nothing to learn: the processes come from the seed."""
-        if progress is not None:
-            progress("ar: processes drawn from the seed", 1, 1)
-        return {"model_free": True, "coefficients": np.round(self.coefficients, 6).tolist()}
+    def _fit_log(self) -> dict[str, Any]:
+        return {"coefficients": np.round(self.coefficients, 6).tolist()}
 
     def noise(self, key: str, shape: tuple[int, int]) -> np.ndarray:
         """Both classes' noise for one slice, L-inf 1 per tile.

@@ -293,17 +293,8 @@ class UMedProtector(Protector):
                 progress("umed: training generators", step, steps)
         self.contour.eval()
         self.texture.eval()
-        return {
-            "steps": steps,
-            "surrogate_steps": len(surrogate_losses),
-            "surrogate_reinits": generation,
-            "generator_loss_curve": curve(generator_losses),
-            "segmentation_loss_curve": curve(segmentation_losses),
-            "surrogate_loss_curve": curve(surrogate_losses),
-            "budget_use_curve": curve(usage),
-            "budget_use_last": round(usage[-1], 5) if usage else None,
-            **({"eot_draws": dict(sorted(attacker_view.draws.items()))} if s["eot"] else {}),
-        }
+        curves = {"generator": generator_losses, "segmentation": segmentation_losses, "surrogate": surrogate_losses}
+        return _fit_log(steps, generation, curves, usage, attacker_view.draws if s["eot"] else None)
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
         """One forward pass of both generators per batch of ``batch_size`` slices.
@@ -373,3 +364,20 @@ def _train_step(
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
+
+def _fit_log(
+    steps: int, generation: int, losses: dict[str, list[float]], usage: list[float], eot_draws: dict[str, int] | None
+) -> dict[str, Any]:
+    """The fit's log: steps, surrogate steps and re-initialisations, curves of at most 20 points, budget use."""
+    return {
+        "steps": steps,
+        "surrogate_steps": len(losses["surrogate"]),
+        "surrogate_reinits": generation,
+        "generator_loss_curve": curve(losses["generator"]),
+        "segmentation_loss_curve": curve(losses["segmentation"]),
+        "surrogate_loss_curve": curve(losses["surrogate"]),
+        "budget_use_curve": curve(usage),
+        "budget_use_last": round(usage[-1], 5) if usage else None,
+        **({"eot_draws": dict(sorted(eot_draws.items()))} if eot_draws is not None else {}),
+    }

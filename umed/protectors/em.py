@@ -10,17 +10,14 @@ the whole support (structure plus contour band); the loss is CE + Dice of the 2-
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-from torch import nn
 
-from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.base import PreparedSlices
 from umed.protectors.crops import CropSampler
 from umed.protectors.pgd import pgd
 from umed.protectors.settings import Setting
-from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, FitResult, Progress, Rng, SurrogateProtector
 
 __all__ = ["EMProtector"]
 
@@ -47,13 +44,7 @@ class EMProtector(SurrogateProtector):
     name = "em"
     SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(int, low=1)}
 
-    def _fit(
-        self,
-        prepared: PreparedSlices,
-        sampler: CropSampler,
-        rng: np.random.Generator,
-        progress: ProgressCallback | None,
-    ) -> tuple[list[nn.Module], dict[str, Any]]:
+    def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         settings = self.settings
         model = self._new_surrogate()
         bound = sampler.arrays["bound"]

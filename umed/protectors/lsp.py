@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.base import Budget, SliceBatch, finalize, prepare_slices
+from umed.protectors.model_free import ModelFreeProtector
 from umed.protectors.seeding import key_rng
-from umed.protectors.settings import Setting, check_budget, resolve_settings
+from umed.protectors.settings import Setting
 
 __all__ = ["LSPProtector", "patch_pattern"]
 
@@ -34,7 +35,7 @@ def patch_pattern(table: np.ndarray, shape: tuple[int, int], patch: int) -> np.n
     return table[rows[:, None], cols[None, :]]
 
 
-class LSPProtector(Protector):
+class LSPProtector(ModelFreeProtector):
     """Class-wise patch patterns of ``+-eps``: one for the ROI, one for the band outside it (Yu et al., KDD 2022).
 
     Settings (all optional; defaults in ``umed/configs/methods/lsp.yaml``):
@@ -52,11 +53,11 @@ class LSPProtector(Protector):
     """
 
     name = "lsp"
+    FIT_NOTE = "patterns drawn from the seed"
     SETTINGS = {"patch": Setting(int, low=1), "tile": Setting(int, low=1)}
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
-        check_budget(self.name, budget)
-        super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
+        super().__init__(budget, seed=seed, **settings)
         rng = key_rng(self.seed, self.name, "pattern")
         tile = self.settings["tile"]
         while True:  # two different patterns (a 1x1 table would otherwise match half the time)
@@ -65,12 +66,6 @@ class LSPProtector(Protector):
                 break
         self.tables = tables
         """``(2, tile, tile)`` signs: index 0 the ROI pattern, 1 the band-background pattern."""
-
-    def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
-        """Nothing to learn: the patterns come from the seed."""
-        if progress is not None:
-            progress("lsp: patterns drawn from the seed", 1, 1)
-        return {"model_free": True}
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
         """``(B, H, W)`` float32: the ROI pattern on the structure, the background pattern on the rest of the band."""

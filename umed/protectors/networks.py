@@ -17,6 +17,7 @@ the layer runs exactly ``nn.Conv2d``/``nn.Conv3d``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,34 @@ def _central_difference_weight(weight: torch.Tensor, theta: float, spatial_dims:
     return out
 
 
-class CDConv2d(nn.Conv2d):
+class _CentralDifference:
+    """The central difference part shared by :class:`CDConv2d` and :class:`CDConv3d` (placed before the torch
+    convolution in their bases, so ``forward`` replaces the plain one; it adds no parameter)."""
+
+    SPATIAL_DIMS: int
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, theta: float = 0.7, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("padding", kernel_size // 2 if isinstance(kernel_size, int) else 1)
+        kwargs.setdefault("bias", False)
+        super().__init__(in_channels, out_channels, kernel_size, **kwargs)  # type: ignore[call-arg]  # the conv's
+        if not 0.0 <= float(theta) <= 1.0:
+            raise ValueError(f"theta: expected a value in [0, 1] (got {theta})")
+        self.theta = float(theta)
+        _central_difference_weight(self.weight.detach(), self.theta, self.SPATIAL_DIMS)  # fail early on even kernels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = _central_difference_weight(self.weight, self.theta, self.SPATIAL_DIMS)
+        return self._conv_forward(x, weight, self.bias)  # type: ignore[attr-defined]  # nn.Conv2d/3d's
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, theta={self.theta}"  # type: ignore[misc]  # nn.Conv2d/3d's
+
+
+class CDConv2d(_CentralDifference, nn.Conv2d):
     """2D central difference convolution, ``out = conv(x, W) - theta * conv1x1(x, sum_{ij} W)``.
 
     Takes every argument of :class:`torch.nn.Conv2d` plus ``theta``; the state dict is the same as ``nn.Conv2d``'s.
@@ -62,25 +90,10 @@ class CDConv2d(nn.Conv2d):
         torch.Size([2, 4, 9, 9])
     """
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, theta: float = 0.7, **kwargs
-    ) -> None:
-        kwargs.setdefault("padding", kernel_size // 2 if isinstance(kernel_size, int) else 1)
-        kwargs.setdefault("bias", False)
-        super().__init__(in_channels, out_channels, kernel_size, **kwargs)
-        if not 0.0 <= float(theta) <= 1.0:
-            raise ValueError(f"theta: expected a value in [0, 1] (got {theta})")
-        self.theta = float(theta)
-        _central_difference_weight(self.weight.detach(), self.theta, 2)  # fail early on even kernels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, _central_difference_weight(self.weight, self.theta, 2), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, theta={self.theta}"
+    SPATIAL_DIMS = 2
 
 
-class CDConv3d(nn.Conv3d):
+class CDConv3d(_CentralDifference, nn.Conv3d):
     """3D central difference convolution: as :class:`CDConv2d`, ``W`` summed over its three spatial axes.
 
     Shape:
@@ -92,22 +105,7 @@ class CDConv3d(nn.Conv3d):
         torch.Size([1, 2, 5, 5, 5])
     """
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, theta: float = 0.7, **kwargs
-    ) -> None:
-        kwargs.setdefault("padding", kernel_size // 2 if isinstance(kernel_size, int) else 1)
-        kwargs.setdefault("bias", False)
-        super().__init__(in_channels, out_channels, kernel_size, **kwargs)
-        if not 0.0 <= float(theta) <= 1.0:
-            raise ValueError(f"theta: expected a value in [0, 1] (got {theta})")
-        self.theta = float(theta)
-        _central_difference_weight(self.weight.detach(), self.theta, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, _central_difference_weight(self.weight, self.theta, 3), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, theta={self.theta}"
+    SPATIAL_DIMS = 3
 
 
 ConvFactory = Callable[[int, int], nn.Module]

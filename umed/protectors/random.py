@@ -6,18 +6,16 @@ budget.eps_max * eps_scale``, drawn per slice from the run seed and the slice ke
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch, finalize, prepare_slices
+from umed.protectors.base import SliceBatch, finalize, prepare_slices
+from umed.protectors.model_free import ModelFreeProtector
 from umed.protectors.seeding import key_rng
-from umed.protectors.settings import check_budget, resolve_settings
 
 __all__ = ["RandomProtector"]
 
 
-class RandomProtector(Protector):
+class RandomProtector(ModelFreeProtector):
     """Uniform noise in ``+-eps`` on the support (no settings).
 
     Example:
@@ -31,17 +29,6 @@ class RandomProtector(Protector):
     """
 
     name = "random"
-    SETTINGS: dict = {}
-
-    def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
-        check_budget(self.name, budget)
-        super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
-
-    def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
-        """Nothing to learn."""
-        if progress is not None:
-            progress("random: nothing to fit", 1, 1)
-        return {"model_free": True}
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
         """``(B, H, W)`` float32 uniform noise on the support, one seeded draw per slice key."""

@@ -11,17 +11,15 @@ voxels of a slice change, each by at most ``budget.eps_max * eps_scale``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
-from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.base import PreparedSlices
 from umed.protectors.crops import CropSampler
 from umed.protectors.pgd import pgd, top_k_mask
 from umed.protectors.settings import Setting
-from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, FitResult, Progress, Rng, SurrogateProtector
 
 __all__ = ["SALMProtector"]
 
@@ -64,13 +62,7 @@ class SALMProtector(SurrogateProtector):
             [model], x, y, bound * mask, steps=steps, step_size=self.settings["step_size"], maximize=False, init=init
         )
 
-    def _fit(
-        self,
-        prepared: PreparedSlices,
-        sampler: CropSampler,
-        rng: np.random.Generator,
-        progress: ProgressCallback | None,
-    ) -> tuple[list[nn.Module], dict[str, Any]]:
+    def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         settings = self.settings
         model = self._new_surrogate()
         noise = np.zeros_like(sampler.arrays["bound"])

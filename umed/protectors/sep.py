@@ -9,15 +9,13 @@ Protectors", ICLR 2023), for segmentation slices.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
-import numpy as np
 from torch import nn
 
-from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.base import PreparedSlices
 from umed.protectors.crops import CropSampler
 from umed.protectors.settings import Setting
-from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, SurrogateProtector
+from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, FitResult, Progress, Rng, SurrogateProtector
 
 __all__ = ["SEPProtector"]
 
@@ -44,13 +42,7 @@ class SEPProtector(SurrogateProtector):
     MAXIMIZE = True
     SETTINGS = {**SURROGATE_SETTINGS, "checkpoints": Setting(int, low=1)}
 
-    def _fit(
-        self,
-        prepared: PreparedSlices,
-        sampler: CropSampler,
-        rng: np.random.Generator,
-        progress: ProgressCallback | None,
-    ) -> tuple[list[nn.Module], dict[str, Any]]:
+    def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         settings = self.settings
         total, count = settings["train_steps"], settings["checkpoints"]
         keep_at = {max(1, round(total * k / count)) for k in range(1, count + 1)}

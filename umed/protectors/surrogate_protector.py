@@ -6,7 +6,7 @@ attack; this class holds everything else, so a fix reaches every method at once.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import torch
@@ -47,6 +47,13 @@ perturb time (``step_size`` is a fraction of the budget), ``train_steps``, ``bat
 ``flips`` of the surrogate training."""
 
 
+#: Type aliases of the :meth:`SurrogateProtector._fit` hook: the crop generator, the progress callback, and what a
+#: fit returns (the models to attack with, and the fit's log).
+Rng: TypeAlias = np.random.Generator
+Progress: TypeAlias = "ProgressCallback | None"
+FitResult: TypeAlias = "tuple[list[nn.Module], dict[str, Any]]"
+
+
 class SurrogateProtector(Protector):
     """Base of the per-sample baselines that attack trained surrogate(s) with PGD (EM, TAP, SEP, SALM).
 
@@ -66,13 +73,7 @@ class SurrogateProtector(Protector):
         self.models: list[nn.Module] = []
 
     # -- subclass hooks
-    def _fit(
-        self,
-        prepared: PreparedSlices,
-        sampler: CropSampler,
-        rng: np.random.Generator,
-        progress: ProgressCallback | None,
-    ) -> tuple[list[nn.Module], dict[str, Any]]:
+    def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         raise NotImplementedError
 
     def _attack(

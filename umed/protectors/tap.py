@@ -7,14 +7,9 @@ the true labels (untargeted). Budget: ``budget.eps_max * eps_scale`` on the whol
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-from torch import nn
-
-from umed.protectors.base import PreparedSlices, ProgressCallback
+from umed.protectors.base import PreparedSlices
 from umed.protectors.crops import CropSampler
-from umed.protectors.surrogate_protector import SurrogateProtector
+from umed.protectors.surrogate_protector import FitResult, Progress, Rng, SurrogateProtector
 
 __all__ = ["TAPProtector"]
 
@@ -39,13 +34,7 @@ class TAPProtector(SurrogateProtector):
     name = "tap"
     MAXIMIZE = True
 
-    def _fit(
-        self,
-        prepared: PreparedSlices,
-        sampler: CropSampler,
-        rng: np.random.Generator,
-        progress: ProgressCallback | None,
-    ) -> tuple[list[nn.Module], dict[str, Any]]:
+    def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         model = self._new_surrogate()
         log = self._train(model, sampler, rng, progress, "tap: training surrogate")
         return [model], log
