@@ -43,11 +43,12 @@ class LSPProtector(ModelFreeProtector):
         tile: patches per side of the repeating table.
 
     Example:
+        Every changed voxel moves by exactly the budget, up or down:
+
         >>> import numpy as np
-        >>> from umed.protectors import Budget, SliceBatch
-        >>> fg = np.zeros((2, 32, 32), dtype=bool); fg[:, 8:20, 10:22] = True
-        >>> batch = SliceBatch(np.full((2, 32, 32), 0.5, np.float32), fg, ["case/0", "case/1"])
-        >>> delta = LSPProtector(Budget(), seed=0).perturb(batch)
+        >>> from umed.protectors import Budget, SliceBatch, make_protector
+        >>> disk = np.hypot(*np.mgrid[-12:12, -12:12]) < 6
+        >>> delta = make_protector("lsp", Budget(), seed=0).perturb(SliceBatch(disk[None] * 0.5, disk[None], ["a/0"]))
         >>> sorted({float(v) for v in np.unique(delta)}) == [-np.float32(8 / 255), 0.0, np.float32(8 / 255)]
         True
     """
