@@ -59,13 +59,7 @@ class LSPProtector(ModelFreeProtector):
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         super().__init__(budget, seed=seed, **settings)
-        rng = key_rng(self.seed, self.name, "pattern")
-        tile = self.settings["tile"]
-        while True:  # two different patterns (a 1x1 table would otherwise match half the time)
-            tables = np.where(rng.random((2, tile, tile)) < 0.5, -1.0, 1.0).astype(np.float32)
-            if not np.array_equal(tables[0], tables[1]):
-                break
-        self.tables = tables
+        self.tables = _sign_tables(key_rng(self.seed, self.name, "pattern"), self.settings["tile"])
         """``(2, tile, tile)`` signs: index 0 the ROI pattern, 1 the band-background pattern."""
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
@@ -76,3 +70,11 @@ class LSPProtector(ModelFreeProtector):
         background = patch_pattern(self.tables[1], shape, self.settings["patch"])
         signs = np.where(prepared.fg, roi[None], background[None])
         return finalize(signs * prepared.bound, prepared.bound)
+
+
+def _sign_tables(rng: np.random.Generator, tile: int) -> np.ndarray:
+    """Two different ``(tile, tile)`` tables of random signs (a 1x1 table would otherwise match half the time)."""
+    while True:
+        tables = np.where(rng.random((2, tile, tile)) < 0.5, -1.0, 1.0).astype(np.float32)
+        if not np.array_equal(tables[0], tables[1]):
+            return tables
