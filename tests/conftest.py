@@ -249,3 +249,22 @@ def copy_dataset(images: Path, masks: Path, target: Path) -> tuple[Path, Path]:
 def copy_data():
     """The :func:`copy_dataset` helper."""
     return copy_dataset
+
+
+@pytest.fixture
+def data(brats_crops, copy_data, tmp_path: Path) -> tuple[Path, Path]:
+    """A writable copy of the two small real BraTS crops (images, masks): for protect runs that change their inputs
+    (corrected masks, removed cases, bad files), as the resume and fault tests do."""
+    return copy_data(*brats_crops, tmp_path / "in")
+
+
+@pytest.fixture
+def config(tiny_fit_settings):
+    """``config(images, masks, out, **overrides)``: a ProtectConfig with the tiny UMed fit settings and seed 1."""
+    from umed.settings import ProtectConfig
+
+    def make(images: Path, masks: Path, out: Path, **overrides) -> ProtectConfig:
+        values = dict(images=images, masks=masks, out=out, seed=1, method_settings=tiny_fit_settings["umed"])
+        return ProtectConfig(**{**values, **overrides})
+
+    return make

@@ -19,24 +19,9 @@ import pytest
 from umed.errors import ConfigError, InputError, OutputError
 from umed.protect import protect_dataset
 from umed.protector_io import load_protector
-from umed.settings import ProtectConfig
 
 CASE_A, CASE_B = "brats_2013_pat0003_1", "brats_2013_pat0004_1"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def data(brats_crops, copy_data, tmp_path: Path) -> tuple[Path, Path]:
-    return copy_data(*brats_crops, tmp_path / "in")
-
-
-@pytest.fixture
-def config(tiny_fit_settings):
-    def make(images: Path, masks: Path, out: Path, **overrides) -> ProtectConfig:
-        values = dict(images=images, masks=masks, out=out, seed=1, method_settings=tiny_fit_settings["umed"])
-        return ProtectConfig(**{**values, **overrides})
-
-    return make
 
 
 def _statuses(summary) -> dict[str, str]:
