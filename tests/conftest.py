@@ -268,3 +268,30 @@ def config(tiny_fit_settings):
         return ProtectConfig(**{**values, **overrides})
 
     return make
+
+
+def _make_protected_phantoms(root: Path, *, n_cases: int = 3, shape=(32, 32, 8), seed: int = 0):
+    """A phantom dataset and a copy with +-4/255 (of each case's percentile span) inside the structure:
+    ``(images, protected, masks)``."""
+    import numpy as np
+
+    from umed.intensity import fit_mapping
+    from umed.io import discover_cases, load_case, save_case
+    from umed.phantom import make_phantom_dataset
+
+    images, masks = make_phantom_dataset(root / "phantom", n_cases=n_cases, shape=shape, seed=seed)
+    protected = root / "protected"
+    protected.mkdir()
+    rng = np.random.default_rng(0)
+    for case in discover_cases(images, masks):
+        image, meta = load_case(case.image_path)
+        labels, _ = load_case(case.mask_path)
+        change = (labels > 0) * rng.choice([-1.0, 1.0], image.shape) * 4 / 255 * fit_mapping(image).span
+        save_case(image + change, meta, protected / case.image_path.name)
+    return images, protected, masks
+
+
+@pytest.fixture(scope="session")
+def protected_phantoms():
+    """``protected_phantoms(root, n_cases=3, shape=(32, 32, 8), seed=0)`` -> ``(images, protected, masks)``."""
+    return _make_protected_phantoms

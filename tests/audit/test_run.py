@@ -14,29 +14,14 @@ from umed.audit import INCONCLUSIVE, NOT_PROTECTED, PARTLY_PROTECTED, PROTECTED,
 from umed.audit.verdict import MIX_NOT_PROTECTED, MIX_PROTECTED
 from umed.errors import ConfigError, GeometryError, InputError
 from umed.intensity import fit_mapping
-from umed.io import discover_cases, load_case, save_case
+from umed.io import load_case
 from umed.metrics import dice, psnr
 from umed.phantom import make_phantom_dataset
 
 
-def make_protected_dataset(root: Path, *, n_cases: int = 3, shape=(32, 32, 8)) -> tuple[Path, Path, Path]:
-    """A phantom dataset and a copy with +-4/255 (of each case's percentile span) inside the structure."""
-    images, masks = make_phantom_dataset(root / "phantom", n_cases=n_cases, shape=shape, seed=0)
-    protected = root / "protected"
-    protected.mkdir()
-    rng = np.random.default_rng(0)
-    for case in discover_cases(images, masks):
-        image, meta = load_case(case.image_path)
-        labels, _ = load_case(case.mask_path)
-        span = fit_mapping(image).span
-        change = (labels > 0) * rng.choice([-1.0, 1.0], image.shape) * 4 / 255 * span
-        save_case(image + change, meta, protected / case.image_path.name)
-    return images, protected, masks
-
-
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return make_protected_dataset(tmp_path_factory.mktemp("audit"))
+def dataset(tmp_path_factory: pytest.TempPathFactory, protected_phantoms) -> tuple[Path, Path, Path]:
+    return protected_phantoms(tmp_path_factory.mktemp("audit"))
 
 
 def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Path) -> None:
@@ -98,8 +83,8 @@ def test_run_audit_writes_a_report_whose_numbers_recompute(dataset, tmp_path: Pa
     assert len(document["data"]["validation_cases"]) == 1
 
 
-def test_mix_trains_a_victim_on_the_clean_half_alone(tmp_path: Path) -> None:
-    images, protected, masks = make_protected_dataset(tmp_path / "mix", n_cases=4)
+def test_mix_trains_a_victim_on_the_clean_half_alone(tmp_path: Path, protected_phantoms) -> None:
+    images, protected, masks = protected_phantoms(tmp_path / "mix", n_cases=4)
     cfg = AuditConfig(
         clean=images,
         protected=protected,
@@ -164,8 +149,8 @@ def test_unet3d_trains_on_resampled_volumes(dataset, tmp_path: Path) -> None:
         assert getattr(report.runs[0], kind).last_dice == dice(pred, saved["test_labels_3d"] > 0)
 
 
-def test_native_resolution_trains_on_patches_and_tests_full_slices(tmp_path: Path) -> None:
-    images, protected, masks = make_protected_dataset(tmp_path / "native", shape=(72, 72, 6))
+def test_native_resolution_trains_on_patches_and_tests_full_slices(tmp_path: Path, protected_phantoms) -> None:
+    images, protected, masks = protected_phantoms(tmp_path / "native", shape=(72, 72, 6))
     out = tmp_path / "report"
     report = run_audit(
         AuditConfig(
@@ -236,7 +221,7 @@ def test_clean_cache_reuses_the_clean_runs(dataset, tmp_path: Path) -> None:
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
-def test_refusals(dataset, tmp_path: Path) -> None:
+def test_refusals(dataset, tmp_path: Path, protected_phantoms) -> None:
     images, protected, masks = dataset
     with pytest.raises(ConfigError, match="not both"):
         AuditConfig(clean=images, protected=protected, masks=masks, test_cases=("phantom_000",), split=0.3)
@@ -257,6 +242,6 @@ def test_refusals(dataset, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"missing \['phantom_001', 'phantom_002'\]"):
         run_audit(AuditConfig(clean=images, protected=partial, masks=masks))
 
-    other = make_protected_dataset(tmp_path / "other", shape=(32, 32, 6))[1]
+    other = protected_phantoms(tmp_path / "other", shape=(32, 32, 6))[1]
     with pytest.raises(GeometryError, match="differs in shape"):
         run_audit(AuditConfig(clean=images, protected=other, masks=masks))

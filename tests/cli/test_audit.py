@@ -5,33 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from typer.testing import CliRunner
 
 from umed.audit import AuditConfig
 from umed.cli import app
-from umed.intensity import fit_mapping
-from umed.io import discover_cases, load_case, save_case
-from umed.phantom import make_phantom_dataset
 
 runner = CliRunner()
 
 
-def _dataset(root: Path) -> tuple[Path, Path, Path]:
-    images, masks = make_phantom_dataset(root / "phantom", n_cases=3, shape=(32, 32, 6), seed=2)
-    protected = root / "protected"
-    protected.mkdir()
-    rng = np.random.default_rng(0)
-    for case in discover_cases(images, masks):
-        image, meta = load_case(case.image_path)
-        labels, _ = load_case(case.mask_path)
-        change = (labels > 0) * rng.choice([-1.0, 1.0], image.shape) * 4 / 255 * fit_mapping(image).span
-        save_case(image + change, meta, protected / case.image_path.name)
-    return images, protected, masks
-
-
-def test_audit_quick_prints_a_table_and_writes_the_report(tmp_path: Path) -> None:
-    images, protected, masks = _dataset(tmp_path)
+def test_audit_quick_prints_a_table_and_writes_the_report(tmp_path: Path, protected_phantoms) -> None:
+    images, protected, masks = protected_phantoms(tmp_path, shape=(32, 32, 6), seed=2)
     out = tmp_path / "report"
     result = runner.invoke(
         app,
@@ -77,8 +60,8 @@ def test_audit_quick_prints_a_table_and_writes_the_report(tmp_path: Path) -> Non
     assert (out / "report.md").is_file() and (out / "figures" / "dice.png").is_file()
 
 
-def test_audit_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
-    images, protected, masks = _dataset(tmp_path)
+def test_audit_errors_are_one_line_and_exit_1(tmp_path: Path, protected_phantoms) -> None:
+    images, protected, masks = protected_phantoms(tmp_path, shape=(32, 32, 6), seed=2)
     result = runner.invoke(
         app,
         ["audit", "--clean", str(images), "--protected", str(tmp_path / "missing"), "--masks", str(masks)],
