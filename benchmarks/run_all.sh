@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark number the README and docs/results.md quote, from a clean checkout (after the README's set-up).
-# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15); data root $UMED_DATA (default ../shared/data).
+# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15), robust (issue 14); data root $UMED_DATA
+# (default ../shared/data).
 # The efficacy results quoted so far were measured before the audit held out nnU-Net's validation fold, so these
 # commands pass --no-validation to reproduce them; the augment rows quoted were measured with the earlier
 # "nnU-Net-style" augmentation (commit d1db045), which umed/augment.py (nnU-Net 2.8.1's list) replaced.
@@ -56,6 +57,38 @@ if [[ $part == all || $part == compare ]]; then
     $eff --task brats_core --method salm --config umed/configs/methods/salm.yaml --eps 8/255 \
         --set method_settings.k_fraction=$k --victims unet --tag eps8_k$k
   done
+fi
+
+if [[ $part == robust ]]; then
+  # issue 14: the shipped settings under the attacker's ordinary pipeline, with nnU-Net's validation fold (all three
+  # selection rules), 10 epochs. About 6 core-hours; the two halves can run at the same time, one per core:
+  #   OMP_NUM_THREADS=1 bash benchmarks/run_all.sh robust-curve &  OMP_NUM_THREADS=1 bash benchmarks/run_all.sh robust-more &
+  bash "$0" robust-curve
+  bash "$0" robust-more
+  $PY benchmarks/robust.py
+fi
+robust="$PY benchmarks/efficacy.py --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml --epochs 10"
+if [[ $part == robust-curve ]]; then
+  # (a) the trade-off: 55 to 30 dB per volume, the L-inf cap (24/255) lifted below 50 dB
+  for p in 50 40 30 45 35 55; do
+    cap=1
+    if [[ $p -ge 50 ]]; then cap=24/255; fi
+    $robust --target-psnr $p --set eps_cap=$cap --victims unet --defenses none,augment,downsample,gaussian \
+        --tag tradeoff_psnr$p
+  done
+fi
+if [[ $part == robust-more ]]; then
+  # (b) more attackers on the 50 dB protection of (a) (it is refitted, same bytes, if (a) has not run)
+  $robust --target-psnr 50 --set eps_cap=24/255 --tag tradeoff_psnr50 --result-tag robust50_unet3d --victims unet3d \
+      --defenses none --epochs 30
+  # (c) the generator ablation: the fixed prior alone (no training steps), and trained with EOT
+  $robust --tag ablation_prior --set method_settings.steps=0 --victims unet --defenses none,augment,downsample,gaussian
+  $robust --tag ablation_eot --set 'method_settings.eot=[gaussian,median,downsample,augment,spectral]' --victims unet \
+      --defenses none,augment,downsample,gaussian
+  $robust --target-psnr 50 --set eps_cap=24/255 --tag tradeoff_psnr50 --result-tag robust50_more --victims unet \
+      --defenses median,jpeg,mix
+  $robust --target-psnr 50 --set eps_cap=24/255 --tag tradeoff_psnr50 --result-tag robust50_segresnet \
+      --victims segresnet --defenses gaussian,augment
 fi
 
 if [[ $part == all || $part == speed ]]; then

@@ -1,0 +1,227 @@
+"""Issue 14's tables and trade-off figure, from the efficacy results that `bash benchmarks/run_all.sh robust` writes.
+
+Usage::
+
+    python benchmarks/robust.py            # print the tables (Markdown), write results/robust_summary.json
+                                           # and results/figures/tradeoff.png
+
+Reads (benchmarks/results/):
+
+- ``efficacy_brats_core_umed_tradeoff_psnr<P>.json``: the shipped UMed settings at P dB per volume (L-inf cap 24/255
+  at 50 dB and above, lifted below), UNet under none / augment / downsample / gaussian: the trade-off curve;
+- ``efficacy_brats_core_umed_robust50_*.json``: more victims and defenses on the 50 dB protection;
+- ``efficacy_brats_core_umed_ablation_*.json``: the generator ablation (prior alone, trained with EOT); the trained
+  generators are the 50 dB point of the curve.
+
+Targets: ``benchmarks/robust_targets.yaml`` (ratios protected / clean Dice per selection rule). Ratios use the clean
+victim of the same run (same defense, same selection rule).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import BENCHMARKS, RESULTS, write_result  # noqa: E402
+
+TARGETS = BENCHMARKS / "robust_targets.yaml"
+CURVE_DEFENSES = ("none", "augment", "downsample", "gaussian")
+RULES = ("best", "last", "nnunet")
+ABLATION = (
+    ("fixed prior alone (steps 0)", "ablation_prior"),
+    ("trained generators (shipped)", "tradeoff_psnr50"),
+    ("trained with EOT over the attacker's transforms", "ablation_eot"),
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One victim run: protected and clean Dice under the three selection rules, and the protection's PSNR."""
+
+    tag: str
+    victim: str
+    defense: str
+    psnr_min: float
+    psnr_roi_mean: float
+    linf_max_255: float
+    protected: dict[str, float | None]
+    clean: dict[str, float | None]
+    mix_gain: dict[str, float] | None
+
+    def ratio(self, rule: str) -> float | None:
+        p, c = self.protected.get(rule), self.clean.get(rule)
+        return None if p is None or c is None else p / max(c, 1e-9)
+
+
+def _points(tag: str) -> list[Point]:
+    path = RESULTS / f"efficacy_brats_core_umed_{tag}.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    cases = list(doc["train_cases"].values())
+    out = []
+    for run in doc["runs"]:
+        out.append(
+            Point(
+                tag=tag,
+                victim=run["victim"],
+                defense=run["defense"],
+                psnr_min=min(c["psnr"] for c in cases),
+                psnr_roi_mean=sum(c["psnr_roi"] for c in cases) / len(cases),
+                linf_max_255=max(c["max_abs_change_255"] for c in cases),
+                protected={r: run.get(f"protected_{r}") for r in RULES},
+                clean={r: run.get(f"clean_{r}") for r in RULES},
+                mix_gain=run.get("mix_gain"),
+            )
+        )
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(point: Point | None) -> str:
+    if point is None:
+        return "not run"
+    p, c = point.protected, point.clean
+    return (
+        f"{_fmt(p['best'], 3)} / {_fmt(p['last'], 3)} / {_fmt(p['nnunet'], 3)} "
+        f"(clean {_fmt(c['best'], 3)} / {_fmt(c['last'], 3)} / {_fmt(c['nnunet'], 3)})"
+    )
+
+
+def curve() -> tuple[list[str], list[Point]]:
+    """The trade-off table: one row per PSNR, one column per defense (UNet)."""
+    points = []
+    for path in sorted(RESULTS.glob("efficacy_brats_core_umed_tradeoff_psnr*.json")):
+        points += [p for p in _points(path.stem.split("umed_")[1]) if p.victim == "unet"]
+    lines = [
+        "| dB per volume (min) | ROI PSNR dB (mean) | L-inf max /255 | "
+        + " | ".join(f"{d}: protected best / last / nnU-Net (clean)" for d in CURVE_DEFENSES)
+        + " |",
+        "|---|---|---|" + "---|" * len(CURVE_DEFENSES),
+    ]
+    for tag in sorted({p.tag for p in points}, key=lambda t: -float(t.split("psnr")[1])):
+        row = [p for p in points if p.tag == tag]
+        by_defense = {p.defense: p for p in row}
+        lines.append(
+            f"| {row[0].psnr_min:.1f} | {row[0].psnr_roi_mean:.1f} | {row[0].linf_max_255:.1f} | "
+            + " | ".join(_cell(by_defense.get(d)) for d in CURVE_DEFENSES)
+            + " |"
+        )
+    return lines, points
+
+
+def targets(points: list[Point]) -> tuple[list[str], list[dict]]:
+    """Every target of robust_targets.yaml against the shipped settings at 50 dB: met or missed, and by how much."""
+    from umed.audit.verdict import MIX_GAIN_LIMIT
+
+    at50 = {(p.victim, p.defense): p for p in points if p.tag == "tradeoff_psnr50" or p.tag.startswith("robust50_")}
+    lines = ["| victim | defense | selection | goal | measured | verdict |", "|---|---|---|---|---|---|"]
+    record = []
+    for target in yaml.safe_load(TARGETS.read_text()):
+        goal = target.get("goal", MIX_GAIN_LIMIT)
+        point = at50.get((target["victim"], target["defense"]))
+        if point is None:
+            value, verdict = None, "not measured"
+        else:
+            if target["selection"] == "gain":
+                value = max(point.mix_gain.values()) if point.mix_gain else None
+            else:
+                value = point.ratio(target["selection"])
+            if value is None:
+                verdict = "not measured"
+            elif value <= goal:
+                verdict = "met"
+            else:
+                verdict = f"missed by {value - goal:.2f}"
+        unit = "gain" if target["selection"] == "gain" else "ratio"
+        lines.append(
+            f"| {target['victim']} | {target['defense']} | {target['selection']} | {unit} <= {goal:g} | "
+            f"{_fmt(value)} | {verdict} |"
+        )
+        record.append({**target, "goal": goal, "measured": value, "verdict": verdict})
+    return lines, record
+
+
+def ablation() -> tuple[list[str], list[dict]]:
+    """Prior alone / trained / trained with EOT, under every defense measured for all three (UNet, 50 dB)."""
+    runs = {label: {p.defense: p for p in _points(tag) if p.victim == "unet"} for label, tag in ABLATION}
+    lines = [
+        "| generators | " + " | ".join(f"{d}: best / last / nnU-Net ratio" for d in CURVE_DEFENSES) + " |",
+        "|---|" + "---|" * len(CURVE_DEFENSES),
+    ]
+    record = []
+    for label, by_defense in runs.items():
+        cells = []
+        for d in CURVE_DEFENSES:
+            p = by_defense.get(d)
+            cells.append("not run" if p is None else " / ".join(_fmt(p.ratio(r)) for r in RULES))
+            if p is not None:
+                record.append({"generators": label, "defense": d, **{r: p.ratio(r) for r in RULES}})
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines, record
+
+
+def figure(points: list[Point], path: Path) -> None:
+    """Protected / clean Dice against PSNR, one colour per defense; solid oracle best, dashed nnU-Net's rule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for defense, colour in zip(CURVE_DEFENSES, ("k", "tab:blue", "tab:orange", "tab:green")):
+        row = sorted((p for p in points if p.defense == defense), key=lambda p: p.psnr_min)
+        if not row:
+            continue
+        x = [p.psnr_min for p in row]
+        ax.plot(x, [p.ratio("best") for p in row], "-o", color=colour, label=f"{defense}: oracle best")
+        ax.plot(x, [p.ratio("nnunet") for p in row], "--s", color=colour, alpha=0.6, label=f"{defense}: nnU-Net rule")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.text(30.2, 0.52, "filtering target 0.5", color="grey", fontsize=8)
+    ax.set_xlabel("PSNR per volume, dB (lowest case)")
+    ax.set_ylabel("protected / clean Dice (UNet, clean test)")
+    ax.set_title("UMed on BraTS tumour core: protection against PSNR")
+    ax.set_ylim(0, 1.4)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    curve_lines, points = curve()
+    extra = [p for path in sorted(RESULTS.glob("efficacy_brats_core_umed_robust50_*.json"))
+             for p in _points(path.stem.split("umed_")[1])]
+    target_lines, target_record = targets(points + extra)
+    ablation_lines, ablation_record = ablation()
+    for title, lines in (
+        ("Trade-off (UNet; protected best / last / nnU-Net rule, clean in brackets)", curve_lines),
+        ("Targets at 50 dB (shipped settings)", target_lines),
+        ("Generator ablation at 50 dB (protected / clean Dice)", ablation_lines),
+    ):
+        print(f"\n### {title}\n")
+        print("\n".join(lines))
+    figure(points, RESULTS / "figures" / "tradeoff.png")
+    write_result(
+        "robust_summary",
+        {
+            "curve": [asdict(p) | {"ratio": {r: p.ratio(r) for r in RULES}} for p in points],
+            "targets": target_record,
+            "ablation": ablation_record,
+            "figure": "benchmarks/results/figures/tradeoff.png",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
