@@ -179,6 +179,22 @@ class ScreenSettings:
     victim: str = "unet"
 
 
+# Named screen protocols (validated against the full audit by ``validate_screen.py``). v1: session 3 (Spearman 0.755
+# on 11 pairs). v2 (session 4, fixed before the comparison): 96-voxel crops and 12 epochs, closer to the audit's
+# 128-voxel crops and 10-15 epochs, so that poisons whose effect builds up over training (EM, TAP) can show it.
+PROTOCOLS: dict[str, ScreenSettings] = {
+    "v1": ScreenSettings(),
+    "v2": ScreenSettings(crop=96, epochs=12),
+}
+
+
+def protocol(name: str) -> ScreenSettings:
+    """The screen settings of protocol ``name``."""
+    if name not in PROTOCOLS:
+        raise KeyError(f"unknown screen protocol {name!r} (expected one of {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name]
+
+
 @dataclass
 class ScreenSets:
     train_clean: np.ndarray  # (N, 240, 240)
