@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "umed" / "configs"  # the shipped configs (moved into the package)
 PSNR50 = {"target_psnr": 50.0, "eps_cap": "24/255"}
 
 

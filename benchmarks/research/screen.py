@@ -3,7 +3,7 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/research/screen.py --designs ckb1,ckb3 --defenses none,gaussian,augment \
-        --tag batch1 [--target-db 50]
+        --tag batch1 [--target-db 50] [--protocol v2]
 
 writes benchmarks/results/research_screen_<tag>.json: per design the per-case PSNR / L-inf, the protector's training
 log (package designs), and per defense the protected and clean screening runs (best, last, mean of the second half
@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--target-db", type=float, default=harness.TARGET_DB)
     parser.add_argument("--eps-cap", type=float, default=24.0, help="L-inf cap per case, in 1/255 (default 24)")
     parser.add_argument(
+        "--protocol", default="v1", choices=sorted(harness.PROTOCOLS), help="named screen protocol (default v1)"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -56,7 +59,7 @@ def main() -> None:
         help="override a ScreenSettings field, e.g. --set epochs=12 --set crop=96",
     )
     args = parser.parse_args()
-    settings = harness.ScreenSettings()
+    settings = harness.protocol(args.protocol)
     for item in args.set:
         key, _, value = item.partition("=")
         kind = type(getattr(settings, key))
@@ -65,6 +68,7 @@ def main() -> None:
     sets = harness.screen_sets(cases, settings)
     defenses = args.defenses.split(",")
     record = {
+        "protocol_name": args.protocol if not args.set else f"{args.protocol}+{'+'.join(args.set)}",
         "protocol": asdict(settings),
         "target_db": args.target_db,
         "eps_cap_255": args.eps_cap,

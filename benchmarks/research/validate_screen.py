@@ -6,19 +6,28 @@ Usage::
     python benchmarks/research/validate_screen.py research_screen_validation_umed research_screen_validation_baselines \
         --out research_screen_validation_v1
 
-Primary score (fixed before looking): protected best Dice / clean best Dice of the same protocol and defense, in the
-screen and in the full audit (benchmarks/results/efficacy_brats_core_*.json). Also reported: the protected best Dice
-alone and the screen's mean of the second half of the epochs. Writes benchmarks/results/<out>.json.
+    python benchmarks/research/validate_screen.py research_screen_v2_validation_umed \
+        research_screen_v2_validation_baselines --out research_screen_validation_v2
+
+Every source must come from the same screen protocol (``protocol_name`` in the screen's JSON, written by
+``screen.py --protocol``; files from before that field are protocol v1 when their settings are v1's); the protocol
+is written into the output.
+
+Primary score (fixed before looking): protected best Dice / clean best Dice of the same protocol and defense, in
+the screen and in the full audit (benchmarks/results/efficacy_brats_core_*.json). Also reported: the protected best
+Dice alone and the screen's mean of the second half of the epochs. Writes benchmarks/results/<out>.json.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from scipy.stats import spearmanr
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import RESULTS, write_result  # noqa: E402
@@ -42,6 +51,18 @@ def audit_run(name: str, defense: str) -> dict:
     return next(r for r in doc["runs"] if r["victim"] == "unet" and r["defense"] == defense)
 
 
+def protocol_of(doc: dict, tag: str) -> str:
+    """The screen protocol a screen result was measured with (``v1`` for files written before the name was
+    recorded, checked against v1's settings)."""
+    import harness
+
+    if "protocol_name" in doc:
+        return doc["protocol_name"]
+    if doc["protocol"] != asdict(harness.protocol("v1")):
+        raise ValueError(f"{tag}: no protocol_name and settings differ from v1: {doc['protocol']}")
+    return "v1"
+
+
 def main() -> None:
     import argparse
 
@@ -49,9 +70,10 @@ def main() -> None:
     parser.add_argument("tags", nargs="+")
     parser.add_argument("--out", default="research_screen_validation")
     args = parser.parse_args()
-    rows = []
+    rows, protocols = [], {}
     for tag in args.tags:
         doc = json.loads((RESULTS / f"{tag}.json").read_text())
+        protocols[tag] = protocol_of(doc, tag)
         for name, entry in doc["designs"].items():
             for defense, run in entry["runs"].items():
                 if name not in AUDIT or defense not in AUDIT[name]:
@@ -72,6 +94,8 @@ def main() -> None:
                         "screen_seconds": run["seconds"],
                     }
                 )
+    if len(set(protocols.values())) != 1:
+        raise ValueError(f"sources measured with different screen protocols: {protocols}")
     stats = {}
     for screen_key, audit_key in (
         ("screen_ratio", "audit_ratio"),
@@ -89,7 +113,15 @@ def main() -> None:
     print(json.dumps(stats, indent=1))
     write_result(
         args.out,
-        {"primary": "screen_ratio~audit_ratio", "n": len(rows), "stats": stats, "rows": rows, "sources": args.tags},
+        {
+            "primary": "screen_ratio~audit_ratio",
+            "protocol_name": next(iter(protocols.values())),
+            "protocol": doc["protocol"],
+            "n": len(rows),
+            "stats": stats,
+            "rows": rows,
+            "sources": args.tags,
+        },
     )
 
 
