@@ -80,15 +80,16 @@ if [[ $part == robust-curve ]]; then
   for p in 45 35 55; do curve $p none; done
 fi
 if [[ $part == robust-more ]]; then
-  # (b) SegResNet under blur on the 50 dB protection of (a) (refitted, same bytes, if (a) has not run)
-  $robust --tag tradeoff_psnr50 --result-tag robust50_segresnet --victims segresnet --defenses gaussian
-  # (c) the generator ablation: the fixed prior alone (no training steps), and trained with EOT
+  # (b) the generator ablation: the fixed prior alone (no training steps), and trained with EOT
   $robust --tag ablation_prior --set method_settings.steps=0 --victims unet --defenses none,augment,downsample,gaussian
   $robust --tag ablation_eot --set 'method_settings.eot=[gaussian,median,downsample,augment,spectral]' --victims unet \
       --defenses none,gaussian,augment,downsample
-  # Not run this session (cost on this 2-core machine, see docs/results.md): the 3D UNet for 30 epochs
-  # (--result-tag robust50_unet3d --victims unet3d --defenses none --epochs 30, about 1 core-hour per victim run),
-  # SegResNet under augment, and median/JPEG/mix under the validation fold (--defenses median,jpeg,mix).
+  # Not run yet (cost on this shared 2-core machine, see docs/results.md), on the 50 dB protection of (a):
+  #   --tag tradeoff_psnr50 --result-tag robust50_unet3d --victims unet3d --defenses none --epochs 30
+  #       (about 1 h per victim run at 107 s an epoch; stopped after 5 epochs)
+  #   --tag tradeoff_psnr50 --result-tag robust50_segresnet --victims segresnet --defenses gaussian,augment
+  #       (4 min an epoch under load; stopped after 2 epochs)
+  #   --tag tradeoff_psnr50 --result-tag robust50_more --victims unet --defenses median,jpeg,mix
 fi
 if [[ $part == all || $part == speed ]]; then
   # issue 12: the first run with the shipped defaults; issue 15: applying a fitted protector (ratio to plain I/O,
