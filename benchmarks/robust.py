@@ -135,6 +135,24 @@ def _measure(point: Point, selection: str) -> tuple[float | None, str]:
     return point.ratio(selection), "" if p is None or c is None else f" ({p:.3f} / {c:.3f})"
 
 
+def curve_ratios(points: list[Point]) -> list[str]:
+    """The trade-off as ratios (protected / clean Dice, oracle best / last epoch), one row per PSNR: the README's."""
+    lines = [
+        "| dB per volume | ROI PSNR dB | L-inf max /255 | " + " | ".join(CURVE_DEFENSES) + " |",
+        "|---|---|---|" + "---|" * len(CURVE_DEFENSES),
+    ]
+    for tag in sorted({p.tag for p in points}, key=lambda t: -float(t.split("psnr")[1])):
+        row = {p.defense: p for p in points if p.tag == tag}
+        first = next(iter(row.values()))
+        cells = [
+            "not run" if d not in row else f"{_fmt(row[d].ratio('best'))} / {_fmt(row[d].ratio('last'))}"
+            for d in CURVE_DEFENSES
+        ]
+        head = f"| {first.psnr_min:.0f} | {first.psnr_roi_mean:.1f} | {first.linf_max_255:.0f} | "
+        lines.append(head + " | ".join(cells) + " |")
+    return lines
+
+
 def targets(points: list[Point]) -> tuple[list[str], list[dict]]:
     """Every target of robust_targets.yaml against the shipped settings at 50 dB: met or missed, and by how much."""
     from umed.audit.verdict import MIX_GAIN_LIMIT
@@ -274,6 +292,7 @@ def main() -> None:
     ablation_lines, ablation_record = ablation()
     for title, lines in (
         ("Trade-off (UNet; protected best / last / nnU-Net rule, clean in brackets)", curve_lines),
+        ("Trade-off as ratios (protected / clean Dice: oracle best / last epoch)", curve_ratios(points)),
         ("Targets at 50 dB (shipped settings)", target_lines),
         ("Generator ablation at 50 dB (protected / clean Dice)", ablation_lines),
     ):
