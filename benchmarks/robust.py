@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCHMARKS, RESULTS, RUNS, write_result  # noqa: E402
+from summarize import _imperceptibility  # noqa: E402
 
 TARGETS = BENCHMARKS / "robust_targets.yaml"
 CURVE_DEFENSES = ("none", "augment", "downsample", "gaussian")
@@ -71,7 +72,8 @@ def _points(tag: str) -> list[Point]:
     if not path.exists():
         return []
     doc = json.loads(path.read_text())
-    cases = list(doc["train_cases"].values())
+    psnr_min, _, roi_mean, _, _ = _imperceptibility(doc)
+    linf_max = max(c["max_abs_change_255"] for c in doc["train_cases"].values())
     out = []
     for run in doc["runs"]:
         out.append(
@@ -79,9 +81,9 @@ def _points(tag: str) -> list[Point]:
                 tag=tag,
                 victim=run["victim"],
                 defense=run["defense"],
-                psnr_min=min(c["psnr"] for c in cases),
-                psnr_roi_mean=sum(c["psnr_roi"] for c in cases) / len(cases),
-                linf_max_255=max(c["max_abs_change_255"] for c in cases),
+                psnr_min=psnr_min,
+                psnr_roi_mean=roi_mean,
+                linf_max_255=linf_max,
                 protected={r: run.get(f"protected_{r}") for r in RULES},
                 clean={r: run.get(f"clean_{r}") for r in RULES},
                 mix_gain=run.get("mix_gain"),
@@ -92,6 +94,12 @@ def _points(tag: str) -> list[Point]:
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _by_psnr(points: list[Point]) -> list[dict[str, Point]]:
+    """The curve's runs grouped per PSNR (highest first), each group keyed by defense."""
+    tags = sorted({p.tag for p in points}, key=lambda t: -float(t.split("psnr")[1]))
+    return [{p.defense: p for p in points if p.tag == tag} for tag in tags]
 
 
 def _cell(point: Point | None) -> str:
@@ -115,11 +123,10 @@ def curve() -> tuple[list[str], list[Point]]:
         + " |",
         "|---|---|---|" + "---|" * len(CURVE_DEFENSES),
     ]
-    for tag in sorted({p.tag for p in points}, key=lambda t: -float(t.split("psnr")[1])):
-        row = [p for p in points if p.tag == tag]
-        by_defense = {p.defense: p for p in row}
+    for by_defense in _by_psnr(points):
+        first = next(iter(by_defense.values()))
         lines.append(
-            f"| {row[0].psnr_min:.1f} | {row[0].psnr_roi_mean:.1f} | {row[0].linf_max_255:.1f} | "
+            f"| {first.psnr_min:.1f} | {first.psnr_roi_mean:.1f} | {first.linf_max_255:.1f} | "
             + " | ".join(_cell(by_defense.get(d)) for d in CURVE_DEFENSES)
             + " |"
         )
@@ -141,8 +148,7 @@ def curve_ratios(points: list[Point]) -> list[str]:
         "| dB per volume | ROI PSNR dB | L-inf max /255 | " + " | ".join(CURVE_DEFENSES) + " |",
         "|---|---|---|" + "---|" * len(CURVE_DEFENSES),
     ]
-    for tag in sorted({p.tag for p in points}, key=lambda t: -float(t.split("psnr")[1])):
-        row = {p.defense: p for p in points if p.tag == tag}
+    for row in _by_psnr(points):
         first = next(iter(row.values()))
         cells = [
             "not run" if d not in row else f"{_fmt(row[d].ratio('best'))} / {_fmt(row[d].ratio('last'))}"

@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's 
 
 from _common import BRATS, BRATS_TEST, BRATS_TRAIN, link_cases  # noqa: E402
 
+from umed.registry import Registry  # noqa: E402
+
 CACHE = Path(os.environ.get("UMED_SCREEN_CACHE", "/tmp/umed_screen"))
 LABELS = (1, 3, 4)  # tumour core
 TARGET_DB = 50.0
@@ -208,17 +210,9 @@ class ScreenSettings:
 # Named screen protocols (validated against the full audit by ``validate_screen.py``). v1: session 3 (Spearman 0.755
 # on 11 pairs). v2 (session 4, fixed before the comparison): 96-voxel crops and 12 epochs, closer to the audit's
 # 128-voxel crops and 10-15 epochs, so that poisons whose effect builds up over training (EM, TAP) can show it.
-PROTOCOLS: dict[str, ScreenSettings] = {
-    "v1": ScreenSettings(),
-    "v2": ScreenSettings(crop=96, epochs=12),
-}
-
-
-def protocol(name: str) -> ScreenSettings:
-    """The screen settings of protocol ``name``."""
-    if name not in PROTOCOLS:
-        raise KeyError(f"unknown screen protocol {name!r} (expected one of {', '.join(PROTOCOLS)})")
-    return PROTOCOLS[name]
+PROTOCOLS: Registry[ScreenSettings] = Registry(
+    "screen protocol", {"v1": ScreenSettings(), "v2": ScreenSettings(crop=96, epochs=12)}
+)
 
 
 @dataclass

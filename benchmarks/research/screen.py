@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--target-db", type=float, default=harness.TARGET_DB)
     parser.add_argument("--eps-cap", type=float, default=24.0, help="L-inf cap per case, in 1/255 (default 24)")
     parser.add_argument(
-        "--protocol", default="v1", choices=sorted(harness.PROTOCOLS), help="named screen protocol (default v1)"
+        "--protocol", default="v1", choices=harness.PROTOCOLS.names(), help="named screen protocol (default v1)"
     )
     parser.add_argument(
         "--set",
@@ -59,7 +59,7 @@ def main() -> None:
         help="override a ScreenSettings field, e.g. --set epochs=12 --set crop=96",
     )
     args = parser.parse_args()
-    settings = harness.protocol(args.protocol)
+    settings = harness.PROTOCOLS.get(args.protocol)
     for item in args.set:
         key, _, value = item.partition("=")
         kind = type(getattr(settings, key))

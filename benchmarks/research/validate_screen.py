@@ -58,7 +58,7 @@ def protocol_of(doc: dict, tag: str) -> str:
 
     if "protocol_name" in doc:
         return doc["protocol_name"]
-    if doc["protocol"] != asdict(harness.protocol("v1")):
+    if doc["protocol"] != asdict(harness.PROTOCOLS.get("v1")):
         raise ValueError(f"{tag}: no protocol_name and settings differ from v1: {doc['protocol']}")
     return "v1"
 
