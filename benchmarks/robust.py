@@ -7,8 +7,9 @@ Usage::
 
 Reads (benchmarks/results/):
 
-- ``efficacy_brats_core_umed_tradeoff_psnr<P>.json``: the shipped UMed settings at P dB per volume (L-inf cap 24/255
-  at 50 dB and above, lifted below), UNet under none / augment / downsample / gaussian: the trade-off curve;
+- ``efficacy_brats_core_umed_tradeoff_psnr<P>[_<more>].json``: the shipped UMed settings at P dB per volume (L-inf
+  cap 24/255 at 50 dB and above, lifted below), UNet under none / augment / downsample / gaussian: the trade-off
+  curve (a second file at the same P, e.g. ``_filters``, adds defenses run later on the same protection);
 - ``efficacy_brats_core_umed_robust50_*.json``: more victims and defenses on the 50 dB protection;
 - ``efficacy_brats_core_umed_ablation_*.json``: the generator ablation (prior alone, trained with EOT); the trained
   generators are the 50 dB point of the curve.
@@ -20,6 +21,7 @@ victim of the same run (same defense, same selection rule).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,10 +98,19 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def tag_psnr(name: str) -> float:
+    """The target dB per volume in a trade-off tag or folder name.
+
+    >>> tag_psnr("tradeoff_psnr45_filters"), tag_psnr("efficacy_brats_core_umed_tradeoff_psnr50")
+    (45.0, 50.0)
+    """
+    return float(re.search(r"tradeoff_psnr(\d+(?:\.\d+)?)", name).group(1))  # type: ignore[union-attr]
+
+
 def _by_psnr(points: list[Point]) -> list[dict[str, Point]]:
     """The curve's runs grouped per PSNR (highest first), each group keyed by defense."""
-    tags = sorted({p.tag for p in points}, key=lambda t: -float(t.split("psnr")[1]))
-    return [{p.defense: p for p in points if p.tag == tag} for tag in tags]
+    levels = sorted({tag_psnr(p.tag) for p in points}, reverse=True)
+    return [{p.defense: p for p in points if tag_psnr(p.tag) == level} for level in levels]
 
 
 def _cell(point: Point | None) -> str:
@@ -253,7 +264,7 @@ def examples(path: Path, case: str = "brats_2013_pat0003_1") -> bool:
     import nibabel as nib
     import numpy as np
 
-    runs = sorted(RUNS.glob("efficacy_brats_core_umed_tradeoff_psnr*"), key=lambda p: -float(p.name.split("psnr")[1]))
+    runs = sorted(RUNS.glob("efficacy_brats_core_umed_tradeoff_psnr*"), key=lambda p: -tag_psnr(p.name))
     runs = [r for r in runs if (r / "protected" / f"{case}.nii.gz").exists()]
     clean_path = RUNS / "data_brats_core_train" / "images" / f"{case}.nii.gz"
     mask_path = RUNS / "data_brats_core_train" / "masks" / f"{case}.nii.gz"
@@ -274,7 +285,7 @@ def examples(path: Path, case: str = "brats_2013_pat0003_1") -> bool:
         protected = np.asarray(nib.load(run / "protected" / f"{case}.nii.gz").dataobj, dtype=np.float32)
         change = (protected - clean)[..., z][box] / (high - low)
         axes[0, column].imshow(np.rot90(protected[..., z][box]), cmap="gray", vmin=low, vmax=high)
-        axes[0, column].set_title(f"{run.name.split('psnr')[1]} dB per volume", fontsize=9)
+        axes[0, column].set_title(f"{tag_psnr(run.name):g} dB per volume", fontsize=9)
         axes[1, column].imshow(np.rot90(change), cmap="coolwarm", vmin=-0.5, vmax=0.5)
         axes[1, column].set_title(f"change, max {np.abs(change).max() * 255:.0f}/255", fontsize=9)
     for ax in axes.ravel():

@@ -68,16 +68,19 @@ if [[ $part == robust ]]; then
   $PY benchmarks/robust.py
 fi
 robust="$PY benchmarks/efficacy.py --task brats_core --method umed --config umed/configs/brats_tumour_core.yaml --epochs 10"
-curve() {  # $1: dB per volume, $2: defenses; the L-inf cap (24/255) is lifted below 50 dB
+curve() {  # $1: dB per volume, $2: defenses, $3: optional suffix of the result (more defenses on the same protection);
+  # the L-inf cap (24/255) is lifted below 50 dB
   local cap=1
   if [[ $1 -ge 50 ]]; then cap=24/255; fi
-  $robust --target-psnr "$1" --set eps_cap=$cap --victims unet --defenses "$2" --tag "tradeoff_psnr$1"
+  $robust --target-psnr "$1" --set eps_cap=$cap --victims unet --defenses "$2" --tag "tradeoff_psnr$1" \
+      ${3:+--result-tag "tradeoff_psnr$1_$3"}
 }
 if [[ $part == robust-curve ]]; then
-  # (a) the trade-off: every defense at 50, 40, 35 and 30 dB; no defense at 55 and 45 dB (the filtering defenses at
-  # 55/45 dB were not run for time; the table says "not run")
+  # (a) the trade-off: every defense at 50, 40, 35 and 30 dB; at 55 and 45 dB no defense first, the filtering
+  # defenses later on the same protections (their clean runs come from the clean cache)
   for p in 50 30 40 35; do curve $p none,augment,downsample,gaussian; done
   for p in 45 55; do curve $p none; done
+  for p in 45 55; do curve $p augment,downsample,gaussian filters; done
 fi
 if [[ $part == robust-more ]]; then
   # (b) the generator ablation: the fixed prior alone (no training steps), and trained with EOT
@@ -86,12 +89,13 @@ if [[ $part == robust-more ]]; then
       --defenses none,gaussian,augment,downsample
   # (c) median and JPEG on the 50 dB protection of (a)
   $robust --tag tradeoff_psnr50 --result-tag robust50_more --victims unet --defenses median,jpeg
+  # (d) mix under the validation fold (gain over the clean half alone), and the 3D UNet trained long enough to learn
+  # (batch 2 as nnU-Net's 3d_fullres, 30 epochs: about 1 h per victim run on this machine)
+  $robust --tag tradeoff_psnr50 --result-tag robust50_mix --victims unet --defenses mix
+  $robust --tag tradeoff_psnr50 --result-tag robust50_unet3d --victims unet3d --defenses none --epochs 30
   # Not run yet (cost on this shared 2-core machine, see docs/results.md), on the 50 dB protection of (a):
-  #   --tag tradeoff_psnr50 --result-tag robust50_unet3d --victims unet3d --defenses none --epochs 30
-  #       (about 1 h per victim run at 107 s an epoch; stopped after 5 epochs)
   #   --tag tradeoff_psnr50 --result-tag robust50_segresnet --victims segresnet --defenses gaussian,augment
   #       (4 min an epoch under load; stopped after 2 epochs)
-  #   --tag tradeoff_psnr50 --result-tag robust50_mix --victims unet --defenses mix
 fi
 if [[ $part == all || $part == speed ]]; then
   # issue 12: the first run with the shipped defaults; issue 15: applying a fitted protector (ratio to plain I/O,

@@ -16,6 +16,14 @@ is written into the output.
 Primary score (fixed before looking): protected best Dice / clean best Dice of the same protocol and defense, in
 the screen and in the full audit (benchmarks/results/efficacy_brats_core_*.json). Also reported: the protected best
 Dice alone and the screen's mean of the second half of the epochs. Writes benchmarks/results/<out>.json.
+
+Seeds: sources of one protocol run with other victim seeds (``screen.py --set seed=1`` records ``v1+seed=1``) count
+as the same protocol; each (design, defense) is then scored by the mean over its seeds of every screen value
+(protocol "v1, 2 seeds": fixed before the seed-1 runs were seen)::
+
+    python benchmarks/research/validate_screen.py research_screen_validation_umed research_screen_validation_baselines \
+        research_screen_validation_v1_sepsalm research_screen_validation_umed_seed1 \
+        research_screen_validation_baselines_seed1 --out research_screen_validation_v1_2seeds
 """
 
 from __future__ import annotations
@@ -63,6 +71,18 @@ def protocol_of(doc: dict, tag: str) -> str:
     return "v1"
 
 
+def without_seed(protocol_name: str) -> str:
+    """The protocol a source belongs to, its victim seed left out.
+
+    >>> without_seed("v1+seed=1"), without_seed("v2"), without_seed("v1+epochs=12+seed=2")
+    ('v1', 'v2', 'v1+epochs=12')
+    """
+    return "+".join(part for part in protocol_name.split("+") if not part.startswith("seed="))
+
+
+SCREEN_KEYS = ("screen_best", "screen_ratio", "screen_late_ratio", "screen_last", "screen_seconds")
+
+
 def main() -> None:
     import argparse
 
@@ -70,18 +90,19 @@ def main() -> None:
     parser.add_argument("tags", nargs="+")
     parser.add_argument("--out", default="research_screen_validation")
     args = parser.parse_args()
-    rows, protocols = [], {}
+    per_seed, protocols = [], {}
     for tag in args.tags:
         doc = json.loads((RESULTS / f"{tag}.json").read_text())
-        protocols[tag] = protocol_of(doc, tag)
+        protocols[tag] = without_seed(protocol_of(doc, tag))
         for name, entry in doc["designs"].items():
             for defense, run in entry["runs"].items():
                 if name not in AUDIT or defense not in AUDIT[name]:
                     continue
                 full = audit_run(name, defense)
                 clean = doc["clean"][defense]
-                rows.append(
+                per_seed.append(
                     {
+                        "seed": doc["protocol"]["seed"],
                         "design": name,
                         "defense": defense,
                         "screen_best": run["best"],
@@ -96,6 +117,14 @@ def main() -> None:
                 )
     if len(set(protocols.values())) != 1:
         raise ValueError(f"sources measured with different screen protocols: {protocols}")
+    rows = []
+    for key in dict.fromkeys((r["design"], r["defense"]) for r in per_seed):
+        runs = [r for r in per_seed if (r["design"], r["defense"]) == key]
+        seeds = sorted(r["seed"] for r in runs)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{key}: seed measured twice in the sources: {seeds}")
+        mean = {k: sum(r[k] for r in runs) / len(runs) for k in SCREEN_KEYS}
+        rows.append({**runs[0], **mean, "seed": seeds, "per_seed_ratio": [r["screen_ratio"] for r in runs]})
     stats = {}
     for screen_key, audit_key in (
         ("screen_ratio", "audit_ratio"),
@@ -116,6 +145,7 @@ def main() -> None:
         {
             "primary": "screen_ratio~audit_ratio",
             "protocol_name": next(iter(protocols.values())),
+            "seeds": sorted({seed for r in rows for seed in r["seed"]}),
             "protocol": doc["protocol"],
             "n": len(rows),
             "stats": stats,

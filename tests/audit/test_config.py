@@ -40,3 +40,11 @@ def test_bad_values_are_config_errors() -> None:
         AuditConfig(clean="c", protected="p", masks=None, size=20)
     with pytest.raises(ConfigError, match="test_cases, split"):
         AuditConfig(clean="c", protected="p", masks=None, test_cases="a", split=0.5)
+
+
+def test_the_3d_victim_has_its_own_batch() -> None:
+    cfg = AuditConfig(clean="c", protected="p", masks=None, victims="unet,unet3d", batch_size=8, batch_size3d=3)
+    assert (cfg.batch_for("unet"), cfg.batch_for("segresnet"), cfg.batch_for("unet3d")) == (8, 8, 3)
+    assert AuditConfig(clean="c", protected="p", masks=None).batch_for("unet3d") == shipped_defaults()["batch_size3d"]
+    with pytest.raises(ConfigError, match=r"batch_size, batch_size3d, lr: .*\(got 16, 0, 0.001\)"):
+        AuditConfig(clean="c", protected="p", masks=None, batch_size3d=0)

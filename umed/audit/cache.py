@@ -49,7 +49,7 @@ class CleanCache:
             victim=victim,
             defense=defense,
             epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.batch_for(victim),
             lr=cfg.lr,
             seed=cfg.seed,
             size=cfg.size,

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_SPLIT", "AuditConfig", "check_defaults", "shipped_defaults"]
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "list": ("victims", "defenses"),
     "list or null": ("test_cases", "structure_labels"),
-    "integer": ("epochs", "crop", "crop3d", "seed", "batch_size", "roi_dilation"),
+    "integer": ("epochs", "crop", "crop3d", "seed", "batch_size", "batch_size3d", "roi_dilation"),
     "integer or null": ("size",),
     "number": ("default_split", "empty_ratio", "lr"),
     "number or null": ("split",),
@@ -123,7 +123,9 @@ class AuditConfig:
         empty_ratio: slices without structure per slice with it, in training and test sets.
         seed: run seed (split, slice choice, every victim run).
         quick: a smoke run: slices resampled to 64 (or smaller), 3 epochs, the first victim only.
-        batch_size: slices per training step.
+        batch_size: slices per training step (slice victims).
+        batch_size3d: patches per training step of ``unet3d`` (2, nnU-Net's 3d_fullres batch: with 64 patches per
+            volume and epoch a larger batch leaves too few steps for the 3D victim to learn in a benchmark's epochs).
         lr: Adam learning rate of the victims.
         roi_dilation: ROI for the ROI-PSNR = structure dilated by this many voxels.
         validation: hold out :func:`umed.audit.selection.validation_split` of the training cases (one fifth, at least
@@ -151,6 +153,7 @@ class AuditConfig:
     seed: int = _SHIPPED["seed"]
     quick: bool = _SHIPPED["quick"]
     batch_size: int = _SHIPPED["batch_size"]
+    batch_size3d: int = _SHIPPED["batch_size3d"]
     lr: float = _SHIPPED["lr"]
     roi_dilation: int = _SHIPPED["roi_dilation"]
     validation: bool = _SHIPPED["validation"]
@@ -191,10 +194,25 @@ class AuditConfig:
             raise ConfigError(f"crop3d: expected a multiple of 8, at least 16 (got {self.crop3d})")
         if not 0 <= self.empty_ratio <= 100:
             raise ConfigError(f"empty_ratio: expected 0..100 empty slices per structure slice (got {self.empty_ratio})")
-        if self.batch_size < 1 or not self.lr > 0:
-            raise ConfigError(f"batch_size, lr: expected >= 1 and > 0 (got {self.batch_size}, {self.lr})")
+        if self.batch_size < 1 or self.batch_size3d < 1 or not self.lr > 0:
+            raise ConfigError(
+                f"batch_size, batch_size3d, lr: expected >= 1, >= 1 and > 0 "
+                f"(got {self.batch_size}, {self.batch_size3d}, {self.lr})"
+            )
         if self.roi_dilation < 0:
             raise ConfigError(f"roi_dilation: expected >= 0 voxels (got {self.roi_dilation})")
+
+    def batch_for(self, victim: str) -> int:
+        """Samples per training step of ``victim``: ``batch_size3d`` for a volume victim, else ``batch_size``.
+
+        Example:
+            >>> cfg = AuditConfig(clean="ct", protected="ct_prot", masks=None)
+            >>> cfg.batch_for("unet"), cfg.batch_for("unet3d")
+            (16, 2)
+        """
+        from umed.audit.victims import victim_spatial_dims
+
+        return self.batch_size3d if victim_spatial_dims(victim) == 3 else self.batch_size
 
     def effective(self) -> AuditConfig:
         """The settings that actually run: with ``quick``, size 64 (or the given smaller size), 3 epochs and the first

@@ -24,10 +24,10 @@ as nnU-Net does for data already at a common spacing: they train on random ``cro
 centred on structure, one per slice per epoch) and are tested on the full slices (edge-padded to a multiple of 16).
 With ``size`` set, slices are resampled to ``size x size`` instead (area averaging for images, nearest for labels),
 which is a low-pass filter: the ``downsample`` defense measures that choice of the data user beside the others. The
-``unet3d`` victim trains on random native ``crop3d^3`` patches (64 per volume and epoch) and is tested by
-sliding-window inference on the test volumes cropped to their non-background bounding box (with ``size`` set: whole
-volumes resampled to ``(size/2)^3``, ``(size/4)^3`` patches). Test slices are chosen the same way from the clean test
-cases.
+``unet3d`` victim trains on random native ``crop3d^3`` patches (64 per volume and epoch, ``batch_size3d`` a step) and
+is tested by sliding-window inference on the test volumes cropped to their non-background bounding box (with ``size``
+set: whole volumes resampled to ``(size/2)^3``, ``(size/4)^3`` patches). Test slices are chosen the same way from the
+clean test cases.
 
 :func:`run_audit` reads as its steps: pair and split the cases (:mod:`umed.audit.data`), load them
 (:func:`_load_all`), cut what the victims see and fit the threshold floor (:func:`_prepare`), train the victims

@@ -26,7 +26,7 @@ def _train(
     protected = kind == "protected"
     settings = TrainSettings(
         epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_for(victim),
         seed=cfg.seed,
         victim=victim,
         lr=cfg.lr,
