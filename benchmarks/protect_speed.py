@@ -280,8 +280,8 @@ def main() -> None:
             "config": args.config,
             "prepare": prepared,
             "note": (
-                "measured on a shared 2-core machine (other people's jobs running; load averages below): absolute "
-                "times are upper bounds, ratios are indicative"
+                "times depend on what else runs on the machine: the 1/5/15-minute load averages before and after are "
+                "recorded below (a 2-worker phase itself raises them to about 2)"
             ),
             "load_average_before_after": [list(load_before), list(os.getloadavg())],
             "per_volume": volumes,
