@@ -93,9 +93,10 @@ if [[ $part == robust-more ]]; then
   # (batch 2 as nnU-Net's 3d_fullres, 30 epochs: about 1 h per victim run on this machine)
   $robust --tag tradeoff_psnr50 --result-tag robust50_mix --victims unet --defenses mix
   $robust --tag tradeoff_psnr50 --result-tag robust50_unet3d --victims unet3d --defenses none --epochs 30
-  # Not run yet (cost on this shared 2-core machine, see docs/results.md), on the 50 dB protection of (a):
-  #   --tag tradeoff_psnr50 --result-tag robust50_segresnet --victims segresnet --defenses gaussian,augment
-  #       (4 min an epoch under load; stopped after 2 epochs)
+  # (e) SegResNet under blur and augmentation (about 2 min an epoch here), and a second audit seed (split, slices,
+  # initialisation) for the UNet without a defense and under augmentation
+  $robust --tag tradeoff_psnr50 --result-tag robust50_segresnet --victims segresnet --defenses gaussian,augment
+  $robust --tag tradeoff_psnr50 --result-tag robust50_seed1 --audit-seed 1 --victims unet --defenses none,augment
 fi
 if [[ $part == all || $part == speed ]]; then
   # issue 12: the first run with the shipped defaults; issue 15: applying a fitted protector (ratio to plain I/O,
