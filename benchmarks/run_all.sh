@@ -95,7 +95,9 @@ if [[ $part == robust-more ]]; then
   $robust --tag tradeoff_psnr50 --result-tag robust50_unet3d --victims unet3d --defenses none --epochs 30
   # (e) SegResNet under blur and augmentation (about 2 min an epoch here), and a second audit seed (split, slices,
   # initialisation) for the UNet without a defense and under augmentation
-  $robust --tag tradeoff_psnr50 --result-tag robust50_segresnet --victims segresnet --defenses gaussian,augment
+  for d in gaussian augment; do
+    $robust --tag tradeoff_psnr50 --result-tag robust50_segresnet_$d --victims segresnet --defenses $d
+  done
   $robust --tag tradeoff_psnr50 --result-tag robust50_seed1 --audit-seed 1 --victims unet --defenses none,augment
 fi
 if [[ $part == all || $part == speed ]]; then
