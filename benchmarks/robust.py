@@ -149,8 +149,10 @@ def curve() -> tuple[list[str], list[Point]]:
 def _measure(point: Point, selection: str) -> tuple[float | None, str]:
     """The target's value for one run and the Dice behind it."""
     if selection == "gain":
-        value = max(point.mix_gain.values()) if point.mix_gain else None
-        return value, ""
+        if not point.mix_gain:
+            return None, ""
+        gains = " / ".join(f"{rule} {point.mix_gain[rule]:+.2f}" for rule in RULES if rule in point.mix_gain)
+        return max(point.mix_gain.values()), f" (the largest of {gains})"
     p, c = point.protected.get(selection), point.clean.get(selection)
     return point.ratio(selection), "" if p is None or c is None else f" ({p:.3f} / {c:.3f})"
 
