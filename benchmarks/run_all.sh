@@ -61,7 +61,7 @@ fi
 
 if [[ $part == robust ]]; then
   # issue 14: the shipped settings under the attacker's ordinary pipeline, with nnU-Net's validation fold (all three
-  # selection rules), 10 epochs. About 4 core-hours on this 2-core machine; the two halves can run at the same time, one per core:
+  # selection rules), 10 epochs. About 8 core-hours on this 2-core machine; the two halves can run at the same time, one per core:
   #   OMP_NUM_THREADS=1 bash benchmarks/run_all.sh robust-curve &  OMP_NUM_THREADS=1 bash benchmarks/run_all.sh robust-more &
   bash benchmarks/run_all.sh robust-curve
   bash benchmarks/run_all.sh robust-more
