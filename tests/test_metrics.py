@@ -175,3 +175,18 @@ def test_hd95_penalises_missed_images_and_skips_empty_targets() -> None:
     pred[2, 1:3, 1:3] = True  # nothing to find
     hd = hd95_per_image(pred, target, spacing=[(1.0, 2.0)] * 3)
     assert np.isfinite(hd[0]) and hd[1] == pytest.approx(np.hypot(20 * 1.0, 20 * 2.0)) and np.isnan(hd[2])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(7,), (6, 5), (5, 6, 7), (3, 4, 5, 6)])
+def test_bounding_box_is_the_box_of_the_true_voxels(shape, order) -> None:
+    from umed.metrics import bounding_box
+
+    rng = np.random.default_rng(len(shape))
+    for _ in range(20):
+        mask = np.asarray(rng.random(shape) > 0.93, order=order)
+        hits = np.argwhere(mask)
+        expected = (
+            None if not len(hits) else tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(hits.min(0), hits.max(0)))
+        )
+        assert bounding_box(mask) == expected

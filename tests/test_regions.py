@@ -23,6 +23,18 @@ def test_foreground_default_and_label_set():
     assert regions.foreground(labels, (2,)).dtype == bool
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("wanted", [[2], [1, 3, 4], [0, 255], [-1, 300], list(range(12))])
+def test_foreground_selects_the_voxels_np_isin_selects(dtype, wanted):
+    labels = np.random.default_rng(0).integers(0, 6, size=(7, 9, 5)).astype(dtype)
+    labels[0, 0, 0] = 255  # every dtype here holds it
+    if np.dtype(dtype).kind == "f":
+        labels[0, 0, 1] = 4.5  # between labels: never selected
+    structure = regions.foreground(labels, wanted)
+    assert structure.dtype == bool and structure.shape == labels.shape
+    np.testing.assert_array_equal(structure, np.isin(labels, wanted))
+
+
 @pytest.mark.parametrize("width", [1, 2, 3])
 def test_band_matches_skimage_disk_morphology(width):
     fg = disk_mask()

@@ -69,7 +69,7 @@ def structure_slices(labels: np.ndarray, structure_labels: Sequence[int] | None)
 
     structure = foreground(labels, structure_labels)
     volume = as_volume(structure)
-    indices = [int(z) for z in np.flatnonzero(volume.reshape(-1, volume.shape[-1]).any(axis=0))]
+    indices = [int(z) for z in np.flatnonzero(volume.any(axis=tuple(range(volume.ndim - 1))))]  # any memory order
     return structure, indices
 
 

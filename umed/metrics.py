@@ -144,10 +144,15 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return None
+    # the last axis first (one pass, fast in either memory order), then the other axes on that range only: changes
+    # sit on a few slices, and reducing a whole Fortran-ordered volume over (1, 2) and (0, 2) took 2.7 s on a CT
+    last = np.flatnonzero(mask.any(axis=tuple(range(mask.ndim - 1))))
+    sub = mask[..., int(last[0]) : int(last[-1]) + 1]
     box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+    for axis in range(mask.ndim - 1):
+        hit = np.flatnonzero(sub.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    box.append(slice(int(last[0]), int(last[-1]) + 1))
     return tuple(box)
 
 
