@@ -30,7 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCHMARKS, RESULTS, RUNS, write_result  # noqa: E402
+from _common import BENCHMARKS, RESULTS, RUNS, TASKS, write_result  # noqa: E402
 from summarize import _imperceptibility  # noqa: E402
 
 TARGETS = BENCHMARKS / "robust_targets.yaml"
@@ -174,15 +174,16 @@ def curve_ratios(points: list[Point]) -> list[str]:
     return lines
 
 
+def _at50(point: Point) -> bool:
+    """A run on the shipped 50 dB protection (the curve's 50 dB point or one of the robust50_* runs)."""
+    return point.tag == "tradeoff_psnr50" or point.tag.startswith("robust50_")
+
+
 def targets(points: list[Point]) -> tuple[list[str], list[dict]]:
     """Every target of robust_targets.yaml against the shipped settings at 50 dB: met or missed, and by how much."""
     from umed.audit.verdict import MIX_GAIN_LIMIT
 
-    at50 = {
-        (p.victim, p.defense): p
-        for p in points
-        if (p.tag == "tradeoff_psnr50" or p.tag.startswith("robust50_")) and p.audit_seed == 0
-    }
+    at50 = {(p.victim, p.defense): p for p in points if _at50(p) and p.audit_seed == 0}
     lines = [
         "| victim | defense | selection | goal | measured (protected / clean Dice) | verdict |",
         "|---|---|---|---|---|---|",
@@ -214,7 +215,7 @@ def targets(points: list[Point]) -> tuple[list[str], list[dict]]:
 def seeds(points: list[Point]) -> tuple[list[str], list[dict]]:
     """The 50 dB runs measured with more than one audit seed (split, slices, victims' initialisation): ratios per
     seed, so a reader sees one run's spread."""
-    at50 = [p for p in points if p.tag == "tradeoff_psnr50" or p.tag.startswith("robust50_")]
+    at50 = [p for p in points if _at50(p)]
     keys = sorted({(p.victim, p.defense) for p in at50 if p.audit_seed != 0})
     lines = [
         "| victim | defense | audit seed | clean best / last / nnU-Net | protected best / last / nnU-Net "
@@ -312,7 +313,9 @@ def examples(path: Path, case: str = "brats_2013_pat0003_1") -> bool:
     if not runs or not clean_path.exists():
         return False
     clean = np.asarray(nib.load(clean_path).dataobj, dtype=np.float32)
-    mask = np.isin(np.asarray(nib.load(mask_path).dataobj), [1, 3, 4])
+    from umed.regions import foreground
+
+    mask = foreground(np.asarray(nib.load(mask_path).dataobj), TASKS["brats_core"].labels)
     z = int(mask.sum(axis=(0, 1)).argmax())
     low, high = np.percentile(clean, [0.5, 99.5])
     ys, xs = np.nonzero(mask[..., z])
