@@ -12,7 +12,7 @@ epoch, so that every selection rule of :mod:`umed.audit.selection` can pick its 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,7 @@ def train_victim(
     test_spacing: np.ndarray | Sequence[Sequence[float]] | None = None,
     val_x: np.ndarray | None = None,
     val_y: np.ndarray | None = None,
+    on_epoch: Callable[[nn.Module, int], None] | None = None,
 ) -> VictimRun:
     """Train one victim (DiceCE loss, Adam, random flips) and score it on the clean test set after every epoch.
 
@@ -141,6 +142,8 @@ def train_victim(
         val_x: validation images ``(V, *spatial)`` (same kind as the training data: protected for a protected run),
             never trained on; scored every epoch like the test set for nnU-Net's selection rule.
         val_y: validation labels, same shape.
+        on_epoch: ``callback(model, epoch)`` after every epoch (1-based), the model in eval mode: how
+            :mod:`umed.verify` probes the model of each epoch for the three selection rules.
 
     Returns:
         :class:`~umed.audit.records.VictimRun`.
@@ -184,6 +187,8 @@ def train_victim(
             _train_epoch(model, loss_fn, optimizer, defense, ex, ey, settings.batch_size, ndim, generator)
         )
         predictions = _score_epoch(model, arrays, val_in, settings.batch_size, window, test_spacing, curves)
+        if on_epoch is not None:
+            on_epoch(model, epoch + 1)
         if progress:
             progress(description, epoch + 1, settings.epochs)
     return _victim_run(

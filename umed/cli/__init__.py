@@ -33,7 +33,7 @@ def _register() -> None:
     """Import each command module; each one adds its command to ``app``."""
     import importlib
 
-    for module in ("info", "protect", "audit", "demo", "export", "configs"):
+    for module in ("info", "protect", "audit", "demo", "export", "configs", "verify"):
         try:
             importlib.import_module(f"umed.cli.{module}")
         except ModuleNotFoundError as error:  # a command not yet written

@@ -1,0 +1,92 @@
+"""The owner's secret key: which mark of the family a release carries.
+
+The key is drawn with :mod:`secrets` when ``umed protect`` runs (never from the run's seed, which is not secret) and
+saved to a small JSON file that the owner keeps: never inside the released folder or its manifest. Its SHA-256
+(:attr:`MarkKey.fingerprint`) may be shown: it reveals nothing about the mark.
+
+Example:
+    >>> key = MarkKey(seed=42, family=MarkFamily(), share=0.5)
+    >>> MarkKey.from_dict(key.to_dict()) == key, len(key.fingerprint)
+    (True, 16)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from umed.errors import ConfigError, InputError
+from umed.verify.family import MarkFamily
+
+__all__ = ["KEY_FORMAT", "MarkKey", "draw_key", "load_key", "save_key"]
+
+KEY_FORMAT = "umed-mark-key/1"
+
+
+@dataclass(frozen=True)
+class MarkKey:
+    """A secret mark key.
+
+    Attributes:
+        seed: the key's mark seed in ``family`` (secret).
+        family: the mark family.
+        share: the mark's share of the per-case perturbation energy (the protection gets the rest).
+    """
+
+    seed: int
+    family: MarkFamily
+    share: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ConfigError(f"mark key: share must be in (0, 1] (got {self.share})")
+
+    @property
+    def fingerprint(self) -> str:
+        """First 16 hex digits of the SHA-256 of the key file's content: names the key without revealing it."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": KEY_FORMAT, "seed": str(self.seed), "family": self.family.to_dict(), "share": self.share}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MarkKey:
+        if data.get("format") != KEY_FORMAT:
+            raise ConfigError(f"expected a umed mark key ({KEY_FORMAT}) (got format {data.get('format')!r})")
+        try:
+            return cls(seed=int(data["seed"]), family=MarkFamily.from_dict(data["family"]), share=float(data["share"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"mark key: expected keys seed, family, share (got {sorted(data)})") from error
+
+
+def draw_key(family: MarkFamily, share: float) -> MarkKey:
+    """A fresh secret key (63 random bits from the operating system's generator)."""
+    return MarkKey(seed=secrets.randbits(63), family=family, share=share)
+
+
+def save_key(key: MarkKey, path: Path) -> Path:
+    """Write the key file (atomically; readable by its owner only where the file system allows)."""
+    from umed.io.atomic import write_bytes_atomic
+
+    return write_bytes_atomic((json.dumps(key.to_dict(), indent=2) + "\n").encode(), Path(path), mode=0o600)
+
+
+def load_key(path: Path) -> MarkKey:
+    """Read a key file; a missing, unreadable or wrong file is an :class:`~umed.errors.InputError` naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: key file not found") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not a umed mark key (expected JSON: {error})") from error
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a umed mark key (expected a JSON object)")
+    try:
+        return MarkKey.from_dict(data)
+    except ConfigError as error:
+        raise InputError(f"{path}: {error}") from error
