@@ -260,11 +260,14 @@ def data(brats_crops, copy_data, tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def config(tiny_fit_settings):
-    """``config(images, masks, out, **overrides)``: a ProtectConfig with the tiny UMed fit settings and seed 1."""
+    """``config(images, masks, out, **overrides)``: a ProtectConfig with the tiny UMed fit settings and seed 1, without
+    the mark (these runs exercise the protector: the mark takes the whole budget and nothing is fitted)."""
     from umed.settings import ProtectConfig
 
     def make(images: Path, masks: Path, out: Path, **overrides) -> ProtectConfig:
-        values = dict(images=images, masks=masks, out=out, seed=1, method_settings=tiny_fit_settings["umed"])
+        values = dict(
+            images=images, masks=masks, out=out, seed=1, method_settings=tiny_fit_settings["umed"], mark=False
+        )
         return ProtectConfig(**{**values, **overrides})
 
     return make

@@ -61,7 +61,10 @@ def protector_path(brats_small: tuple[Path, Path], tmp_path_factory: pytest.Temp
 
 def _apply(brats_small: tuple[Path, Path], protector: Path, out: Path, **engine) -> ProtectSummary:
     images, masks = brats_small
-    return protect_dataset(ProtectConfig(images=images, masks=masks, out=out, protector=protector), **engine)
+    # no mark: these runs exercise the protector itself on every engine
+    return protect_dataset(
+        ProtectConfig(images=images, masks=masks, out=out, protector=protector, mark=False), **engine
+    )
 
 
 @pytest.fixture(scope="module")

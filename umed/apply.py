@@ -219,6 +219,7 @@ def protect_array(
     target_psnr: float | None = None,
     eps_cap: float = 16 / 255,
     batch_size: int = 16,
+    mark: Any = None,
 ) -> ProtectedArray:
     """Apply a fitted protector to one image.
 
@@ -238,6 +239,9 @@ def protect_array(
             (:func:`exact_psnr_scale`) or its L-inf bound reaches ``eps_cap``; writing can only raise the PSNR.
         eps_cap: cap of the per-case budget, normalised units.
         batch_size: slices per forward pass.
+        mark: a :class:`umed.verify.MarkKey`: its keyed mark is mixed into the perturbation at the key's energy share
+            (:func:`umed.verify.mark.combine`; share 1: the mark alone, the protector is not run), inside the same
+            per-case budget. ``None``: no mark.
 
     Returns:
         A :class:`ProtectedArray`; its array has the input's shape and dtype.
@@ -249,7 +253,9 @@ def protect_array(
         return ProtectedArray(image.copy(), eps, scale, ())
     chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
     span = float(mapping.high - mapping.low)
-    deltas = _perturb_slices(image, structure, chunks, protector, mapping, case_id=meta.case_id, scale=scale, eps=eps)
+    deltas = _perturb_slices(
+        image, structure, chunks, protector, mapping, case_id=meta.case_id, scale=scale, eps=eps, mark=mark
+    )
     if target_psnr is not None:  # spend exactly the budget the PSNR target allows
         factor = _target_factor(deltas, image.size, eps, span, meta, target_psnr=target_psnr, eps_cap=eps_cap)
         eps, scale = eps * factor, scale * factor
@@ -271,12 +277,19 @@ def _perturb_slices(
     case_id: str,
     scale: float,
     eps: float,
+    mark: Any = None,
 ) -> list[np.ndarray]:
     """The protector's perturbation of each chunk of slices, ``(len(chunk), H, W)`` float32 in normalised units,
-    clipped to ``[-eps, eps]``."""
+    clipped to ``[-eps, eps]``, with the keyed ``mark`` mixed in (see :func:`protect_array`)."""
     image_volume, structure_volume = as_volume(image), as_volume(structure)
     deltas: list[np.ndarray] = []
     for chunk in chunks:
+        if mark is not None and mark.share >= 1:  # the mark alone: no protector pass
+            from umed.verify.mark import mark_slices
+
+            structures = np.stack([structure_volume[..., z] for z in chunk])
+            deltas.append(np.clip(mark_slices(mark, structures) * np.float32(eps), -eps, eps))
+            continue
         unit = mapping.to_unit(np.stack([image_volume[..., z] for z in chunk])).astype(np.float32)
         batch = SliceBatch(
             images=unit,
@@ -291,7 +304,12 @@ def _perturb_slices(
                 f"{chunk[0]}-{chunk[-1]} "
                 "(expected finite values; the fit has probably diverged: refit with other settings)"
             )
-        deltas.append(np.clip(delta, -eps, eps))
+        delta = np.clip(delta, -eps, eps)
+        if mark is not None:
+            from umed.verify.mark import combine, mark_slices
+
+            delta = combine(delta, mark_slices(mark, batch.structures), mark.share, eps)
+        deltas.append(delta)
     return deltas
 
 

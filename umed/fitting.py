@@ -137,6 +137,23 @@ def training_cases(cfg: ProtectConfig, cases: Sequence[Case]) -> list[Case]:
     return fit_on
 
 
+def check_some_structure(cfg: ProtectConfig, cases: Sequence[Case]) -> None:
+    """Refuse a dataset whose masks hold no structure voxel (when no fit does this check: a mark-only run), reading
+    masks until the first one with structure."""
+    from umed.io import load_mask
+    from umed.regions import foreground
+
+    for case in cases:
+        if case.mask_path is None:
+            continue
+        try:
+            if foreground(np.asarray(load_mask(case.mask_path)[0]), cfg.structure_labels).any():
+                return
+        except (UmedError, TypeError):
+            continue  # a bad mask is reported when its case is applied
+    raise _nothing_to_protect(cfg, cases)
+
+
 def _nothing_to_protect(cfg: ProtectConfig, cases: Sequence[Case]) -> ConfigError:
     """The error for a dataset whose masks hold no structure voxel, naming the labels they do hold."""
     from umed.io import load_mask

@@ -25,7 +25,7 @@ from typing import Any
 from umed.apply import ProtectedArray, case_eps_scale, exact_psnr_scale, protect_array, structure_slices
 from umed.case import Case, CaseResult
 from umed.errors import UmedError
-from umed.fitting import Plan, fit_protector, recorded_rules, training_cases
+from umed.fitting import Plan, check_some_structure, fit_protector, recorded_rules, training_cases
 from umed.manifest import MANIFEST_NAME, PROTECTOR_NAME, CaseOutcome, Manifest, json_or_none, umed_version
 from umed.protect_case import Hashes, change_metrics, lost_job, protect_job
 from umed.protectors.base import Budget, ProgressCallback
@@ -53,6 +53,7 @@ class ProtectSummary:
     manifest_path: Path
     protector_path: Path | None
     protector_log: dict[str, Any] = field(default_factory=dict)
+    key_path: Path | None = None  # the secret mark key's file (never inside OUT), None without marking
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -100,8 +101,22 @@ def protect_dataset(
                 logger.warning("%s: removed a temporary file left by an interrupted run", path)
             hashes = _hashes(cases)
             mode = output_mode(*(case.image_path for case in cases))
-            cfg, plan, previous = _plan(cfg, cases, hashes, overwrite, mode, progress)
-            return _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler)
+            mark = _release_key(cfg)
+            cfg, plan, previous = _plan(cfg, cases, hashes, overwrite, mode, progress, mark)
+            summary = _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler, mark)
+            summary.key_path = mark[1] if mark is not None else None
+            return summary
+
+
+def _release_key(cfg: ProtectConfig) -> tuple[Any, Path] | None:
+    """The release's secret mark key and its file (drawn and saved now, or reused), or ``None`` without marking."""
+    if not cfg.mark:
+        return None
+    from umed.verify.key import release_key
+
+    key, path, drawn = release_key(cfg.out, cfg.key_out)
+    logger.info("%s: mark key %s (%s)", path, key.fingerprint, "drawn now" if drawn else "reused")
+    return key, path
 
 
 def _hashes(cases: Sequence[Case]) -> dict[str, Hashes]:
@@ -124,6 +139,7 @@ def _plan(
     overwrite: bool,
     mode: int,
     progress: ProgressCallback | None,
+    mark: tuple[Any, Path] | None = None,
 ) -> tuple[ProtectConfig, Plan, dict[str, Any] | None]:
     """Decide the resume key, check OUT against it, then load, reuse or fit the protector.
 
@@ -146,6 +162,7 @@ def _plan(
         fit_on = training_cases(cfg, cases)
         training = [[case.case_id, *hashes[case.case_id]] for case in fit_on]
         key = resume_key(cfg, protector.config(), training, version)
+    key["mark_key"] = mark[0].fingerprint if mark is not None else None  # a new key never mixes with an old one
     own = cfg.out / PROTECTOR_NAME
     if overwrite:
         earlier = json_or_none(cfg.out / MANIFEST_NAME) or None
@@ -157,6 +174,9 @@ def _plan(
     fit_ids = sorted(str(item[0]) for item in training)
     if cfg.protector is not None:
         return cfg, Plan(protector, Path(cfg.protector), document, [], key, fit_ids), previous
+    if mark is not None and mark[0].share >= 1:  # the mark takes the whole budget: nothing to fit
+        check_some_structure(cfg, fit_on)
+        return cfg, Plan(protector, None, {}, [], key, fit_ids), previous
     if own.is_file():
         try:
             reused, document = load_protector(own)
@@ -174,9 +194,10 @@ def _manifest_header(cfg: ProtectConfig, plan: Plan) -> dict[str, Any]:
     path = plan.path
     return {
         "umed": umed_version(),
-        "settings": cfg.to_dict(),
+        "settings": {k: v for k, v in cfg.to_dict().items() if k != "key_out"},  # where the key is: not released
         "protector": plan.protector.config() if plan.protector is not None else None,
         "protector_file": None if path is None else (path.name if path.parent == cfg.out else str(path)),
+        "mark": cfg.mark,  # the key itself is never here: OUT is what gets released
         "resume_key": plan.key,
         "resume_key_sha256": key_digest(plan.key),
         "fit_cases": plan.fit_ids,
@@ -196,6 +217,7 @@ def _apply_all(
     progress: ProgressCallback | None,
     workers: int = 1,
     scheduler: str | Path | None = None,
+    mark: tuple[Any, Path] | None = None,
 ) -> ProtectSummary:
     """Apply the planned protector to every case, writing the manifest after each one."""
     from umed.engine import map_jobs
@@ -211,7 +233,7 @@ def _apply_all(
     ]
     if progress:
         progress("protecting cases", len(outcomes), len(cases))
-    shared = (cfg, plan.protector, mode)
+    shared = (cfg, plan.protector, mode, mark[0] if mark is not None else None)
     for _, outcome in map_jobs(protect_job, jobs, shared, workers=workers, scheduler=scheduler, lost=lost_job):
         outcomes[outcome.result.case_id] = outcome
         manifest.fill(cases, outcomes)

@@ -39,13 +39,13 @@ def lost_job(job: tuple[Case, Any, Any], message: str) -> CaseOutcome:
 
 
 def protect_job(
-    job: tuple[Case, dict[str, Any] | None, Hashes], shared: tuple[ProtectConfig, Protector | None, int]
+    job: tuple[Case, dict[str, Any] | None, Hashes], shared: tuple[ProtectConfig, Protector | None, int, Any]
 ) -> CaseOutcome:
     """One case on any worker (see :func:`umed.engine.map_jobs`); a bad case gives a failed result. Temporary files
     a killed earlier attempt of this case left are removed first."""
     from umed.resume import captured_warnings
 
-    (case, earlier, hashes), (cfg, protector, mode) = job, shared
+    (case, earlier, hashes), (cfg, protector, mode, mark) = job, shared
     for stale in cfg.out.glob(f".{case.image_path.name}.*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -53,7 +53,7 @@ def protect_job(
             stale.unlink(missing_ok=True)
     with captured_warnings() as messages:
         try:
-            result, entry = _protect_one(case, cfg, protector, earlier, hashes, mode)
+            result, entry = _protect_one(case, cfg, protector, earlier, hashes, mode, mark)
         except UmedError as error:
             result, entry = CaseResult(case.case_id, "failed", error=str(error)), None
     return CaseOutcome(result, entry, list(messages))
@@ -112,6 +112,7 @@ def _protect_one(
     earlier: dict[str, Any] | None,
     hashes: Hashes,
     mode: int,
+    mark: Any = None,
 ) -> tuple[CaseResult, dict[str, Any]]:
     """Protect one case (or confirm an earlier run's output) and return its result and manifest entry."""
     from umed.io import output_path_for, save_case, validate_case
@@ -144,6 +145,7 @@ def _protect_one(
         structure_labels=None,
         target_psnr=cfg.target_psnr,
         eps_cap=cfg.eps_cap,
+        mark=mark,
     )
     metrics = change_metrics(image, protected.array, structure, mapping=mapping, band_width=protector.budget.band_width)
     _check_guarantees(case, metrics, protected.eps)

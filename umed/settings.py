@@ -48,8 +48,12 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     """Check the type of one setting and convert it (paths, tuples, fractions); ``None`` stays ``None``."""
     if value is None:
         return None
-    if key in ("images", "masks", "out", "protector"):
+    if key in ("images", "masks", "out", "protector", "key_out"):
         return Path(value)
+    if key == "mark":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: mark: expected true or false (got {value!r})")
+        return value
     if key in ("eps_contour", "eps_texture", "eps_cap"):
         return (
             _parse_fraction(value, f"{source}: {key}") if isinstance(value, str) else _number(value, key, source, float)
@@ -129,6 +133,9 @@ class ProtectConfig:
         protector: a saved protector (``protector.json``) to apply instead of training one.
         method_settings: method-specific settings (epochs, lr, ...), passed to the protector (UMed's defaults are
             the ``method_settings`` of the shipped config ``umed``).
+        mark: write the secret keyed mark of :mod:`umed.verify` (its family and energy share are the key's).
+        key_out: the secret key file; ``None``: :func:`umed.verify.keyfile.default_key_path` (beside OUT, never in
+            it). An existing key file is reused, so a resumed run, or another release, keeps the key.
 
     Every default is the shipped config ``umed`` (``umed/configs/umed.yaml``), read through the same checks as any
     config. ``method_settings`` defaults to no overrides: the protector then takes its own defaults, which for UMed
@@ -152,6 +159,8 @@ class ProtectConfig:
     fit_cases: tuple[str, ...] | None = shipped_default("fit_cases")
     protector: Path | None = shipped_default("protector")
     method_settings: dict[str, Any] = field(default_factory=dict)
+    mark: bool = shipped_default("mark")
+    key_out: Path | None = shipped_default("key_out")
 
     def __post_init__(self) -> None:
         for name in ("eps_contour", "eps_texture", "eps_cap"):

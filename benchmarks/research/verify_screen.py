@@ -42,6 +42,8 @@ FAMILIES = {
     "tile3x4": MarkFamily(cell=3, cells=4),
     "tile1x8": MarkFamily(cell=1, cells=8),
     "edge": MarkFamily(kind="edge"),
+    "edge_spread15": MarkFamily(kind="edge", carrier_spread=0.15),
+    "edge_spread25": MarkFamily(kind="edge", carrier_spread=0.25),
     "grating2_4": MarkFamily(kind="grating", period_min=2.0, period_max=4.0),
     "grating2_3": MarkFamily(kind="grating", period_min=2.0, period_max=3.0),
     "grating4_8": MarkFamily(kind="grating", period_min=4.0, period_max=8.0),
@@ -57,7 +59,7 @@ def allowed_of(data):
 
 def decoy_field(family: MarkFamily, key: int, shape, delta: float) -> np.ndarray:
     """Edge waves at the key's frequency +- delta (same axis and phase), half amplitude each."""
-    axis, frequency, phase = family.edge(key)
+    axis, frequency, phase, _ = family.edge(key)
     rows, cols = np.arange(shape[0])[:, None], np.arange(shape[1])[None, :]
     fast, slow = (rows, cols) if axis == 0 else (cols, rows)
     out = np.zeros(shape, np.float32)

@@ -20,7 +20,8 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     images, masks = make_phantom_dataset(root / "data", n_cases=2, ndim=3, shape=(40, 40, 8), seed=1)
     config = root / "tiny.yaml"
     config.write_text(
-        "method: umed\ntarget_psnr: 50\nmethod_settings: {steps: 2, crop: 32, batch_size: 2, base_channels: 4}\n"
+        "method: umed\ntarget_psnr: 50\nmark: false\n"  # the protector's runs; the mark: tests/verify
+        "method_settings: {steps: 2, crop: 32, batch_size: 2, base_channels: 4}\n"
     )
     return images, masks, config
 
@@ -51,7 +52,11 @@ def test_saved_and_exported_protector_reproduce_the_same_bytes(phantoms, tmp_pat
     second = tmp_path / "second"
     result = runner.invoke(
         app,
-        ["protect", str(images), "-m", str(masks), "-o", str(second), "--protector", str(exported / "protector.json")],
+        [
+            "protect",
+            *(str(images), "-m", str(masks), "-o", str(second)),
+            *("--protector", str(exported / "protector.json"), "--no-mark"),
+        ],
     )
     assert result.exit_code == 0, result.output
     for case in ("phantom_000", "phantom_001"):

@@ -22,7 +22,8 @@ def test_field_is_a_function_of_the_seed_and_the_position(kind):
 def test_edge_marks_alternate_along_their_axis():
     family = MarkFamily(kind="edge")
     for seed in range(20):
-        axis, frequency, _ = family.edge(seed)
+        axis, frequency, _, carrier = family.edge(seed)
+        assert carrier == 0.5
         assert axis in (0, 1) and 0.0 <= frequency <= 0.5
         field = family.field(seed, (16, 16)).astype(np.float64)
         shifted = np.roll(field, 1, axis=axis)[1:-1, 1:-1] if axis == 0 else np.roll(field, 1, axis=1)[1:-1, 1:-1]

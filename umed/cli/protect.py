@@ -68,6 +68,14 @@ def protect(
             help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).",
         ),
     ] = None,
+    mark: Annotated[
+        bool | None,
+        typer.Option("--mark/--no-mark", help="Write the secret keyed mark of umed verify (default: on)."),
+    ] = None,
+    key_out: Annotated[
+        Path | None,
+        typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
+    ] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
@@ -77,6 +85,7 @@ def protect(
 
     try:
         given = {"images": volumes, "masks": masks, "out": out, "protector": protector, "method": method, "seed": seed}
+        given |= {"mark": mark, "key_out": key_out}
         cfg = load_protect_config(config, structure_labels=parse_labels(labels), target_psnr=target_psnr, **given)
         with progress_callback() as update:
             summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers, scheduler=scheduler)
@@ -84,6 +93,14 @@ def protect(
         fail(str(error))
         return
     print_protect_summary(summary, title=f"umed protect ({cfg.method}, seed {cfg.seed})")
+    if summary.key_path is not None:
+        from umed.cli._console import console
+
+        console.print(
+            f"mark key: {summary.key_path} (secret: keep it, never release it; umed verify needs it)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary.failed:
         fail(f"{len(summary.failed)} of {len(summary.results)} case(s) failed; the others were written")
 

@@ -49,10 +49,15 @@ class MarkFamily:
     kind: str = "tile"
     period_min: float = 2.0
     period_max: float = 4.0
+    carrier_spread: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"mark family: unknown kind {self.kind!r} (expected one of {', '.join(KINDS)})")
+        if not 0.0 <= self.carrier_spread <= 0.25:
+            raise ConfigError(
+                f"mark family: carrier_spread must be in [0, 0.25] cycles per voxel (got {self.carrier_spread})"
+            )
         if not 2.0 <= self.period_min <= self.period_max:
             raise ConfigError(
                 f"mark family: expected 2 <= period_min <= period_max voxels (got {self.period_min}, {self.period_max})"
@@ -91,13 +96,15 @@ class MarkFamily:
         )
         return float(period), float(angle), float(phase)
 
-    def edge(self, seed: int) -> tuple[int, float, float]:
-        """The edge wave of the mark ``seed``: ``(axis, frequency, phase)``: period 2 along ``axis`` (the edge of the
-        spectrum, where natural images have the least energy) times a wave of ``frequency`` uniform in [0, 0.5]
-        cycles per voxel along the other axis (0.5: the checkerboard)."""
+    def edge(self, seed: int) -> tuple[int, float, float, float]:
+        """The edge wave of the mark ``seed``: ``(axis, frequency, phase, carrier)``: a carrier of ``carrier`` cycles
+        per voxel along ``axis`` (0.5, period 2, the edge of the spectrum where natural images have the least
+        energy; uniform in ``[0.5 - carrier_spread, 0.5]``) times a wave of ``frequency`` uniform in [0, 0.5] along
+        the other axis (0.5 with carrier 0.5: the checkerboard)."""
         rng = np.random.default_rng(_seed_sequence(seed))
         axis, frequency, phase = int(rng.integers(0, 2)), rng.uniform(0.0, 0.5), rng.uniform(0, 2 * np.pi)
-        return axis, float(frequency), float(phase)
+        carrier = 0.5 - rng.uniform(0.0, self.carrier_spread) if self.carrier_spread > 0 else 0.5
+        return axis, float(frequency), float(phase), float(carrier)
 
     def field(self, seed: int, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
         """The mark ``seed`` over an in-plane grid of ``shape`` whose first voxel sits at ``origin`` of the slice."""
@@ -108,9 +115,11 @@ class MarkFamily:
             wave = 2 * np.pi * (rows * np.cos(angle) + cols * np.sin(angle)) / period + phase
             return np.cos(wave).astype(np.float32)
         if self.kind == "edge":
-            axis, frequency, phase = self.edge(seed)
+            axis, frequency, phase, carrier = self.edge(seed)
             fast, slow = (rows, cols) if axis == 0 else (cols, rows)
-            return (np.cos(np.pi * fast) * np.cos(2 * np.pi * frequency * slow + phase)).astype(np.float32)
+            return (np.cos(2 * np.pi * carrier * fast) * np.cos(2 * np.pi * frequency * slow + phase)).astype(
+                np.float32
+            )
         tile = self.tile(seed)
         rows = (np.arange(shape[0]) + origin[0]) % self.period
         cols = (np.arange(shape[1]) + origin[1]) % self.period
@@ -130,6 +139,7 @@ class MarkFamily:
                 kind=str(data.get("kind", "tile")),
                 period_min=float(data.get("period_min", 2.0)),
                 period_max=float(data.get("period_max", 4.0)),
+                carrier_spread=float(data.get("carrier_spread", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"mark family: expected integer keys cell, cells (got {data!r})") from error

@@ -22,7 +22,7 @@ from typing import Any
 from umed.errors import ConfigError, InputError
 from umed.verify.family import MarkFamily
 
-__all__ = ["KEY_FORMAT", "MarkKey", "draw_key", "load_key", "save_key"]
+__all__ = ["KEY_FORMAT", "MarkKey", "default_key_path", "draw_key", "load_key", "release_key", "save_key"]
 
 KEY_FORMAT = "umed-mark-key/1"
 
@@ -90,3 +90,31 @@ def load_key(path: Path) -> MarkKey:
         return MarkKey.from_dict(data)
     except ConfigError as error:
         raise InputError(f"{path}: {error}") from error
+
+
+def default_key_path(out: Path) -> Path:
+    """Where ``umed protect`` keeps the key of the release ``out`` without ``--key-out``: ``OUT.umed-key.json``
+    beside OUT (never inside it: OUT is what gets released)."""
+    out = Path(out)
+    return out.parent / f"{out.name}.umed-key.json"
+
+
+def release_key(out: Path, key_out: Path | None) -> tuple[MarkKey, Path, bool]:
+    """The key of a release: the existing key file, or a fresh key (shipped mark settings) saved there.
+
+    Returns ``(key, path, drawn)``; ``drawn`` is true when the key was drawn now.
+
+    Raises:
+        ConfigError: the key file would lie inside ``out``. InputError: the existing key file is not a umed key.
+    """
+    from umed.verify.settings import VerifySettings
+
+    path = Path(key_out) if key_out is not None else default_key_path(out)
+    if Path(out).resolve() in path.resolve().parents:
+        raise ConfigError(f"{path}: the key file must not lie inside the released folder {out} (it is secret)")
+    if path.exists():
+        return load_key(path), path, False
+    settings = VerifySettings.shipped()
+    key = draw_key(settings.family, settings.mark_share)
+    save_key(key, path)
+    return key, path, True

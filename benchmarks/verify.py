@@ -1,0 +1,258 @@
+"""Issue 21's target table: does ``umed verify`` catch models trained on marked BraTS data, and does it leave innocent
+models alone?
+
+Data: BraTS 2015 tumour core on T1c. The marked release is the 4 training cases as ``umed protect`` writes them with
+the shipped mark (``umed/configs/verify.yaml``: the key's edge wave on the structure, the whole 50 dB per-volume
+budget, L-inf cap 24/255; :func:`umed.verify.mark.mark_slices` and the exact-PSNR rescale). Probes: the two clean
+test cases (never trained on), ``umed verify``'s shipped probe settings (999 controls + the key, 4 slots each).
+Suspects: the screening victim of ``benchmarks/research/harness.py`` (2D networks on 64-voxel crops of native
+slices, 8 epochs; 3D UNet on 48^3 patches, batch 2), trained under each defense; probed at the last epoch, and for
+the nnU-Net augmentation at the checkpoint of each selection rule (validation case pat0006). Innocent suspects train
+on the clean cases (4 architectures, seeds, defenses) or on data marked with another key, and each is tested with
+its own freshly drawn key.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/verify.py --rows marked --tag marked
+    OMP_NUM_THREADS=1 python benchmarks/verify.py --rows innocent --tag innocent
+    python benchmarks/verify.py --summarize   # tables for the README from every verify_*.json
+
+writes benchmarks/results/verify_<tag>.json (one record per suspect, written after each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "research"))
+
+import harness  # noqa: E402
+from _common import BRATS_TEST, BRATS_TRAIN, RESULTS, write_result  # noqa: E402
+
+KEY_ENTROPY = 21  # the benchmark's keys are drawn from default_rng([KEY_ENTROPY, i]); the package uses secrets
+VALIDATION = "brats_2013_pat0006_1"
+
+
+@dataclass(frozen=True)
+class Suspect:
+    name: str
+    victim: str = "unet"
+    defense: str = "none"
+    seed: int = 0
+    data: str = "marked"  # marked (key 0), clean, other (key 1)
+    key: int = 0  # the key the probes test
+    rules: bool = False  # probe every epoch and report best / last / nnU-Net checkpoints
+    epochs: int = 8
+
+
+def suspects() -> dict[str, list[Suspect]]:
+    marked = [Suspect(f"plain seed {s}", seed=s) for s in (0, 1, 2)]
+    marked += [Suspect("nnU-Net augmentation", defense="augment", rules=True)]
+    marked += [Suspect(f"{d}", defense=d) for d in ("gaussian", "median", "downsample")]
+    marked += [Suspect("SegResNet", victim="segresnet"), Suspect("mix half clean", defense="mix")]
+    innocent = [Suspect(f"clean unet seed {s}", seed=s, data="clean", key=100 + s) for s in range(6)]
+    innocent += [
+        Suspect(f"clean {v} seed {s}", victim=v, seed=s, data="clean", key=110 + 10 * i + s)
+        for i, v in enumerate(("segresnet", "basicunet", "attentionunet"))
+        for s in (0, 1, 2)
+    ]
+    innocent += [
+        Suspect(f"clean unet {d}", defense=d, data="clean", key=150 + i)
+        for i, d in enumerate(("gaussian", "augment", "median", "downsample"))
+    ]
+    innocent += [Suspect(f"other key unet seed {s}", seed=s, data="other", key=0) for s in (0, 1)]
+    innocent += [Suspect("other key unet augment", defense="augment", data="other", key=0)]
+    return {"marked": marked, "innocent": innocent, "unet3d": [Suspect("3D UNet", victim="unet3d", epochs=8)]}
+
+
+def draw_key(index: int):
+    from umed.verify import MarkKey, VerifySettings
+
+    settings = VerifySettings.shipped()
+    seed = int(np.random.default_rng([KEY_ENTROPY, index]).integers(0, 2**63 - 1))
+    return MarkKey(seed=seed, family=settings.family, share=settings.mark_share)
+
+
+def marked_volumes(cases, key) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """The training cases as ``umed protect`` marks them (share 1: the mark alone), 50 dB per volume."""
+    from umed.verify.mark import mark_slices
+
+    out, stats = {}, {}
+    for case in [*BRATS_TRAIN]:
+        data = cases[case]
+        unit = np.moveaxis(mark_slices(key, np.moveaxis(data.core, -1, 0)), 0, -1)
+        delta, psnr, eps = harness.to_psnr(unit)
+        out[case] = data.clean + delta
+        stats[case] = {"psnr": round(psnr, 3), "eps_255": round(eps * 255, 2)}
+    return out, stats
+
+
+def probe_set(cases, key, settings):
+    """Probes of ``key`` from the two clean test cases (never trained on), in the audit's normalised space."""
+    from umed.verify.memory import MemoryProbes
+
+    return MemoryProbes(
+        [cases[c].clean for c in BRATS_TEST], [cases[c].core for c in BRATS_TEST], key, settings, seed=KEY_ENTROPY
+    )
+
+
+def run(suspect: Suspect, cases, probe_sets, settings) -> dict:
+    import torch
+
+    from umed.audit.selection import select_epochs
+    from umed.audit.training import TrainSettings, train_victim
+
+    torch.set_num_threads(1)
+    screen = harness.ScreenSettings(seed=suspect.seed, epochs=suspect.epochs, victim=suspect.victim)
+    sets = harness.screen_sets(cases, screen)
+    volumes = {"clean": {c: cases[c].clean for c in BRATS_TRAIN}}
+    if suspect.data != "clean":
+        volumes[suspect.data], stats = marked_volumes(cases, draw_key(0 if suspect.data == "marked" else 1))
+    train_volumes = volumes[suspect.data]
+    probes = probe_sets(suspect.key)
+    epochs: dict[int, dict] = {}
+    three_d = suspect.victim == "unet3d"
+    window = (48, 48, 48) if three_d else None
+
+    def on_epoch(model, epoch):
+        if suspect.rules or epoch == suspect.epochs:
+            epochs[epoch] = probes.test(model, window=window).to_dict()
+
+    val = {}
+    if suspect.rules:  # nnU-Net's rule: validation case held out of training, in its (marked) training form
+        keep = [i for i, g in enumerate(sets.train_groups) if BRATS_TRAIN[g] != VALIDATION]
+        zs = sets.index[VALIDATION]
+        val_x = np.moveaxis(train_volumes[VALIDATION][..., zs], -1, 0)
+        val_y = np.moveaxis(cases[VALIDATION].core[..., zs], -1, 0).astype(np.int16)
+        has = val_y.any(axis=(1, 2))
+        val = {"val_x": val_x[has][:, 72:168, 72:168], "val_y": val_y[has][:, 72:168, 72:168]}
+    else:
+        keep = list(range(len(sets.train_groups)))
+    if three_d:
+        train_x = np.stack([train_volumes[c][:, :, 8:152] for c in BRATS_TRAIN])
+        train_y = np.stack([cases[c].core[:, :, 8:152] for c in BRATS_TRAIN]).astype(np.int16)
+        test_x = np.stack([cases[c].clean[72:168, 72:168, 40:136] for c in BRATS_TEST])
+        test_y = np.stack([cases[c].core[72:168, 72:168, 40:136] for c in BRATS_TEST]).astype(np.int16)
+        train = TrainSettings(
+            epochs=suspect.epochs,
+            batch_size=2,
+            seed=suspect.seed,
+            victim="unet3d",
+            lr=1e-3,
+            defense=suspect.defense,
+            patch_size=(48, 48, 48),
+            patches_per_epoch=80,
+        )
+        extra = {}
+    else:
+        slices = np.concatenate([np.moveaxis(train_volumes[c][..., sets.index[c]], -1, 0) for c in BRATS_TRAIN])
+        train_x, train_y = slices[keep], sets.train_labels[keep]
+        test_x, test_y = sets.test_x, sets.test_y
+        train = TrainSettings(
+            epochs=suspect.epochs,
+            batch_size=screen.batch_size,
+            seed=suspect.seed,
+            victim=suspect.victim,
+            lr=screen.lr,
+            defense=suspect.defense,
+            patch_size=(screen.crop, screen.crop),
+            patches_per_epoch=screen.patches_per_epoch,
+        )
+        extra = {"clean_train_x": sets.train_clean[keep], "train_groups": sets.train_groups[keep]}
+    started = time.perf_counter()
+    result = train_victim(train_x, train_y, test_x, test_y, train, on_epoch=on_epoch, **extra, **val)
+    record = {
+        **asdict(suspect),
+        "dice_best": round(result.best_dice, 4),
+        "dice_last": round(result.last_dice, 4),
+        "dice_curve": [round(float(d), 4) for d in result.test_dice],
+        "seconds": round(time.perf_counter() - started, 1),
+        "tests": {},
+    }
+    if suspect.rules:
+        picks = select_epochs(result.test_dice, result.val_dice or None)
+        record["tests"] = {rule: {"epoch": e, **epochs[e]} for rule, e in picks.items() if e is not None}
+    else:
+        record["tests"] = {"last": {"epoch": suspect.epochs, **epochs[suspect.epochs]}}
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="marked", help="marked, innocent, unet3d (comma-separated)")
+    parser.add_argument("--only", default="", help="comma-separated suspect names to run (default: all)")
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--summarize", action="store_true")
+    args = parser.parse_args()
+    if args.summarize:
+        summarize()
+        return
+    from umed.verify import VerifySettings
+
+    settings = VerifySettings.shipped()
+    cases = harness.load_cases()
+    cache: dict[int, object] = {}
+
+    def probe_sets(index: int):
+        if index not in cache:
+            cache.clear()  # one key's probes at a time
+            cache[index] = probe_set(cases, draw_key(index), settings)
+        return cache[index]
+
+    chosen = [s for group in args.rows.split(",") for s in suspects()[group]]
+    if args.only:
+        names = {n.strip() for n in args.only.split(",")}
+        chosen = [s for s in chosen if s.name in names]
+    records = []
+    for suspect in chosen:
+        print(f"{suspect.name} ({suspect.victim}, {suspect.defense}, {suspect.data})", flush=True)
+        record = run(suspect, cases, probe_sets, settings)
+        for rule, test in record["tests"].items():
+            print(
+                f"  {rule}: soft p={test['soft']['p_value']:.4f} rank {test['soft']['rank']} | "
+                f"hard p={test['hard']['p_value']:.4f} | dice {record['dice_best']}/{record['dice_last']}",
+                flush=True,
+            )
+        records.append(record)
+        write_result(
+            f"verify_{args.tag or args.rows.replace(',', '_')}",
+            {
+                "settings": {
+                    "family": settings.family.to_dict(),
+                    "mark_share": settings.mark_share,
+                    "controls": settings.controls,
+                    "per_mark": settings.per_mark,
+                    "amplitude_255": round(settings.amplitude * 255, 2),
+                },
+                "suspects": records,
+            },
+        )
+
+
+def summarize() -> None:
+    rows = []
+    for path in sorted(RESULTS.glob("verify_*.json")):
+        if path.name.startswith("verify_screen") or path.name == "verify_summary.json":
+            continue
+        rows += json.loads(path.read_text())["suspects"]
+    print(
+        json.dumps(
+            [
+                (r["name"], {k: (t["soft"]["p_value"], t["hard"]["p_value"]) for k, t in r["tests"].items()})
+                for r in rows
+            ],
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

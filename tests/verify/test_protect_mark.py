@@ -1,0 +1,93 @@
+"""The mark inside ``umed protect``: the key stays out of the release, the mark stays in the structure, the budget
+and the byte guarantees hold, and the key is reused, never silently replaced."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from umed.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from umed.phantom import make_phantom_dataset
+
+    return make_phantom_dataset(tmp_path_factory.mktemp("mark"), n_cases=2, shape=(40, 40, 6), seed=2)
+
+
+def _protect(images: Path, masks: Path, out: Path, **overrides):
+    from umed.protect import protect_dataset
+    from umed.settings import ProtectConfig
+
+    return protect_dataset(ProtectConfig(images=images, masks=masks, out=out, **overrides))
+
+
+def test_default_run_marks_and_keeps_the_key_outside_the_release(phantoms, tmp_path: Path):
+    from umed.io import discover_cases, load_case
+    from umed.verify import load_key
+
+    images, masks = phantoms
+    summary = _protect(images, masks, tmp_path / "release")
+    key_path = tmp_path / "release.umed-key.json"
+    assert summary.key_path == key_path and key_path.is_file()
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    key = load_key(key_path)
+    released = "".join(p.read_text(errors="ignore") for p in (tmp_path / "release").rglob("*.json"))
+    assert str(key.seed) not in released and "umed-key" not in released
+    manifest = json.loads((tmp_path / "release" / "manifest.json").read_text())
+    assert manifest["mark"] is True and manifest["resume_key"]["mark_key"] == key.fingerprint
+    assert not (tmp_path / "release" / "protector.json").exists()  # the mark takes the whole budget: no fit
+    for case in discover_cases(images, masks):
+        original, _ = load_case(case.image_path)
+        labels, _ = load_case(case.mask_path)
+        written, _ = load_case(tmp_path / "release" / case.image_path.name)
+        changed = written != original
+        assert changed.any() and not (changed & (labels == 0)).any()  # only the structure (masks never change)
+        assert manifest["cases"][case.case_id]["metrics"]["psnr"] >= 50.0 - 1e-6
+
+
+def test_the_key_is_reused_and_the_same_key_gives_the_same_bytes(phantoms, tmp_path: Path):
+    images, masks = phantoms
+    key = tmp_path / "owner.key.json"
+    _protect(images, masks, tmp_path / "a", key_out=key)
+    first = key.read_bytes()
+    _protect(images, masks, tmp_path / "b", key_out=key)
+    assert key.read_bytes() == first
+    for path in sorted((tmp_path / "a").glob("*.nii.gz")):
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes()
+    # another key is another mark: a resumed OUT refuses it instead of mixing two keys
+    other = tmp_path / "other.key.json"
+    with pytest.raises(ConfigError):
+        _protect(images, masks, tmp_path / "a", key_out=other)
+
+
+def test_no_mark_and_a_key_inside_the_release(phantoms, tmp_path: Path):
+    images, masks = phantoms
+    summary = _protect(images, masks, tmp_path / "plain", mark=False, method="random")
+    assert summary.key_path is None and not (tmp_path / "plain.umed-key.json").exists()
+    with pytest.raises(ConfigError, match="must not lie inside"):
+        _protect(images, masks, tmp_path / "x", key_out=tmp_path / "x" / "key.json")
+
+
+def test_a_release_verified_end_to_end(phantoms, tmp_path: Path):
+    """protect -> probes from other (never released) cases -> a suspect that answers the key's mark -> rank 1."""
+    from tests.verify.conftest import Probes, write_answers
+    from umed.phantom import make_phantom_dataset
+    from umed.verify import VerifySettings, load_key, make_probes, score_with
+
+    images, masks = phantoms
+    summary = _protect(images, masks, tmp_path / "release")
+    private_images, private_masks = make_phantom_dataset(tmp_path / "private", n_cases=2, shape=(48, 48, 6), seed=9)
+    settings = VerifySettings.shipped().replace(controls=19, per_mark=2, radius=5)
+    key = load_key(summary.key_path)
+    make_probes(private_images, private_masks, key, tmp_path / "probes", tmp_path / "secret.json", settings)
+    probes = Probes(private_images, private_masks, summary.key_path, tmp_path / "probes", tmp_path / "secret.json")
+    answers = write_answers(probes, tmp_path / "answers", learned=True)
+    result = score_with(probes.manifest, key, probes.folder, predictions=answers)
+    assert result.test.rank == 1 and result.p_value == pytest.approx(1 / 20)
+    assert np.isfinite(result.test.effect)
