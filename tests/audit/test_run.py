@@ -221,6 +221,22 @@ def test_clean_cache_reuses_the_clean_runs(dataset, tmp_path: Path) -> None:
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
 
+def test_a_protected_folder_with_only_the_training_cases(dataset, tmp_path: Path) -> None:
+    """A data owner protects only what is released: the cases missing from the protected folder are the test cases
+    (read clean, as always), named or not; the imperceptibility is over the protected cases only."""
+    images, protected, masks = dataset
+    released = tmp_path / "released"
+    released.mkdir()
+    for name in ("phantom_000.nii.gz", "phantom_001.nii.gz"):
+        (released / name).write_bytes((protected / name).read_bytes())
+    for test_cases in (None, ("phantom_002",)):
+        cfg = AuditConfig(clean=images, protected=released, masks=masks, test_cases=test_cases, quick=True, epochs=1)
+        report = run_audit(cfg)
+        assert report.test_cases == ["phantom_002"] and report.train_cases == ["phantom_000", "phantom_001"]
+        assert math.isfinite(report.imperceptibility["psnr"]) and report.imperceptibility["unchanged_cases"] == 0
+        assert any("never protected" in note for note in report.notes)
+
+
 def test_refusals(dataset, tmp_path: Path, protected_phantoms) -> None:
     images, protected, masks = dataset
     with pytest.raises(ConfigError, match="not both"):
@@ -239,8 +255,8 @@ def test_refusals(dataset, tmp_path: Path, protected_phantoms) -> None:
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "phantom_000.nii.gz").write_bytes((protected / "phantom_000.nii.gz").read_bytes())
-    with pytest.raises(InputError, match=r"missing \['phantom_001', 'phantom_002'\]"):
-        run_audit(AuditConfig(clean=images, protected=partial, masks=masks))
+    with pytest.raises(InputError, match=r"training case\(s\) \['phantom_001'\] have no protected version"):
+        run_audit(AuditConfig(clean=images, protected=partial, masks=masks, test_cases=("phantom_002",)))
 
     other = protected_phantoms(tmp_path / "other", shape=(32, 32, 6))[1]
     with pytest.raises(GeometryError, match="differs in shape"):

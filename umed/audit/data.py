@@ -37,24 +37,47 @@ class LoadedCase:
     audit: CaseAudit
 
 
-def pair_cases(cfg: AuditConfig) -> list[tuple[Case, Path]]:
-    """``(clean case with mask, protected image path)`` for every case, sorted by case id."""
+def pair_cases(cfg: AuditConfig) -> list[tuple[Case, Path | None]]:
+    """``(clean case with mask, protected image path)`` for every case, sorted by case id; the path is ``None`` for
+    a case that was not protected (a data owner protects only what is released: such cases can only be test cases,
+    checked by :func:`split_cases`)."""
     from umed.io import discover_cases
 
     clean = discover_cases(cfg.clean, cfg.masks)
     protected = {case.case_id: case for case in discover_cases(cfg.protected, None)}
     clean_ids = {case.case_id for case in clean}
-    missing = sorted(clean_ids - set(protected))
     extra = sorted(set(protected) - clean_ids)
-    if missing or extra:
+    if extra:
         raise InputError(
-            f"{cfg.protected}: protected cases differ from the clean cases in {cfg.clean} "
-            f"(expected the same case names; missing {missing[:5]}, unexpected {extra[:5]})"
+            f"{cfg.protected}: protected cases without a clean case in {cfg.clean} "
+            f"(expected the same case names; unexpected {extra[:5]})"
         )
-    return [(case, protected[case.case_id].image_path) for case in clean]
+    if not set(protected) & clean_ids:
+        raise InputError(f"{cfg.protected}: no protected case of {cfg.clean} (expected the same case names)")
+    return [(case, protected[case.case_id].image_path if case.case_id in protected else None) for case in clean]
 
 
-def split_cases(ids: list[str], cfg: AuditConfig) -> tuple[list[str], list[str]]:
+def split_cases(ids: list[str], cfg: AuditConfig, unprotected: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """``(training ids, test ids)``: the given test cases, else the cases that were not protected (the owner's
+    private ones), else a seeded draw of ``split``; a training case must have been protected."""
+    unprotected = sorted(unprotected or [])
+    if cfg.test_cases is None and cfg.split is None and unprotected:
+        test = unprotected
+        train = [case_id for case_id in ids if case_id not in test]
+        if not train:
+            raise ConfigError(f"{cfg.protected}: no case was protected (expected the training cases there)")
+        return train, test
+    train, test = _split(ids, cfg)
+    lacking = sorted(set(train) & set(unprotected))
+    if lacking:
+        raise InputError(
+            f"{cfg.protected}: training case(s) {lacking[:5]} have no protected version (expected every training "
+            "case protected; cases that were not protected can only be test cases)"
+        )
+    return train, test
+
+
+def _split(ids: list[str], cfg: AuditConfig) -> tuple[list[str], list[str]]:
     if cfg.test_cases is not None:
         unknown = sorted(set(cfg.test_cases) - set(ids))
         if unknown:
@@ -90,13 +113,15 @@ def roi_mask(structure: np.ndarray, dilation: int) -> np.ndarray:
     return roi
 
 
-def load_pair(case: Case, protected_path: Path, role: str, cfg: AuditConfig) -> LoadedCase:
+def load_pair(case: Case, protected_path: Path | None, role: str, cfg: AuditConfig) -> LoadedCase:
+    """Load a clean case and its protected version (``None``: a test case that was never protected, which the
+    victims only see clean)."""
     from umed.intensity import fit_mapping
     from umed.io import load_case, validate_case
     from umed.regions import foreground
 
     image, meta, labels, _ = validate_case(case)
-    protected, pmeta = load_case(protected_path)
+    protected, pmeta = (image, meta) if protected_path is None else load_case(protected_path)
     if protected.shape != image.shape:
         raise GeometryError(
             f"{protected_path}: protected image differs in shape from {case.image_path} "

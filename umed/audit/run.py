@@ -102,10 +102,13 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         check_output_location(cfg.out, [d for d in (cfg.clean, cfg.protected, cfg.masks) if d is not None])
     pairs = pair_cases(cfg)
     ids = [case.case_id for case, _ in pairs]
-    train_ids, test_ids = split_cases(ids, cfg)
+    unprotected = [case.case_id for case, path in pairs if path is None]
+    train_ids, test_ids = split_cases(ids, cfg, unprotected)
     from umed.resume import leakage_warnings  # a test case that fitted the protector, or a duplicate under another name
 
-    notes: list[str] = leakage_warnings(cfg.protected, pairs, test_ids)
+    notes: list[str] = leakage_warnings(cfg.protected, [(c, p) for c, p in pairs if p is not None], test_ids)
+    if unprotected:
+        notes.append(f"test case(s) not in {cfg.protected} (never protected): {', '.join(unprotected)}")
     items = _load_all(cfg, pairs, test_ids, progress)
     ndim = _check_kind(cfg, items, notes)
     prepared = _prepare(cfg, items, train_ids, test_ids, notes)
@@ -116,7 +119,7 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
         train_cases=train_ids,
         test_cases=test_ids,
         cases=prepared.cases,
-        imperceptibility=_imperceptibility(prepared.cases, notes),
+        imperceptibility=_imperceptibility([c for c in prepared.cases if c.case_id not in unprotected], notes),
         floor=prepared.floor,
         floor_clean=prepared.floor_clean,
         runs=runs,
@@ -152,7 +155,7 @@ class _Prepared:
 
 
 def _load_all(
-    cfg: AuditConfig, pairs: list[tuple[Case, Path]], test_ids: list[str], progress: ProgressCallback | None
+    cfg: AuditConfig, pairs: list[tuple[Case, Path | None]], test_ids: list[str], progress: ProgressCallback | None
 ) -> dict[str, LoadedCase]:
     """Every case loaded in normalised units, with its imperceptibility, by case id."""
     items: dict[str, LoadedCase] = {}
