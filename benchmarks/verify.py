@@ -217,8 +217,8 @@ def main() -> None:
         record = run(suspect, cases, probe_sets, settings)
         for rule, test in record["tests"].items():
             print(
-                f"  {rule}: soft p={test['soft']['p_value']:.4f} rank {test['soft']['rank']} | "
-                f"hard p={test['hard']['p_value']:.4f} | dice {record['dice_best']}/{record['dice_last']}",
+                f"  {rule}: soft p={test['p_soft']:.4f} rank {test['rank_soft']} | "
+                f"hard p={test['p_hard']:.4f} | dice {record['dice_best']}/{record['dice_last']}",
                 flush=True,
             )
         records.append(record)
@@ -246,7 +246,7 @@ def summarize() -> None:
     print(
         json.dumps(
             [
-                (r["name"], {k: (t["soft"]["p_value"], t["hard"]["p_value"]) for k, t in r["tests"].items()})
+                (r["name"], {k: (t["p_soft"], t["p_hard"]) for k, t in r["tests"].items()})
                 for r in rows
             ],
             indent=1,

@@ -143,6 +143,7 @@ def run_demo(
         seed=seed,
         test_cases=DEMO_TEST_CASES,
         structure_labels=DEMO_LABELS,
+        key=summary.key_path,  # the release's mark: every victim is also tested for it (umed verify)
         **DEMO_AUDIT,
     )
     report = run_audit(audit_cfg, progress=progress)

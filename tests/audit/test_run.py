@@ -261,3 +261,33 @@ def test_refusals(dataset, tmp_path: Path, protected_phantoms) -> None:
     other = protected_phantoms(tmp_path / "other", shape=(32, 32, 6))[1]
     with pytest.raises(GeometryError, match="differs in shape"):
         run_audit(AuditConfig(clean=images, protected=other, masks=masks))
+
+
+@pytest.mark.slow
+def test_audit_with_a_key_tests_every_victim_for_the_mark(tmp_path: Path) -> None:
+    """``key``: the clean and the protected victim of every run get the mark test (p-values in (0, 1], on
+    probabilities and on hard masks), in the report's JSON and markdown."""
+    import json
+
+    from umed.protect import protect_dataset
+    from umed.settings import ProtectConfig
+
+    images, masks = make_phantom_dataset(tmp_path / "p", n_cases=3, shape=(48, 48, 6), seed=4)
+    summary = protect_dataset(ProtectConfig(images=images, masks=masks, out=tmp_path / "released"))
+    cfg = AuditConfig(
+        clean=images,
+        protected=tmp_path / "released",
+        masks=masks,
+        test_cases=("phantom_002",),
+        epochs=1,
+        crop=32,
+        validation=False,
+        key=summary.key_path,
+        out=tmp_path / "report",
+    )
+    report = run_audit(cfg)
+    for victim_run in (report.runs[0].clean, report.runs[0].protected):
+        test = victim_run.details["verify"]
+        assert 0 < test["p_soft"] <= 1 and 0 < test["p_hard"] <= 1 and test["controls"] == 999
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "verify" in json.dumps(saved) and "Mark test" in (tmp_path / "report" / "report.md").read_text()

@@ -30,7 +30,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "number": ("default_split", "empty_ratio", "lr"),
     "number or null": ("split",),
     "true/false": ("quick", "validation"),
-    "path or null": ("clean_cache",),
+    "path or null": ("clean_cache", "key"),
 }
 
 _IS_KIND = {
@@ -134,6 +134,9 @@ class AuditConfig:
         clean_cache: folder where the runs on *clean* data are kept and reused: a clean run depends only on the clean
             data and the victim settings, so audits of several protections of one dataset (a method comparison)
             train each clean victim once. Keyed by a SHA-256 of the arrays and settings; ``None`` keeps nothing.
+        key: a ``umed verify`` key file (the one ``umed protect`` wrote for the protected folder): every victim is
+            also tested for the mark, on probes made from the clean test cases (:mod:`umed.verify.memory`), at its
+            last epoch; ``None``: prevention only. Native resolution only.
     """
 
     clean: Path
@@ -158,12 +161,13 @@ class AuditConfig:
     roi_dilation: int = _SHIPPED["roi_dilation"]
     validation: bool = _SHIPPED["validation"]
     clean_cache: Path | None = _SHIPPED["clean_cache"]
+    key: Path | None = _SHIPPED["key"]
 
     def __post_init__(self) -> None:
         from umed.audit.defenses import get_defense
         from umed.audit.victims import victim_divisor
 
-        for name in ("clean", "protected", "masks", "out", "clean_cache"):
+        for name in ("clean", "protected", "masks", "out", "clean_cache", "key"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))

@@ -131,8 +131,21 @@ def _md_verdict(report: AuditReport) -> list[str]:
         "",
     ]
     for run in report.runs:
-        lines.append(f"- **{run.victim} / {run.defense}**: {_rules_text(run)} **{run.verdict}**.")
+        lines.append(f"- **{run.victim} / {run.defense}**: {_rules_text(run)} **{run.verdict}**.{_mark_text(run)}")
     return lines
+
+
+def _mark_text(run: Any) -> str:
+    """The mark test of both victims (``umed audit --key``), or nothing."""
+    tests = [(kind, vr.details.get("verify")) for kind, vr in (("clean", run.clean), ("protected", run.protected))]
+    if all(test is None for _, test in tests):
+        return ""
+    parts = [
+        f"{kind} victim p = {test['p_soft']:.3g} (hard masks {test['p_hard']:.3g})"
+        for kind, test in tests
+        if test is not None
+    ]
+    return " Mark test (umed verify, last epoch): " + "; ".join(parts) + "."
 
 
 def _md_imperceptibility(report: AuditReport) -> list[str]:

@@ -112,8 +112,9 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     items = _load_all(cfg, pairs, test_ids, progress)
     ndim = _check_kind(cfg, items, notes)
     prepared = _prepare(cfg, items, train_ids, test_ids, notes)
+    probes = _mark_probes(cfg, items, test_ids, notes)
     del items  # the full-resolution volumes are no longer needed
-    runs = _train_runs(cfg, prepared.data, prepared.floor.dice, progress)
+    runs = _train_runs(cfg, prepared.data, prepared.floor.dice, progress, probes)
     report = AuditReport(
         config=cfg,
         train_cases=train_ids,
@@ -212,13 +213,37 @@ def _prepare(
     return _Prepared(cases, fit_ids, val_ids, train, test, val, floor, floor_clean, data, examples)
 
 
+def _mark_probes(cfg: AuditConfig, items: dict[str, LoadedCase], test_ids: list[str], notes: list[str]) -> Any:
+    """Probes of ``cfg.key``'s mark from the clean test cases (``None`` without a key, or when resampled)."""
+    if cfg.key is None:
+        return None
+    if cfg.size is not None:
+        notes.append("verification skipped: the victims see resampled slices, the probes are at native resolution")
+        return None
+    from umed.verify import VerifySettings, load_key
+    from umed.verify.memory import MemoryProbes
+
+    tests = [items[case_id] for case_id in test_ids]
+    return MemoryProbes(
+        [t.clean for t in tests],
+        [t.labels > 0 for t in tests],
+        load_key(cfg.key),
+        VerifySettings.shipped(),
+        seed=cfg.seed,
+    )
+
+
 def _train_runs(
-    cfg: AuditConfig, data: dict[str, VictimData], floor: float, progress: ProgressCallback | None
+    cfg: AuditConfig,
+    data: dict[str, VictimData],
+    floor: float,
+    progress: ProgressCallback | None,
+    probes: Any = None,
 ) -> list[AuditRun]:
     """One :class:`AuditRun` per victim and defense (clean runs from the clean cache when it is set)."""
     cache = CleanCache(cfg, data, package_versions().get("umed")) if cfg.clean_cache is not None else None
     return [
-        audit_run(cfg, victim, defense, data["3d" if victim == "unet3d" else "2d"], floor, cache, progress)
+        audit_run(cfg, victim, defense, data["3d" if victim == "unet3d" else "2d"], floor, cache, progress, probes)
         for victim in cfg.victims
         for defense in cfg.defenses
     ]

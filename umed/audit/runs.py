@@ -6,7 +6,7 @@ rule), and for ``mix`` also train on the clean half alone. Runs on clean data co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from umed.audit.cache import CleanCache
 from umed.audit.config import AuditConfig
@@ -21,7 +21,13 @@ __all__ = ["audit_run"]
 
 
 def _train(
-    cfg: AuditConfig, victim: str, defense: str, vd: VictimData, kind: str, progress: ProgressCallback | None
+    cfg: AuditConfig,
+    victim: str,
+    defense: str,
+    vd: VictimData,
+    kind: str,
+    progress: ProgressCallback | None,
+    probes: Any = None,
 ) -> VictimRun:
     protected = kind == "protected"
     settings = TrainSettings(
@@ -36,7 +42,14 @@ def _train(
         sliding_window=vd.sliding_window,
         description=f"{victim} / {defense} / {kind} data",
     )
-    return train_victim(
+    tests: dict[str, Any] = {}
+
+    def verify(model: Any, epoch: int) -> None:  # the mark test of the last epoch's model
+        if probes is not None and epoch == cfg.epochs:
+            window = vd.patch if victim == "unet3d" else None
+            tests["verify"] = probes.test(model, window=window).to_dict()
+
+    run = train_victim(
         vd.protected if protected else vd.clean,
         vd.labels,
         vd.test_x,
@@ -48,7 +61,10 @@ def _train(
         test_spacing=vd.test_spacing,
         val_x=(vd.val_protected if protected else vd.val_clean),
         val_y=vd.val_y,
+        on_epoch=verify,
     )
+    run.details = {**run.details, **tests}
+    return run
 
 
 def audit_run(
@@ -59,19 +75,22 @@ def audit_run(
     floor: float,
     cache: CleanCache | None,
     progress: ProgressCallback | None,
+    probes: Any = None,
 ) -> AuditRun:
     """Train ``victim`` under ``defense`` on clean and on protected data (the clean run from ``cache`` when stored);
-    for ``mix``, also on the clean half alone (the cases the protected run made clean, no defense)."""
+    for ``mix``, also on the clean half alone (the cases the protected run made clean, no defense). With ``probes``
+    (:class:`umed.verify.memory.MemoryProbes`), each victim's last model is also tested for the mark
+    (``details["verify"]``)."""
     results: dict[str, VictimRun] = {}
     for kind in ("clean", "protected"):
         if kind == "clean" and cache is not None:
             cached = cache.load(victim, defense)
-            if cached is not None:
+            if cached is not None and (probes is None or "verify" in cached.details):
                 results[kind] = cached
                 if progress:
                     progress(f"{victim} / {defense} / clean data (cached)", cfg.epochs, cfg.epochs)
                 continue
-        results[kind] = _train(cfg, victim, defense, vd, kind, progress)
+        results[kind] = _train(cfg, victim, defense, vd, kind, progress, probes)
         if kind == "clean" and cache is not None:
             cache.store(victim, defense, results[kind])
     half = None

@@ -84,6 +84,10 @@ def audit(
     quick: _Quick = None,
     seed: _Seed = None,
     out: _Out = Path("umed-audit"),
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="The umed verify key of the protected folder: also test every victim for the mark."),
+    ] = None,
 ) -> None:
     """Train each victim on the protected and on the clean training cases, score both on clean test cases, and write
     a report with imperceptibility, the threshold floor, Dice/HD95 and learning curves."""
@@ -104,6 +108,7 @@ def audit(
             empty_ratio=empty_ratio,
             seed=seed,
             quick=quick,
+            key=key,
         )
         cfg = AuditConfig(
             clean=clean, protected=protected, masks=masks, out=out, **{k: v for k, v in given.items() if v is not None}
@@ -140,20 +145,25 @@ def print_audit_report(report, out: Path | None = None) -> None:
         f"{report.config.epochs} epochs, "
         f"{'native resolution' if report.config.size is None else f'size {report.config.size}'})"
     )
-    for column in ("victim", "defense", "clean", "protected", "clean half", "verdict"):
+    verified = any("verify" in run.protected.details for run in report.runs)
+    columns = ["victim", "defense", "clean", "protected", "clean half", "verdict"]
+    columns += ["mark p: clean", "mark p: protected"] if verified else []
+    for column in columns:
         table.add_column(
-            column, justify="right" if column in ("clean", "protected", "clean half") else "left", no_wrap=True
+            column, justify="left" if column in ("victim", "defense", "verdict") else "right", no_wrap=True
         )
     for run in report.runs:
-        table.add_row(
-            run.victim,
-            run.defense,
-            _triple(run.clean),
-            _triple(run.protected),
-            _triple(run.clean_half) if run.clean_half is not None else "-",
-            SHORT.get(run.verdict, run.verdict),
-        )
+        row = [run.victim, run.defense, _triple(run.clean), _triple(run.protected)]
+        row += [_triple(run.clean_half) if run.clean_half is not None else "-", SHORT.get(run.verdict, run.verdict)]
+        table.add_row(*row, *([_mark_p(run.clean), _mark_p(run.protected)] if verified else []))
     console.print(table)
+    if verified:
+        console.print(
+            "mark p: the key's rank test (umed verify) on the victim's last model, probabilities / hard masks; "
+            "exact under the null: p <= 0.01 says 'trained on data marked with this key'",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"verdict: the victim trained on protected data vs the threshold floor {report.floor.dice:.3f} under the three "
         "selection rules (best = oracle epoch on the clean test set, last epoch, nnU-Net's best validation EMA): "
@@ -165,6 +175,11 @@ def print_audit_report(report, out: Path | None = None) -> None:
     )
     where = report.paths.get("markdown") or (out / "report.md" if out else None)
     console.print(f"report: {where}", highlight=False, soft_wrap=True)
+
+
+def _mark_p(run) -> str:
+    test = run.details.get("verify")
+    return "-" if test is None else f"{test['p_soft']:.3g} / {test['p_hard']:.3g}"
 
 
 def _triple(run) -> str:

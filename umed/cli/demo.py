@@ -58,6 +58,16 @@ def demo(
     print_demo_summary(result)
 
 
+def _verdict(test: dict) -> str:
+    from umed.verify import ALPHA
+
+    smallest = 1 / (test["controls"] + 1)
+    where = f"p = {test['p_soft']:.3g} (hard masks {test['p_hard']:.3g}; smallest possible {smallest:.3g})"
+    if test["p_soft"] <= ALPHA:
+        return f"trained on data marked with this key: {where}"
+    return f"no evidence at level {ALPHA:g}: {where}"
+
+
 def print_demo_summary(result: DemoResult) -> None:
     """The demo's closing lines: settings, clean vs protected Dice with the verdict per defense, PSNR, the report."""
     from umed.cli._console import console
@@ -66,9 +76,13 @@ def print_demo_summary(result: DemoResult) -> None:
     report = result.audit
     imp = report.imperceptibility
     changed = ", ".join(f"{key} {demo} (shipped {shipped})" for key, (demo, shipped) in result.overrides.items())
+    fitted = (
+        f"protector fitted on {len(result.fit_cases)} training phantoms, applied to all"
+        if result.protect.protector_path is not None
+        else "the shipped keyed mark takes the whole budget (nothing fitted)"
+    )
     lines = [
-        f"demo: protector fitted on {len(result.fit_cases)} training phantoms, applied to all; shipped config "
-        f"{SHIPPED_CONFIG!r} except {changed}",
+        f"demo: {fitted}; shipped config {SHIPPED_CONFIG!r} except {changed}",
         f"demo: threshold floor {report.floor.dice:.3f}; PSNR {imp['psnr']:.2f} dB per volume "
         f"(ROI {imp['psnr_roi']:.2f} dB), max change {imp['max_abs_change_255']:.1f}/255",
     ]
@@ -76,6 +90,10 @@ def print_demo_summary(result: DemoResult) -> None:
         rules = ("best", "last", "nnunet")
         parts = [f"{rule} {run.clean.dice(rule):.3f} -> {run.protected.dice(rule):.3f}" for rule in rules]
         lines.append(f"demo: {run.defense:>8}: Dice clean -> protected: {', '.join(parts)}: {run.verdict}")
+        for kind, victim_run in (("protected", run.protected), ("clean", run.clean)):
+            test = victim_run.details.get("verify")
+            if test is not None:
+                lines.append(f"demo: {run.defense:>8}: mark test, victim trained on {kind} data: {_verdict(test)}")
     figures = ", ".join(str(p) for k, p in report.paths.items() if k in ("examples", "curves", "dice"))
     lines.append(f"demo: report {report.paths.get('markdown')} (figures: {figures}); {result.seconds:.0f} s")
     for line in lines:
