@@ -18,7 +18,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, SaveImage
 from umed.errors import ConfigError, InputError
 from umed.io import discover_cases, load_case
 from umed.protect import protect_dataset
-from umed.protector_io import save_protector
+from umed.protect.protector_io import save_protector
 from umed.protectors import Budget, make_protector
 from umed.regions import support
 from umed.settings import ProtectConfig

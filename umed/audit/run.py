@@ -103,7 +103,9 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     pairs = pair_cases(cfg)
     ids = [case.case_id for case, _ in pairs]
     train_ids, test_ids = split_cases(ids, cfg)
-    from umed.resume import leakage_warnings  # a test case that fitted the protector, or a duplicate under another name
+    from umed.audit.leakage import (
+        leakage_warnings,
+    )  # a test case that fitted the protector, or a duplicate under another name
 
     notes: list[str] = leakage_warnings(cfg.protected, pairs, test_ids)
     items = _load_all(cfg, pairs, test_ids, progress)
