@@ -102,7 +102,7 @@ def peak_rss_mb() -> float:
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write benchmarks/results/NAME.json with the machine facts and umed's versions."""
-    from umed.protector_io import package_versions, write_json_atomic
+    from umed.protect.protector_io import package_versions, write_json_atomic
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -172,7 +172,7 @@ class UMedProtect(Transform):
     ) -> None:
         document: dict[str, Any] = {}
         if isinstance(protector, (str, Path)):
-            from umed.protector_io import load_protector
+            from umed.protect.protector_io import load_protector
 
             protector, document = load_protector(Path(protector))
         if structure_labels is None:

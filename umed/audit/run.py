@@ -104,7 +104,8 @@ def run_audit(cfg: AuditConfig, *, progress: ProgressCallback | None = None) -> 
     ids = [case.case_id for case, _ in pairs]
     unprotected = [case.case_id for case, path in pairs if path is None]
     train_ids, test_ids = split_cases(ids, cfg, unprotected)
-    from umed.resume import leakage_warnings  # a test case that fitted the protector, or a duplicate under another name
+    # a test case that fitted the protector, or a duplicate under another name
+    from umed.audit.leakage import leakage_warnings
 
     notes: list[str] = leakage_warnings(cfg.protected, [(c, p) for c, p in pairs if p is not None], test_ids)
     if unprotected:

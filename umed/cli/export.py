@@ -18,7 +18,7 @@ def export_protector(
     """Check that a protector loads (weights SHA-256 included) and write a copy for reuse elsewhere."""
     from umed.cli._console import console, fail
     from umed.errors import UmedError
-    from umed.protector_io import export_protector as export
+    from umed.protect.protector_io import export_protector as export
 
     try:
         written = export(protector, to)

@@ -82,7 +82,8 @@ class Protector(ABC):
 
     Lifecycle: ``fit`` on the training slices (trains generators / surrogates; model-free methods only draw their
     patterns), then ``perturb`` any batch of slices. ``state_dict``/``load_state_dict`` and ``config`` let
-    :mod:`umed.protector_io` save it as weights (a plain tensor dict, read back with ``weights_only=True``) plus JSON.
+    :mod:`umed.protect.protector_io` save it as weights (a plain tensor dict, read back with ``weights_only=True``)
+    plus JSON.
     """
 
     name: ClassVar[str]

@@ -1,4 +1,5 @@
-"""umed.protector_io: save/load/export a protector; weights read with weights_only=True and checked by SHA-256."""
+"""umed.protect.protector_io: save/load/export a protector; weights read with weights_only=True and checked by
+SHA-256."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from umed.errors import ConfigError, InputError
-from umed.protector_io import export_protector, load_protector, save_protector
+from umed.protect.protector_io import export_protector, load_protector, save_protector
 from umed.protectors import make_protector
 from umed.protectors.base import Budget, SliceBatch
 

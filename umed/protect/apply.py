@@ -3,7 +3,7 @@ the exact-PSNR rescale, and the write-back to values the file's dtype can store.
 
 The data flow of one case is ``image (file units) -> structure slices -> budget (case_eps_scale) -> protector
 (normalised units) -> rescale to the PSNR target (exact_psnr_scale) -> file units (add_in_file_units) -> guarantees``;
-:func:`protect_array` runs it, and :mod:`umed.protect_case` (a case of ``umed protect``) and
+:func:`protect_array` runs it, and :mod:`umed.protect.case` (a case of ``umed protect``) and
 :mod:`umed.transforms` (the MONAI transform) both call it.
 """
 

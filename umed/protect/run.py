@@ -1,17 +1,14 @@
-"""``umed protect``: fit a protector on a dataset (or load one), apply it to every case, write each case back in its
-own format, and keep a manifest that makes the run auditable and resumable.
+"""The protect run (:func:`protect_dataset`): fit a protector on a dataset (or load one), apply it to every case,
+write each case back in its own format, and keep a manifest that makes the run auditable and resumable.
 
 The run is a flow of named steps, one module each:
 
 - :mod:`umed.io`: find the cases (:func:`umed.io.discover_cases`), lock and sweep OUT;
-- plan (here, :func:`_plan`): the resume key (:mod:`umed.resume`), then load, reuse or fit the protector
-  (:mod:`umed.fitting`);
-- apply: every case by :func:`umed.protect_case.protect_job` (on :func:`umed.engine.map_jobs`), which calls
-  :func:`umed.apply.protect_array` (the per-case budget, the exact-PSNR rescale, file units);
-- manifest: :mod:`umed.manifest`, written after every case.
-
-``protect_array``, ``case_eps_scale``, ``exact_psnr_scale``, ``structure_slices`` and ``ProtectedArray`` are
-re-exported here from :mod:`umed.apply`.
+- plan (:func:`umed.protect.plan.plan_run`): the cases' hashes, the resume key, then load, reuse or fit the
+  protector (:mod:`umed.protect.fit`);
+- apply: every case by :func:`umed.protect.case.protect_job` (on :func:`umed.protect.engine.map_jobs`), which calls
+  :func:`umed.protect.apply.protect_array` (the per-case budget, the exact-PSNR rescale, file units);
+- manifest: :mod:`umed.protect.manifest`, written after every case.
 """
 
 from __future__ import annotations
@@ -22,25 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from umed.apply import ProtectedArray, case_eps_scale, exact_psnr_scale, protect_array, structure_slices
 from umed.case import Case, CaseResult
-from umed.errors import UmedError
-from umed.fitting import Plan, check_some_structure, fit_protector, recorded_rules, training_cases
-from umed.manifest import MANIFEST_NAME, PROTECTOR_NAME, CaseOutcome, Manifest, json_or_none, umed_version
-from umed.protect_case import Hashes, change_metrics, lost_job, protect_job
-from umed.protectors.base import Budget, ProgressCallback
+from umed.protect.case import Hashes, lost_job, protect_job
+from umed.protect.fit import Plan
+from umed.protect.manifest import MANIFEST_NAME, CaseOutcome, Manifest, umed_version
+from umed.protectors.base import ProgressCallback
 from umed.settings import ProtectConfig
 
-__all__ = [
-    "ProtectedArray",
-    "ProtectSummary",
-    "case_eps_scale",
-    "change_metrics",
-    "exact_psnr_scale",
-    "protect_array",
-    "protect_dataset",
-    "structure_slices",
-]
+__all__ = ["ProtectSummary", "protect_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +60,12 @@ def protect_dataset(
     A bad case is recorded in the summary and the manifest and the run goes on; a case with an empty mask is copied
     unchanged (with a warning) so that the released dataset stays complete. OUT is locked for the run
     (:mod:`umed.io.lock`) and temporary files a killed run left in it are removed first. An OUT written before with
-    the same resume key (:mod:`umed.resume`) is resumed: its protector is reused and a case is skipped when its image,
-    mask and output still have the recorded SHA-256, so the final bytes are an uninterrupted run's. An OUT written
-    with another key is refused unless ``overwrite`` (which first deletes what the earlier run wrote).
+    the same resume key (:mod:`umed.protect.plan`) is resumed: its protector is reused and a case is skipped when its
+    image, mask and output still have the recorded SHA-256, so the final bytes are an uninterrupted run's. An OUT
+    written with another key is refused unless ``overwrite`` (which first deletes what the earlier run wrote).
 
-    The fit runs here; the cases are applied by :func:`umed.engine.map_jobs`: in this process (``workers=1``), in
-    ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
+    The fit runs here; the cases are applied by :func:`umed.protect.engine.map_jobs`: in this process (``workers=1``),
+    in ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
     bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
 
     Raises:
@@ -91,7 +77,8 @@ def protect_dataset(
     from umed.io import check_output_location, discover_cases
     from umed.io.atomic import output_mode, sweep_temporaries
     from umed.io.lock import output_lock
-    from umed.resume import captured_warnings
+    from umed.protect.manifest import captured_warnings
+    from umed.protect.plan import case_hashes, plan_run
 
     check_output_location(cfg.out, [cfg.images] + ([cfg.masks] if cfg.masks else []))
     with captured_warnings() as warnings:
@@ -99,10 +86,10 @@ def protect_dataset(
         with output_lock(cfg.out):
             for path in sweep_temporaries(cfg.out):
                 logger.warning("%s: removed a temporary file left by an interrupted run", path)
-            hashes = _hashes(cases)
+            hashes = case_hashes(cases)
             mode = output_mode(*(case.image_path for case in cases))
             mark = _release_key(cfg)
-            cfg, plan, previous = _plan(cfg, cases, hashes, overwrite, mode, progress, mark)
+            cfg, plan, previous = plan_run(cfg, cases, hashes, overwrite, mode, progress, mark)
             summary = _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler, mark)
             summary.key_path = mark[1] if mark is not None else None
             return summary
@@ -119,77 +106,10 @@ def _release_key(cfg: ProtectConfig) -> tuple[Any, Path] | None:
     return key, path
 
 
-def _hashes(cases: Sequence[Case]) -> dict[str, Hashes]:
-    """``case_id -> (image SHA-256, mask SHA-256)``; ``None`` for a missing or unreadable file."""
-    from umed.io.provenance import sha256_file
-
-    def digest(path: Path | None) -> str | None:
-        try:
-            return sha256_file(path) if path is not None else None
-        except OSError:
-            return None
-
-    return {case.case_id: (digest(case.image_path), digest(case.mask_path)) for case in cases}
-
-
-def _plan(
-    cfg: ProtectConfig,
-    cases: Sequence[Case],
-    hashes: dict[str, Hashes],
-    overwrite: bool,
-    mode: int,
-    progress: ProgressCallback | None,
-    mark: tuple[Any, Path] | None = None,
-) -> tuple[ProtectConfig, Plan, dict[str, Any] | None]:
-    """Decide the resume key, check OUT against it, then load, reuse or fit the protector.
-
-    Returns ``(cfg, plan, previous manifest)``; the previous manifest is ``None`` unless its cases may be reused.
-    """
-    from umed.protector_io import load_protector
-    from umed.protectors import make_protector
-    from umed.resume import check_reusable, read_manifest, remove_previous_outputs, resume_key, warn_removed_cases
-
-    version = umed_version()
-    if cfg.protector is not None:
-        protector, document = load_protector(cfg.protector)
-        cfg = recorded_rules(cfg, document)
-        training = document.get("training_data") or []
-        key = resume_key(cfg, protector.config(), training, version, document.get("weights_sha256"))
-        fit_on: list[Case] = []
-    else:
-        budget = Budget(cfg.eps_contour, cfg.eps_texture, cfg.band_width)
-        protector = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
-        fit_on = training_cases(cfg, cases)
-        training = [[case.case_id, *hashes[case.case_id]] for case in fit_on]
-        key = resume_key(cfg, protector.config(), training, version)
-    key["mark_key"] = mark[0].fingerprint if mark is not None else None  # a new key never mixes with an old one
-    own = cfg.out / PROTECTOR_NAME
-    if overwrite:
-        earlier = json_or_none(cfg.out / MANIFEST_NAME) or None
-        for path in remove_previous_outputs(cfg.out, earlier, [PROTECTOR_NAME, own.with_suffix(".pt").name]):
-            logger.warning("%s: removed (--overwrite)", path)
-    previous = read_manifest(cfg.out / MANIFEST_NAME)
-    check_reusable(cfg.out, previous, json_or_none(own), key)
-    warn_removed_cases(cfg.out, previous, [case.case_id for case in cases])
-    fit_ids = sorted(str(item[0]) for item in training)
-    if cfg.protector is not None:
-        return cfg, Plan(protector, Path(cfg.protector), document, [], key, fit_ids), previous
-    if mark is not None and mark[0].share >= 1:  # the mark takes the whole budget: nothing to fit
-        check_some_structure(cfg, fit_on)
-        return cfg, Plan(protector, None, {}, [], key, fit_ids), previous
-    if own.is_file():
-        try:
-            reused, document = load_protector(own)
-            return cfg, Plan(reused, own, document, [], key, fit_ids), previous  # cases validated when applied
-        except UmedError as error:
-            logger.warning("%s: not reused, fitted again (%s)", own, error)
-    return cfg, fit_protector(cfg, fit_on, protector, key, fit_ids, mode, progress), previous
-
-
 def _manifest_header(cfg: ProtectConfig, plan: Plan) -> dict[str, Any]:
     """The manifest's run record: settings, protector, resume key, training cases, versions."""
     from umed.io.provenance import package_versions
-    from umed.resume import key_digest
+    from umed.protect.plan import key_digest
 
     path = plan.path
     return {
@@ -220,8 +140,8 @@ def _apply_all(
     mark: tuple[Any, Path] | None = None,
 ) -> ProtectSummary:
     """Apply the planned protector to every case, writing the manifest after each one."""
-    from umed.engine import map_jobs
     from umed.io.atomic import write_json_atomic
+    from umed.protect.engine import map_jobs
 
     manifest_path = cfg.out / MANIFEST_NAME
     done_before = (previous or {}).get("cases", {})

@@ -1,8 +1,9 @@
 """One case of ``umed protect``, on any worker: skip it when an earlier run's output is intact, copy it when its mask
-is empty, else map it to normalised units, apply the protector (:func:`umed.apply.protect_array`), measure the
-change, check the guarantees (budget, support) and write it in its own format.
+is empty, else map it to normalised units, apply the protector (:func:`umed.protect.apply.protect_array`), measure
+the change, check the guarantees (budget, support) and write it in its own format.
 
-:func:`protect_job` is the job :func:`umed.engine.map_jobs` runs; it returns a :class:`umed.manifest.CaseOutcome`.
+:func:`protect_job` is the job :func:`umed.protect.engine.map_jobs` runs; it returns a
+:class:`umed.protect.manifest.CaseOutcome`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from umed.apply import as_volume, protect_array, structure_slices, support_box
 from umed.case import Case, CaseResult
 from umed.errors import UmedError
-from umed.fitting import fit_mapping
-from umed.manifest import CaseEntry, CaseOutcome
 from umed.metrics import changed_box
+from umed.protect.apply import as_volume, protect_array, structure_slices, support_box
+from umed.protect.fit import fit_mapping
+from umed.protect.manifest import CaseEntry, CaseOutcome
 from umed.protectors.base import Protector
 from umed.settings import ProtectConfig
 
@@ -41,9 +42,9 @@ def lost_job(job: tuple[Case, Any, Any], message: str) -> CaseOutcome:
 def protect_job(
     job: tuple[Case, dict[str, Any] | None, Hashes], shared: tuple[ProtectConfig, Protector | None, int, Any]
 ) -> CaseOutcome:
-    """One case on any worker (see :func:`umed.engine.map_jobs`); a bad case gives a failed result. Temporary files
-    a killed earlier attempt of this case left are removed first."""
-    from umed.resume import captured_warnings
+    """One case on any worker (see :func:`umed.protect.engine.map_jobs`); a bad case gives a failed result.
+    Temporary files a killed earlier attempt of this case left are removed first."""
+    from umed.protect.manifest import captured_warnings
 
     (case, earlier, hashes), (cfg, protector, mode, mark) = job, shared
     for stale in cfg.out.glob(f".{case.image_path.name}.*"):

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from umed.apply import as_volume, case_eps_scale, structure_slices
 from umed.case import Case, CaseResult
 from umed.errors import ConfigError, UmedError
+from umed.protect.apply import as_volume, case_eps_scale, structure_slices
 from umed.protectors.base import Budget, ProgressCallback, Protector, SliceBatch
 from umed.settings import ProtectConfig
 
@@ -188,9 +188,9 @@ def fit_protector(
     """Fit ``protector`` on the training cases and save it as OUT/protector.json (+ .pt)."""
     import json
 
-    from umed.manifest import PROTECTOR_NAME
-    from umed.protector_io import save_protector
-    from umed.resume import key_digest
+    from umed.protect.manifest import PROTECTOR_NAME
+    from umed.protect.plan import key_digest
+    from umed.protect.protector_io import save_protector
 
     batch, failures = collect_training_slices(fit_on, cfg, protector.budget, progress)
     if batch is None:

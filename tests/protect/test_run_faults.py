@@ -18,10 +18,10 @@ import pytest
 
 from umed.errors import ConfigError, InputError, OutputError
 from umed.protect import protect_dataset
-from umed.protector_io import load_protector
+from umed.protect.protector_io import load_protector
 
 CASE_A, CASE_B = "brats_2013_pat0003_1", "brats_2013_pat0004_1"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _statuses(summary) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""umed.apply: applying a fitted protector to one image."""
+"""umed.protect.apply: applying a fitted protector to one image."""
 
 from __future__ import annotations
 

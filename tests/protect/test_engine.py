@@ -1,5 +1,5 @@
-"""umed.engine through umed.protect.protect_dataset on real BraTS cases (cut small): local worker processes and a
-Dask LocalCluster give the serial run's bytes and manifest, and a worker killed during a case loses nothing."""
+"""umed.protect.engine through umed.protect.protect_dataset on real BraTS cases (cut small): local worker processes
+and a Dask LocalCluster give the serial run's bytes and manifest, and a worker killed during a case loses nothing."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import umed
-from umed.engine import map_jobs
 from umed.errors import ConfigError
 from umed.protect import ProtectSummary, protect_dataset
+from umed.protect.engine import map_jobs
 from umed.settings import ProtectConfig
 
-BRATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015"
+BRATS = Path(__file__).resolve().parents[3] / "shared" / "data" / "brats2015"
 CASES = ("brats_2013_pat0001_1", "brats_2013_pat0003_1", "brats_2013_pat0004_1")
 
 
@@ -55,6 +55,7 @@ def protector_path(brats_small: tuple[Path, Path], tmp_path_factory: pytest.Temp
         structure_labels=(1, 3, 4),
         target_psnr=50.0,
         method_settings=tiny_fit_settings["umed"],
+        mark=False,  # a fitted protector (the mark alone fits nothing)
     )
     return protect_dataset(cfg).protector_path
 

@@ -1,4 +1,5 @@
-"""The resume key of a protect run, and what an existing OUT folder may be reused for.
+"""Plan a protect run: the cases' hashes, the resume key, what an existing OUT folder may be reused for, and which
+protector the run applies (:func:`plan_run`: loaded, reused from OUT, or fitted by :mod:`umed.protect.fit`).
 
 One key decides both whether the protector in OUT is reused and whether a case already in OUT is skipped: every
 setting that changes the written bytes (method and its resolved settings, budgets and band width, seed, eps_cap,
@@ -12,24 +13,30 @@ An OUT written with another key is refused (:func:`check_reusable`) unless the r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from umed.errors import ConfigError, OutputError
+from umed.case import Case
+from umed.errors import ConfigError, OutputError, UmedError
+from umed.protect.case import Hashes
+from umed.protect.fit import Plan, check_some_structure, fit_protector, recorded_rules, training_cases
+from umed.protect.manifest import MANIFEST_NAME, PROTECTOR_NAME, json_or_none, umed_version
+from umed.protectors.base import Budget, ProgressCallback
+from umed.settings import ProtectConfig
 
 __all__ = [
+    "case_hashes",
+    "plan_run",
     "resume_key",
     "key_digest",
     "read_manifest",
     "check_reusable",
     "remove_previous_outputs",
     "warn_removed_cases",
-    "captured_warnings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,7 +52,7 @@ def resume_key(
     """The settings that decide the bytes of a run (a JSON-able dict; see the module docstring).
 
     Args:
-        cfg: the run's :class:`umed.settings.ProtectConfig` (after a loaded protector's recorded rules apply).
+        cfg: the run's :class:`ProtectConfig` (after a loaded protector's recorded rules apply).
         protector_config: :meth:`Protector.config` (method, budget with band width, seed, resolved settings).
         training_data: ``[case_id, image_sha256, mask_sha256]`` of the cases the protector is fitted on.
         version: umed's version.
@@ -168,69 +175,68 @@ def warn_removed_cases(out: Path, previous: dict[str, Any] | None, case_ids: Seq
             )
 
 
-class _Collector(logging.Handler):
-    def __init__(self, show: bool) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-        self.show = show  # no handler of the application's: print as logging's last resort would have
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        if self.show and logging.lastResort is not None:
-            logging.lastResort.handle(record)
-
-
-@contextlib.contextmanager
-def captured_warnings() -> Iterator[list[str]]:
-    """Collect the warnings umed logs during the block (for the manifest); they are still shown as usual."""
-    root = logging.getLogger("umed")
-    collector = _Collector(show=not root.hasHandlers())
-    root.addHandler(collector)
-    try:
-        yield collector.messages
-    finally:
-        root.removeHandler(collector)
-
-
-def leakage_warnings(protected: Path, pairs: Sequence[tuple[Any, Path]], test_ids: Sequence[str]) -> list[str]:
-    """Warnings for an audit whose test cases are not held out: a test case the protector was fitted on (the
-    manifest of ``umed protect`` in ``protected`` records ``fit_cases``), or a test image that is byte for byte a
-    training image under another name. Each is also logged.
-
-    Args:
-        protected: the protected folder (its ``manifest.json``, when there is one, is read).
-        pairs: ``(clean Case, protected path)`` per case.
-        test_ids: the audit's test case ids.
-    """
+def case_hashes(cases: Sequence[Case]) -> dict[str, Hashes]:
+    """``case_id -> (image SHA-256, mask SHA-256)``; ``None`` for a missing or unreadable file."""
     from umed.io.provenance import sha256_file
 
-    test = set(test_ids)
-    messages = []
-    manifest = _manifest_quietly(Path(protected) / "manifest.json")
-    fitted = sorted(test & set(manifest.get("fit_cases") or []))
-    if fitted:
-        messages.append(
-            f"{Path(protected) / 'manifest.json'}: test case(s) {fitted} were used to fit the protector "
-            "(their scores are not held out; protect with fit_cases excluding them)"
-        )
-    by_hash: dict[str, list[str]] = {}
-    for case, _ in pairs:
-        with contextlib.suppress(OSError):
-            by_hash.setdefault(sha256_file(case.image_path), []).append(case.case_id)
-    for names in by_hash.values():
-        if len(names) > 1 and test & set(names) and set(names) - test:
-            messages.append(
-                f"cases {sorted(names)} have the same image bytes: test case(s) "
-                f"{sorted(test & set(names))} also appear among the training cases under another name"
-            )
-    for message in messages:
-        logger.warning("%s", message)
-    return messages
+    def digest(path: Path | None) -> str | None:
+        try:
+            return sha256_file(path) if path is not None else None
+        except OSError:
+            return None
+
+    return {case.case_id: (digest(case.image_path), digest(case.mask_path)) for case in cases}
 
 
-def _manifest_quietly(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
+def plan_run(
+    cfg: ProtectConfig,
+    cases: Sequence[Case],
+    hashes: dict[str, Hashes],
+    overwrite: bool,
+    mode: int,
+    progress: ProgressCallback | None,
+    mark: tuple[Any, Path] | None = None,
+) -> tuple[ProtectConfig, Plan, dict[str, Any] | None]:
+    """Decide the resume key (with the mark key's fingerprint), check OUT against it, then load, reuse or fit the
+    protector (nothing is fitted when the mark takes the whole budget).
+
+    Returns ``(cfg, plan, previous manifest)``; the previous manifest is ``None`` unless its cases may be reused.
+    """
+    from umed.protect.protector_io import load_protector
+    from umed.protectors import make_protector
+
+    version = umed_version()
+    if cfg.protector is not None:
+        protector, document = load_protector(cfg.protector)
+        cfg = recorded_rules(cfg, document)
+        training = document.get("training_data") or []
+        key = resume_key(cfg, protector.config(), training, version, document.get("weights_sha256"))
+        fit_on: list[Case] = []
+    else:
+        budget = Budget(cfg.eps_contour, cfg.eps_texture, cfg.band_width)
+        protector = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
+        fit_on = training_cases(cfg, cases)
+        training = [[case.case_id, *hashes[case.case_id]] for case in fit_on]
+        key = resume_key(cfg, protector.config(), training, version)
+    key["mark_key"] = mark[0].fingerprint if mark is not None else None  # a new key never mixes with an old one
+    own = cfg.out / PROTECTOR_NAME
+    if overwrite:
+        earlier = json_or_none(cfg.out / MANIFEST_NAME) or None
+        for path in remove_previous_outputs(cfg.out, earlier, [PROTECTOR_NAME, own.with_suffix(".pt").name]):
+            logger.warning("%s: removed (--overwrite)", path)
+    previous = read_manifest(cfg.out / MANIFEST_NAME)
+    check_reusable(cfg.out, previous, json_or_none(own), key)
+    warn_removed_cases(cfg.out, previous, [case.case_id for case in cases])
+    fit_ids = sorted(str(item[0]) for item in training)
+    if cfg.protector is not None:
+        return cfg, Plan(protector, Path(cfg.protector), document, [], key, fit_ids), previous
+    if mark is not None and mark[0].share >= 1:  # the mark takes the whole budget: nothing to fit
+        check_some_structure(cfg, fit_on)
+        return cfg, Plan(protector, None, {}, [], key, fit_ids), previous
+    if own.is_file():
+        try:
+            reused, document = load_protector(own)
+            return cfg, Plan(reused, own, document, [], key, fit_ids), previous  # cases validated when applied
+        except UmedError as error:
+            logger.warning("%s: not reused, fitted again (%s)", own, error)
+    return cfg, fit_protector(cfg, fit_on, protector, key, fit_ids, mode, progress), previous

@@ -2,14 +2,17 @@
 
 A :class:`CaseEntry` is what one case of ``umed protect`` wrote (or passed through); a :class:`CaseOutcome` is what a
 worker hands back for one case; :class:`Manifest` is the whole document, written after every case so that an
-interrupted run can be resumed (:mod:`umed.resume`). The JSON keys and their order are the manifest format; a case an
-earlier run recorded is carried over as the JSON it was written with.
+interrupted run can be resumed (:mod:`umed.protect.plan`). The JSON keys and their order are the manifest format; a
+case an earlier run recorded is carried over as the JSON it was written with. :func:`captured_warnings` collects the
+warnings a run (or one case on a worker) logs, for the manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ __all__ = [
     "CaseEntry",
     "CaseOutcome",
     "Manifest",
+    "captured_warnings",
     "json_or_none",
     "umed_version",
 ]
@@ -128,3 +132,27 @@ def json_or_none(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return {}
     return document if isinstance(document, dict) or document is None else {}
+
+
+class _Collector(logging.Handler):
+    def __init__(self, show: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.show = show  # no handler of the application's: print as logging's last resort would have
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if self.show and logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """Collect the warnings umed logs during the block (for the manifest); they are still shown as usual."""
+    root = logging.getLogger("umed")
+    collector = _Collector(show=not root.hasHandlers())
+    root.addHandler(collector)
+    try:
+        yield collector.messages
+    finally:
+        root.removeHandler(collector)
