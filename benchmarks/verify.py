@@ -237,21 +237,67 @@ def main() -> None:
         )
 
 
-def summarize() -> None:
+GOALS = {  # issue 21's targets, by suspect name (the row of the target table it belongs to)
+    "plain seed 0": 0.001,
+    "plain seed 1": 0.001,
+    "plain seed 2": 0.001,
+    "nnU-Net augmentation": 0.001,
+    "gaussian": 0.01,
+    "median": 0.01,
+    "downsample": 0.01,
+    "3D UNet": 0.01,
+    "SegResNet": 0.01,
+    "mix half clean": 0.01,
+}
+
+
+def _records() -> list[dict]:
     rows = []
     for path in sorted(RESULTS.glob("verify_*.json")):
         if path.name.startswith("verify_screen") or path.name == "verify_summary.json":
             continue
         rows += json.loads(path.read_text())["suspects"]
-    print(
-        json.dumps(
-            [
-                (r["name"], {k: (t["p_soft"], t["p_hard"]) for k, t in r["tests"].items()})
-                for r in rows
-            ],
-            indent=1,
-        )
-    )
+    return rows
+
+
+def summarize() -> None:
+    """Markdown tables for the README (targets, innocent models) and benchmarks/results/verify_summary.json."""
+    rows = _records()
+    marked = [r for r in rows if r["data"] == "marked"]
+    innocent = [r for r in rows if r["data"] != "marked"]
+    target_lines = ["| suspect (marked data) | goal | p (probabilities) | p (hard masks) | rank of 1000 | met |"]
+    target_lines.append("|---|---|---|---|---|---|")
+    summary: dict = {"targets": [], "innocent": []}
+    for r in marked:
+        goal = GOALS.get(r["name"], 0.01)
+        for rule, t in r["tests"].items():
+            label = r["name"] + (f", {rule} checkpoint" if r["rules"] else "")
+            met = "yes" if t["p_soft"] <= goal else f"no (by {t['p_soft'] - goal:.3g})"
+            hard = f"{t['p_hard']:.3g}" + ("" if t["p_hard"] <= 0.01 else " (goal 0.01: no)")
+            target_lines.append(f"| {label} | p <= {goal:g} | {t['p_soft']:.3g} | {hard} | {t['rank_soft']} | {met} |")
+            summary["targets"].append({"suspect": label, "goal": goal, **t, "met": t["p_soft"] <= goal})
+    fp_lines = ["| innocent suspect | trained on | p (probabilities) | p (hard masks) |", "|---|---|---|---|"]
+    for r in innocent:
+        t = r["tests"]["last"]
+        trained = "clean cases" if r["data"] == "clean" else "data marked with another key"
+        fp_lines.append(f"| {r['name']} | {trained} | {t['p_soft']:.3g} | {t['p_hard']:.3g} |")
+        summary["innocent"].append({"suspect": r["name"], "data": r["data"], **t})
+    p_values = [t["p_soft"] for t in summary["innocent"]] + [t["p_hard"] for t in summary["innocent"]]
+    count = {
+        "models": len(innocent),
+        "at_or_below_0.01": sum(t["p_soft"] <= 0.01 for t in summary["innocent"]),
+        "at_or_below_0.05": sum(t["p_soft"] <= 0.05 for t in summary["innocent"]),
+        "hard_at_or_below_0.01": sum(t["p_hard"] <= 0.01 for t in summary["innocent"]),
+        "hard_at_or_below_0.05": sum(t["p_hard"] <= 0.05 for t in summary["innocent"]),
+        "min_p": min(p_values) if p_values else None,
+    }
+    summary["innocent_counts"] = count
+    write_result("verify_summary", summary)
+    print("\n".join(target_lines))
+    print()
+    print("\n".join(fp_lines))
+    print()
+    print(json.dumps(count))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,13 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         "PSNR",
         "demo:     none: Dice clean -> protected",
         "demo: gaussian: Dice clean -> protected",
+        "demo:     none: mark test, victim trained on protected data: ",
+        "demo:     none: mark test, victim trained on clean data: ",
+        "mark key: ",
         "report.md",
     ):
         assert line in result.output
+    assert (tmp_path / "demo" / "protected.umed-key.json").is_file()  # the key, beside the release, not in it
+    for run in document["runs"]:
+        for kind in ("clean", "protected"):
+            assert 0 < run[kind]["details"]["verify"]["p_soft"] <= 1

@@ -37,7 +37,7 @@ def demo(
     changed = ", ".join(f"{key} {value}" for key, value in DEMO_OVERRIDES.items())
     console.print(
         f"demo: phantoms in {out / 'phantoms'}; protect settings: the shipped config {SHIPPED_CONFIG!r} "
-        f"except {changed} (for the 2-minute budget)",
+        f"(where a protector is fitted: {changed}, for the 2-minute budget)",
         highlight=False,
         soft_wrap=True,
     )
@@ -82,7 +82,8 @@ def print_demo_summary(result: DemoResult) -> None:
         else "the shipped keyed mark takes the whole budget (nothing fitted)"
     )
     lines = [
-        f"demo: {fitted}; shipped config {SHIPPED_CONFIG!r} except {changed}",
+        f"demo: {fitted}; shipped config {SHIPPED_CONFIG!r}"
+        + (f" except {changed}" if result.protect.protector_path is not None else ""),
         f"demo: threshold floor {report.floor.dice:.3f}; PSNR {imp['psnr']:.2f} dB per volume "
         f"(ROI {imp['psnr_roi']:.2f} dB), max change {imp['max_abs_change_255']:.1f}/255",
     ]

@@ -93,14 +93,7 @@ def protect(
         fail(str(error))
         return
     print_protect_summary(summary, title=f"umed protect ({cfg.method}, seed {cfg.seed})")
-    if summary.key_path is not None:
-        from umed.cli._console import console
 
-        console.print(
-            f"mark key: {summary.key_path} (secret: keep it, never release it; umed verify needs it)",
-            highlight=False,
-            soft_wrap=True,
-        )
     if summary.failed:
         fail(f"{len(summary.failed)} of {len(summary.results)} case(s) failed; the others were written")
 
@@ -130,3 +123,9 @@ def print_protect_summary(summary, *, title: str) -> None:
     for result in summary.failed:
         console.print(f"[red]failed[/red] {result.case_id}: {result.error}", highlight=False, soft_wrap=True)
     console.print(f"manifest: {summary.manifest_path}", highlight=False, soft_wrap=True)
+    if summary.key_path is not None:
+        console.print(
+            f"mark key: {summary.key_path} (secret: keep it, never release it; umed verify needs it)",
+            highlight=False,
+            soft_wrap=True,
+        )
