@@ -78,7 +78,7 @@ def test_wrong_key_missing_and_mismatched_predictions(probes, tmp_path):
 def test_a_bad_key_file_is_named(tmp_path):
     from umed.verify import load_key
 
-    with pytest.raises(InputError, match="key file not found"):
+    with pytest.raises(InputError, match="umed mark key not found"):
         load_key(tmp_path / "missing.json")
     (tmp_path / "k.json").write_text('{"format": "something else"}')
     with pytest.raises(InputError, match="k.json.*not|k.json: expected"):

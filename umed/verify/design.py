@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,15 @@ from umed.verify.family import MarkFamily
 from umed.verify.slots import Slot, disk
 from umed.verify.stats import RankTest, rank_test
 
-__all__ = ["Placement", "ProbeDesign", "design_probes", "mark_scores", "render_probe", "score_design"]
+__all__ = [
+    "Placement",
+    "ProbeDesign",
+    "design_from_settings",
+    "design_probes",
+    "mark_scores",
+    "render_probe",
+    "score_design",
+]
 
 SEED_BOUND = 2**63 - 1  # mark seeds are drawn uniformly in [0, SEED_BOUND)
 
@@ -115,6 +124,42 @@ def design_probes(
     )
     used = [1 + max((p.copy for p in placements if p.base == b), default=-1) for b in range(len(slots_per_base))]
     return ProbeDesign(family, float(amplitude), seeds, key_index, tuple(used), placements)
+
+
+def design_from_settings(
+    bases: Sequence[np.ndarray],
+    structures: Sequence[np.ndarray],
+    key_seed: int,
+    family: MarkFamily,
+    settings: Any,
+    rng: np.random.Generator,
+) -> ProbeDesign:
+    """Slots in every base (normalised units) and the probe design, with :class:`umed.verify.settings.VerifySettings`
+    ``settings``: what ``umed verify probes`` and the in-memory probes both draw."""
+    from umed.verify.slots import find_slots
+
+    slots = [
+        find_slots(
+            base,
+            structure,
+            radius=settings.radius,
+            rng=rng,
+            margin=settings.margin,
+            gap=settings.gap,
+            tissue_threshold=settings.tissue_threshold,
+            max_per_slice=settings.max_per_slice,
+        )
+        for base, structure in zip(bases, structures)
+    ]
+    return design_probes(
+        slots,
+        key_seed,
+        family=family,
+        amplitude=settings.amplitude,
+        n_controls=settings.controls,
+        per_mark=settings.per_mark,
+        rng=rng,
+    )
 
 
 def render_probe(

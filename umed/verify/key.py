@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from umed.errors import ConfigError, InputError
+from umed.errors import ConfigError
 from umed.verify.family import MarkFamily
+from umed.verify.secret_file import read_secret_json, write_secret_json
 
 __all__ = ["KEY_FORMAT", "MarkKey", "default_key_path", "draw_key", "load_key", "release_key", "save_key"]
 
@@ -70,26 +71,12 @@ def draw_key(family: MarkFamily, share: float) -> MarkKey:
 
 def save_key(key: MarkKey, path: Path) -> Path:
     """Write the key file (atomically; readable by its owner only where the file system allows)."""
-    from umed.io.atomic import write_bytes_atomic
-
-    return write_bytes_atomic((json.dumps(key.to_dict(), indent=2) + "\n").encode(), Path(path), mode=0o600)
+    return write_secret_json(key.to_dict(), Path(path), indent=2)
 
 
 def load_key(path: Path) -> MarkKey:
     """Read a key file; a missing, unreadable or wrong file is an :class:`~umed.errors.InputError` naming it."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: key file not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not a umed mark key (expected JSON: {error})") from error
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a umed mark key (expected a JSON object)")
-    try:
-        return MarkKey.from_dict(data)
-    except ConfigError as error:
-        raise InputError(f"{path}: {error}") from error
+    return read_secret_json(path, "umed mark key", MarkKey.from_dict)
 
 
 def default_key_path(out: Path) -> Path:

@@ -7,14 +7,14 @@ to be the ones made before the suspect's answers were seen.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from umed.errors import ConfigError, InputError
+from umed.errors import ConfigError
 from umed.verify.design import Placement, ProbeDesign
 from umed.verify.family import MarkFamily
+from umed.verify.secret_file import read_secret_json, write_secret_json
 from umed.verify.slots import Slot
 
 __all__ = ["MANIFEST_FORMAT", "ProbeFile", "ProbeManifest", "load_probe_manifest", "save_probe_manifest"]
@@ -124,23 +124,9 @@ class ProbeManifest:
 
 def save_probe_manifest(manifest: ProbeManifest, path: Path) -> Path:
     """Write the manifest atomically, readable by its owner only where the file system allows."""
-    from umed.io.atomic import write_bytes_atomic
-
-    return write_bytes_atomic(json.dumps(manifest.to_dict()).encode(), Path(path), mode=0o600)
+    return write_secret_json(manifest.to_dict(), Path(path))
 
 
 def load_probe_manifest(path: Path) -> ProbeManifest:
     """Read a probe manifest; a missing or malformed file is an :class:`~umed.errors.InputError` naming it."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: probe manifest not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not a umed probe manifest (expected JSON: {error})") from error
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a umed probe manifest (expected a JSON object)")
-    try:
-        return ProbeManifest.from_dict(data)
-    except ConfigError as error:
-        raise InputError(f"{path}: {error}") from error
+    return read_secret_json(path, "umed probe manifest", ProbeManifest.from_dict)

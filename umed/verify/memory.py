@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from umed.verify.design import design_probes, render_probe, score_design
+from umed.verify.design import design_from_settings, render_probe, score_design
 from umed.verify.key import MarkKey
 from umed.verify.settings import VerifySettings
-from umed.verify.slots import find_slots
 from umed.verify.stats import RankTest
 
 if TYPE_CHECKING:
@@ -66,28 +65,7 @@ class MemoryProbes:
     ) -> None:
         rng = np.random.default_rng([seed, 0x70726F6265])
         self.bases = [np.asarray(b, np.float32) for b in bases]
-        slots = [
-            find_slots(
-                base,
-                structure,
-                radius=settings.radius,
-                rng=rng,
-                margin=settings.margin,
-                gap=settings.gap,
-                tissue_threshold=settings.tissue_threshold,
-                max_per_slice=settings.max_per_slice,
-            )
-            for base, structure in zip(self.bases, structures)
-        ]
-        self.design = design_probes(
-            slots,
-            key.seed,
-            family=key.family,
-            amplitude=settings.amplitude,
-            n_controls=settings.controls,
-            per_mark=settings.per_mark,
-            rng=rng,
-        )
+        self.design = design_from_settings(self.bases, structures, key.seed, key.family, settings, rng)
         self.slices = {
             b: sorted({p.slot.z for p in self.design.placements if p.base == b}) for b in range(len(self.bases))
         }

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from umed.errors import ConfigError, InputError, OutputError
-from umed.verify.design import design_probes, render_probe
+from umed.verify.design import design_from_settings, render_probe
 from umed.verify.key import MarkKey
 from umed.verify.manifest import ProbeFile, ProbeManifest, save_probe_manifest
 from umed.verify.settings import VerifySettings
-from umed.verify.slots import find_slots
 
 __all__ = ["ProbeRun", "file_sha256", "make_probes"]
 
@@ -108,28 +107,14 @@ def make_probes(
     entropy = secrets.randbits(63) if entropy is None else int(entropy)
     rng = np.random.default_rng([entropy, 0x70726F6265])  # "probe"
     bases = _load_bases(images, masks, structure_labels)
-    slots = [
-        find_slots(
-            mapping.to_unit(image),
-            structure,
-            radius=settings.radius,
-            rng=rng,
-            margin=settings.margin,
-            gap=settings.gap,
-            tissue_threshold=settings.tissue_threshold,
-            max_per_slice=settings.max_per_slice,
-        )
-        for _, image, _, mapping, structure in bases
-    ]
     try:
-        design = design_probes(
-            slots,
+        design = design_from_settings(
+            [mapping.to_unit(image) for _, image, _, mapping, _ in bases],
+            [structure for *_, structure in bases],
             key.seed,
-            family=key.family,
-            amplitude=settings.amplitude,
-            n_controls=settings.controls,
-            per_mark=settings.per_mark,
-            rng=rng,
+            key.family,
+            settings,
+            rng,
         )
     except ConfigError as error:
         raise InputError(f"{images}: {error}") from error
