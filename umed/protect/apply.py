@@ -19,6 +19,7 @@ import numpy as np
 from umed.case import CaseMeta
 from umed.errors import ProtectorError
 from umed.metrics import bounding_box
+from umed.protect.threads import fixed_threads
 from umed.protectors.base import Budget, Protector, SliceBatch
 
 __all__ = [
@@ -253,9 +254,10 @@ def protect_array(
         return ProtectedArray(image.copy(), eps, scale, ())
     chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
     span = float(mapping.high - mapping.low)
-    deltas = _perturb_slices(
-        image, structure, chunks, protector, mapping, case_id=meta.case_id, scale=scale, eps=eps, mark=mark
-    )
+    with fixed_threads():  # the same bytes with any torch thread count (serial, workers, OMP_NUM_THREADS)
+        deltas = _perturb_slices(
+            image, structure, chunks, protector, mapping, case_id=meta.case_id, scale=scale, eps=eps, mark=mark
+        )
     if target_psnr is not None:  # spend exactly the budget the PSNR target allows
         factor = _target_factor(deltas, image.size, eps, span, meta, target_psnr=target_psnr, eps_cap=eps_cap)
         eps, scale = eps * factor, scale * factor

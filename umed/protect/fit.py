@@ -191,6 +191,7 @@ def fit_protector(
     from umed.protect.manifest import PROTECTOR_NAME
     from umed.protect.plan import key_digest
     from umed.protect.protector_io import save_protector
+    from umed.protect.threads import fixed_threads
 
     batch, failures = collect_training_slices(fit_on, cfg, protector.budget, progress)
     if batch is None:
@@ -199,7 +200,8 @@ def fit_protector(
         # every case with structure failed: no protector; the per-case errors are reported, empty masks passed on
         return Plan(None, None, {}, failures, key, fit_ids)
     started = time.perf_counter()
-    log = protector.fit(batch, progress=progress)
+    with fixed_threads():  # the weights' bytes must not depend on the machine's threads
+        log = protector.fit(batch, progress=progress)
     extra = {
         "structure_labels": list(cfg.structure_labels) if cfg.structure_labels else None,
         "intensity_mode": cfg.intensity_mode,
