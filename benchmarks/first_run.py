@@ -45,6 +45,8 @@ def _run(images: Path, masks: Path, out: Path, config: str | None) -> dict:
         str(out),
         "--labels",
         "1,3,4",
+        "--key-out",  # one mark key for both runs, so the bytes can be compared (umed protect draws one otherwise)
+        str(out.parent / "first_run.umed-key.json"),
     ] + (["--config", config] if config else [])
     load_before = os.getloadavg()
     started = time.perf_counter()

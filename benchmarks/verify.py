@@ -252,12 +252,14 @@ GOALS = {  # issue 21's targets, by suspect name (the row of the target table it
 
 
 def _records() -> list[dict]:
-    rows = []
+    """Every suspect of every verify_<tag>.json, once (a suspect run in two files: the first file's, by name)."""
+    rows: dict[str, dict] = {}
     for path in sorted(RESULTS.glob("verify_*.json")):
         if path.name.startswith("verify_screen") or path.name == "verify_summary.json":
             continue
-        rows += json.loads(path.read_text())["suspects"]
-    return rows
+        for row in json.loads(path.read_text())["suspects"]:
+            rows.setdefault(row["name"], row)
+    return list(rows.values())
 
 
 def summarize() -> None:
