@@ -60,7 +60,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         )
     if key in ("seed", "band_width", "max_train_slices"):
         return _number(value, key, source, int)
-    if key == "target_psnr":
+    if key in ("target_psnr", "private_share"):
         return _number(value, key, source, float)
     if key in ("method", "intensity_mode"):
         if not isinstance(value, str):
@@ -134,6 +134,8 @@ class ProtectConfig:
         method_settings: method-specific settings (epochs, lr, ...), passed to the protector (UMed's defaults are
             the ``method_settings`` of the shipped config ``umed``).
         mark: write the secret keyed mark of :mod:`umed.verify` (its family and energy share are the key's).
+        private_share: a random share of the cases, drawn when the key is drawn and recorded in the key file, is kept
+            private: not written to OUT, the reference of the mark-free test (``umed verify cases``). 0: none.
         key_out: the secret key file; ``None``: :func:`umed.verify.keyfile.default_key_path` (beside OUT, never in
             it). An existing key file is reused, so a resumed run, or another release, keeps the key.
 
@@ -161,6 +163,7 @@ class ProtectConfig:
     method_settings: dict[str, Any] = field(default_factory=dict)
     mark: bool = shipped_default("mark")
     key_out: Path | None = shipped_default("key_out")
+    private_share: float = shipped_default("private_share")
 
     def __post_init__(self) -> None:
         for name in ("eps_contour", "eps_texture", "eps_cap"):
@@ -175,6 +178,8 @@ class ProtectConfig:
             raise ConfigError(f"intensity_mode: expected 'percentile' or 'window' (got {self.intensity_mode!r})")
         if self.intensity_mode == "window" and self.window is None:
             raise ConfigError("window: intensity_mode 'window' needs window: [low, high] in file units")
+        if not 0 <= self.private_share < 1:
+            raise ConfigError(f"private_share: expected a fraction in [0, 1) (got {self.private_share})")
         if self.target_psnr is not None and not 20 <= self.target_psnr <= 100:
             raise ConfigError(f"target_psnr: expected 20..100 dB (got {self.target_psnr})")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -72,6 +72,13 @@ def protect(
         bool | None,
         typer.Option("--mark/--no-mark", help="Write the secret keyed mark of umed verify (default: on)."),
     ] = None,
+    private_share: Annotated[
+        float | None,
+        typer.Option(
+            "--private-share",
+            help="Keep this share of the cases private (not written; listed in the key file) for umed verify cases.",
+        ),
+    ] = None,
     key_out: Annotated[
         Path | None,
         typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
@@ -84,8 +91,15 @@ def protect(
     from umed.settings import load_protect_config
 
     try:
-        given = {"images": volumes, "masks": masks, "out": out, "protector": protector, "method": method, "seed": seed}
-        given |= {"mark": mark, "key_out": key_out}
+        given: dict[str, Any] = {
+            "images": volumes,
+            "masks": masks,
+            "out": out,
+            "protector": protector,
+            "method": method,
+            "seed": seed,
+        }
+        given |= {"mark": mark, "key_out": key_out, "private_share": private_share}
         cfg = load_protect_config(config, structure_labels=parse_labels(labels), target_psnr=target_psnr, **given)
         with progress_callback() as update:
             summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers, scheduler=scheduler)

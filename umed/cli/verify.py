@@ -116,6 +116,53 @@ def score(
     _print(console, result)
 
 
+@verify_app.command("cases")
+def cases(
+    images: Annotated[Path, typer.Argument(help="Every clean case, released and private (images folder).")],
+    key: Annotated[Path, typer.Option("--key", help=_KEY_HELP + " It lists the private cases.")],
+    masks: Annotated[Path | None, typer.Option("--masks", "-m", help="Label maps of the cases.")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="The suspect's predictions for every case (a folder).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A TorchScript file or MONAI bundle folder to run on the cases.")
+    ] = None,
+    spatial_dims: Annotated[int, typer.Option("--spatial-dims", help="With --model: 2 (slices) or 3.")] = 2,
+    labels: Annotated[str | None, typer.Option("--labels", help="Labels of the structure, e.g. 1,3,4.")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Level of the verdict.")] = 0.01,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+) -> None:
+    """The mark-free test: does the suspect fit the released cases better than your private ones (exact
+    permutation test over the split; needs a release made with umed protect --private-share)?"""
+    from umed.cli._console import console, fail, parse_labels
+    from umed.errors import UmedError
+    from umed.verify import load_key
+    from umed.verify.cases import score_cases
+
+    if (predictions is None) == (model is None):
+        fail("give exactly one of --predictions and --model")
+        return
+    try:
+        result = score_cases(
+            images,
+            masks,
+            load_key(key),
+            predictions=predictions,
+            model=model,
+            spatial_dims=spatial_dims,
+            structure_labels=parse_labels(labels),
+            alpha=alpha,
+        )
+        if json_path is not None:
+            from umed.io.atomic import write_json_atomic
+
+            write_json_atomic(result.to_dict(), json_path)
+    except UmedError as error:
+        fail(str(error))
+        return
+    console.print(f"verdict: {result.verdict()}", highlight=False, soft_wrap=True)
+
+
 def _print(console, result) -> None:
     from rich.table import Table
 

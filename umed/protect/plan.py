@@ -219,6 +219,7 @@ def plan_run(
         training = [[case.case_id, *hashes[case.case_id]] for case in fit_on]
         key = resume_key(cfg, protector.config(), training, version)
     key["mark_key"] = mark[0].fingerprint if mark is not None else None  # a new key never mixes with an old one
+    key["mark"] = cfg.mark
     own = cfg.out / PROTECTOR_NAME
     if overwrite:
         earlier = json_or_none(cfg.out / MANIFEST_NAME) or None
@@ -230,7 +231,7 @@ def plan_run(
     fit_ids = sorted(str(item[0]) for item in training)
     if cfg.protector is not None:
         return cfg, Plan(protector, Path(cfg.protector), document, [], key, fit_ids), previous
-    if mark is not None and mark[0].share >= 1:  # the mark takes the whole budget: nothing to fit
+    if cfg.mark and mark is not None and mark[0].share >= 1:  # the mark takes the whole budget: nothing to fit
         check_some_structure(cfg, fit_on)
         return cfg, Plan(protector, None, {}, [], key, fit_ids), previous
     if own.is_file():

@@ -39,7 +39,8 @@ class ProtectSummary:
     manifest_path: Path
     protector_path: Path | None
     protector_log: dict[str, Any] = field(default_factory=dict)
-    key_path: Path | None = None  # the secret mark key's file (never inside OUT), None without marking
+    key_path: Path | None = None  # the secret key's file (never inside OUT), None without marking
+    private_cases: tuple[str, ...] = ()  # cases kept private (not written), from the key file
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -88,21 +89,26 @@ def protect_dataset(
                 logger.warning("%s: removed a temporary file left by an interrupted run", path)
             hashes = case_hashes(cases)
             mode = output_mode(*(case.image_path for case in cases))
-            mark = _release_key(cfg)
+            mark = _release_key(cfg, cases)
+            if mark is not None and mark[0].private_cases:  # the owner's private cases are never written to OUT
+                cases = [case for case in cases if case.case_id not in set(mark[0].private_cases)]
             cfg, plan, previous = plan_run(cfg, cases, hashes, overwrite, mode, progress, mark)
             summary = _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler, mark)
             summary.key_path = mark[1] if mark is not None else None
+            summary.private_cases = mark[0].private_cases if mark is not None else ()
             return summary
 
 
-def _release_key(cfg: ProtectConfig) -> tuple[Any, Path] | None:
-    """The release's secret mark key and its file (drawn and saved now, or reused), or ``None`` without marking."""
-    if not cfg.mark:
+def _release_key(cfg: ProtectConfig, cases: Sequence[Case]) -> tuple[Any, Path] | None:
+    """The release's secret key and its file (drawn and saved now, or reused), or ``None`` without marking and
+    without private cases."""
+    if not cfg.mark and not cfg.private_share:
         return None
     from umed.verify.key import release_key
 
-    key, path, drawn = release_key(cfg.out, cfg.key_out)
-    logger.info("%s: mark key %s (%s)", path, key.fingerprint, "drawn now" if drawn else "reused")
+    ids = [case.case_id for case in cases]
+    key, path, drawn = release_key(cfg.out, cfg.key_out, ids, cfg.private_share)
+    logger.info("%s: key %s (%s)", path, key.fingerprint, "drawn now" if drawn else "reused")
     return key, path
 
 
@@ -153,7 +159,7 @@ def _apply_all(
     ]
     if progress:
         progress("protecting cases", len(outcomes), len(cases))
-    shared = (cfg, plan.protector, mode, mark[0] if mark is not None else None)
+    shared = (cfg, plan.protector, mode, mark[0] if mark is not None and cfg.mark else None)
     for _, outcome in map_jobs(protect_job, jobs, shared, workers=workers, scheduler=scheduler, lost=lost_job):
         outcomes[outcome.result.case_id] = outcome
         manifest.fill(cases, outcomes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,14 @@ class MarkKey:
         seed: the key's mark seed in ``family`` (secret).
         family: the mark family.
         share: the mark's share of the per-case perturbation energy (the protection gets the rest).
+        private_cases: the case ids drawn private when the release was made (``umed protect --private-share``):
+            never written to the release, the reference of the mark-free test (:mod:`umed.verify.cases`).
     """
 
     seed: int
     family: MarkFamily
     share: float
+    private_cases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
@@ -52,14 +56,20 @@ class MarkKey:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": KEY_FORMAT, "seed": str(self.seed), "family": self.family.to_dict(), "share": self.share}
+        out = {"format": KEY_FORMAT, "seed": str(self.seed), "family": self.family.to_dict(), "share": self.share}
+        return {**out, "private_cases": list(self.private_cases)} if self.private_cases else out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MarkKey:
         if data.get("format") != KEY_FORMAT:
             raise ConfigError(f"expected a umed mark key ({KEY_FORMAT}) (got format {data.get('format')!r})")
         try:
-            return cls(seed=int(data["seed"]), family=MarkFamily.from_dict(data["family"]), share=float(data["share"]))
+            return cls(
+                seed=int(data["seed"]),
+                family=MarkFamily.from_dict(data["family"]),
+                share=float(data["share"]),
+                private_cases=tuple(str(c) for c in data.get("private_cases", [])),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"mark key: expected keys seed, family, share (got {sorted(data)})") from error
 
@@ -86,14 +96,20 @@ def default_key_path(out: Path) -> Path:
     return out.parent / f"{out.name}.umed-key.json"
 
 
-def release_key(out: Path, key_out: Path | None) -> tuple[MarkKey, Path, bool]:
-    """The key of a release: the existing key file, or a fresh key (shipped mark settings) saved there.
+def release_key(
+    out: Path, key_out: Path | None, case_ids: Sequence[str] = (), private_share: float = 0.0
+) -> tuple[MarkKey, Path, bool]:
+    """The key of a release: the existing key file, or a fresh key (shipped mark settings, and with
+    ``private_share`` > 0 a random share of ``case_ids`` drawn private) saved there.
 
     Returns ``(key, path, drawn)``; ``drawn`` is true when the key was drawn now.
 
     Raises:
         ConfigError: the key file would lie inside ``out``. InputError: the existing key file is not a umed key.
     """
+    import numpy as np
+
+    from umed.verify.cases import draw_private
     from umed.verify.settings import VerifySettings
 
     path = Path(key_out) if key_out is not None else default_key_path(out)
@@ -103,5 +119,7 @@ def release_key(out: Path, key_out: Path | None) -> tuple[MarkKey, Path, bool]:
         return load_key(path), path, False
     settings = VerifySettings.shipped()
     key = draw_key(settings.family, settings.mark_share)
+    private = draw_private(case_ids, private_share, np.random.default_rng(secrets.randbits(128)))
+    key = MarkKey(key.seed, key.family, key.share, private)
     save_key(key, path)
     return key, path, True

@@ -20,7 +20,7 @@ from umed.errors import InputError
 from umed.verify.answers import Answer, read_answers
 from umed.verify.manifest import ProbeManifest
 
-__all__ = ["load_model", "predict_with_command", "predict_with_model", "probe_paths"]
+__all__ = ["load_model", "model_answers", "predict_with_command", "predict_with_model", "probe_paths"]
 
 
 def probe_paths(probes: Path, manifest: ProbeManifest, *, check_hashes: bool = True) -> dict[str, Path]:
@@ -74,33 +74,44 @@ def predict_with_model(
     batch_size: int = 16,
 ) -> dict[str, Answer]:
     """The model's structure probability on every probe (see the module docstring)."""
+    paths = probe_paths(probes, manifest)
+    design = manifest.design
+    slices = {b: sorted({p.slot.z for p in design.placements if p.base == b}) for b in range(len(manifest.bases))}
+    by_name = {entry.name: slices[entry.base] for entry in manifest.files}
+    return model_answers(model_path, paths, by_name, spatial_dims=spatial_dims, window=window, batch_size=batch_size)
+
+
+def model_answers(
+    model_path: Path,
+    paths: dict[str, Path],
+    slices: dict[str, list[int]] | None = None,
+    *,
+    spatial_dims: int = 2,
+    window: tuple[int, ...] | None = None,
+    batch_size: int = 16,
+) -> dict[str, Answer]:
+    """The model's structure probability on each file of ``paths`` (name -> image file), a 2D model only on the
+    ``slices`` of each name when given (see the module docstring)."""
     from umed.intensity import fit_mapping
     from umed.io import load_case
     from umed.verify.inference import structure_probability
 
     model = load_model(model_path)
-    paths = probe_paths(probes, manifest)
-    slices = {
-        b: sorted({p.slot.z for p in manifest.design.placements if p.base == b}) for b in range(len(manifest.bases))
-    }
     answers = {}
-    for entry in manifest.files:
-        image, _ = load_case(paths[entry.name])
+    for name, path in paths.items():
+        image, _ = load_case(path)
         unit = fit_mapping(image, mode="percentile").to_unit(image)
+        chosen = slices.get(name) if slices is not None and spatial_dims == 2 and unit.ndim == 3 else None
         try:
             values = structure_probability(
-                model,
-                unit,
-                slices=slices[entry.base] if spatial_dims == 2 and unit.ndim == 3 else None,
-                batch_size=batch_size,
-                window=window if spatial_dims == 3 else None,
+                model, unit, slices=chosen, batch_size=batch_size, window=window if spatial_dims == 3 else None
             )
         except RuntimeError as error:
             raise InputError(
-                f"{model_path}: the model failed on {paths[entry.name]} ({str(error).splitlines()[0]}); "
+                f"{model_path}: the model failed on {path} ({str(error).splitlines()[0]}); "
                 "check --spatial-dims, or run it with --predict and its own pipeline"
             ) from error
-        answers[entry.name] = Answer(np.asarray(values, np.float32), soft=True)
+        answers[name] = Answer(np.asarray(values, np.float32), soft=True)
     return answers
 
 
