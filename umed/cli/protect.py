@@ -68,6 +68,13 @@ def protect(
             help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).",
         ),
     ] = None,
+    restore_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--restore-key",
+            help="Also write this secret file (outside OUT): `umed restore` gives the original files back with it.",
+        ),
+    ] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
@@ -79,7 +86,14 @@ def protect(
         given = {"images": volumes, "masks": masks, "out": out, "protector": protector, "method": method, "seed": seed}
         cfg = load_protect_config(config, structure_labels=parse_labels(labels), target_psnr=target_psnr, **given)
         with progress_callback() as update:
-            summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers, scheduler=scheduler)
+            summary = protect_dataset(
+                cfg,
+                progress=update,
+                overwrite=overwrite,
+                workers=workers,
+                scheduler=scheduler,
+                restore_key=restore_key,
+            )
     except UmedError as error:
         fail(str(error))
         return
@@ -113,3 +127,5 @@ def print_protect_summary(summary, *, title: str) -> None:
     for result in summary.failed:
         console.print(f"[red]failed[/red] {result.case_id}: {result.error}", highlight=False, soft_wrap=True)
     console.print(f"manifest: {summary.manifest_path}", highlight=False, soft_wrap=True)
+    if summary.restore_key is not None:
+        console.print(f"restore key (keep it secret): {summary.restore_key}", highlight=False, soft_wrap=True)

@@ -39,6 +39,7 @@ class ProtectSummary:
     manifest_path: Path
     protector_path: Path | None
     protector_log: dict[str, Any] = field(default_factory=dict)
+    restore_key: Path | None = None
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -53,6 +54,7 @@ def protect_dataset(
     overwrite: bool = False,
     workers: int = 1,
     scheduler: str | Path | None = None,
+    restore_key: Path | None = None,
 ) -> ProtectSummary:
     """Protect every case of a dataset and write OUT/ (cases in their own format, protector, manifest.json).
 
@@ -67,9 +69,12 @@ def protect_dataset(
     in ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
     bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
 
+    With ``restore_key``, a secret file outside OUT is written after the run from which ``umed restore``
+    (:func:`umed.protect.restore.restore_dataset`) gives back every written case's original file, bit for bit.
+
     Raises:
-        ConfigError: OUT inside an input folder, OUT written with other settings, no structure to protect,
-            unreachable scheduler.
+        ConfigError: OUT inside an input folder, a restore key inside OUT or an input folder, OUT written with
+            other settings, no structure to protect, unreachable scheduler.
         InputError: the image folder cannot be read.
         OutputError: OUT is a file, cannot be written, or another run holds its lock.
     """
@@ -78,8 +83,11 @@ def protect_dataset(
     from umed.io.lock import output_lock
     from umed.protect.manifest import captured_warnings
     from umed.protect.plan import case_hashes, plan_run
+    from umed.protect.restore import build_restore_key, check_key_location, write_restore_key
 
     check_output_location(cfg.out, [cfg.images] + ([cfg.masks] if cfg.masks else []))
+    if restore_key is not None:
+        check_key_location(restore_key, cfg.out, [cfg.images, cfg.masks])
     with captured_warnings() as warnings:
         cases = discover_cases(cfg.images, cfg.masks)
         with output_lock(cfg.out):
@@ -88,7 +96,16 @@ def protect_dataset(
             hashes = case_hashes(cases)
             mode = output_mode(*(case.image_path for case in cases))
             cfg, plan, previous = plan_run(cfg, cases, hashes, overwrite, mode, progress)
-            return _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler)
+            summary = _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler)
+            if restore_key is not None:
+                inputs = {case.case_id: case.image_path for case in cases}
+                pairs = [
+                    (r.case_id, inputs[r.case_id], r.output_path)
+                    for r in summary.results
+                    if r.output_path is not None and r.status != "failed"
+                ]
+                summary.restore_key = write_restore_key(build_restore_key(pairs), restore_key)
+            return summary
 
 
 def _manifest_header(cfg: ProtectConfig, plan: Plan) -> dict[str, Any]:
