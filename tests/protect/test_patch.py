@@ -52,7 +52,7 @@ def test_gzip_is_rebuilt_with_its_own_header_and_zlib_level() -> None:
     compressed = buffer.getvalue()
     protected_gz = gzip.compress(protected, compresslevel=1, mtime=0)
     patch = make_patch(compressed, protected_gz)
-    assert patch.layer == "gzip" and patch.gzip is not None and patch.gzip["level"] == 9
+    assert patch.layer == "gzip" and patch.layout is not None and patch.layout["level"] == 9
     assert apply_patch(_through_key(patch), protected_gz) == compressed
     assert len(patch.data) < len(compressed) // 10
 
@@ -84,6 +84,29 @@ def test_other_protected_bytes_are_refused() -> None:
         apply_patch(patch, protected[:-1] + bytes([protected[-1] ^ 1]))
     with pytest.raises(ValueError, match="truncated patch"):
         FilePatch.from_parts(patch.to_json(), patch.to_blob()[:10])
+
+
+def test_png_scanlines_are_patched_and_the_png_rebuilt() -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, (48, 40)).astype(np.uint8)
+    changed = pixels.copy()
+    changed[20:24, 10:14] ^= 3
+    files = []
+    for array in (pixels, changed):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        files.append(buffer.getvalue())
+    patch = make_patch(*files)
+    assert patch.layer == "png" and len(patch.data) < len(files[0]) // 4
+    assert apply_patch(_through_key(patch), files[1]) == files[0]
+
+
+def test_a_patch_larger_than_the_file_is_a_copy() -> None:
+    original = np.random.default_rng(7).integers(0, 256, 4000).astype(np.uint8).tobytes()
+    patch = make_patch(original, bytes(255 - b for b in original))
+    assert patch.layer == "copy" and apply_patch(_through_key(patch), bytes(255 - b for b in original)) == original
 
 
 def test_no_counterpart_keeps_the_original_whole() -> None:

@@ -123,6 +123,8 @@ def test_png_and_tiff_round_trip_is_bit_exact(tmp_path: Path) -> None:
     )
     restore_dataset(tmp_path / "out", tmp_path / "key", tmp_path / "original")
     _assert_restored(images, tmp_path / "original")
+    layers = {case.case_id: case.files[0].patch.layer for case in read_restore_key(tmp_path / "key").cases}
+    assert layers == {"a": "png", "b": "png", "c": "raw"}  # pillow's PNGs are re-compressed, not kept whole
 
 
 def test_dicom_series_round_trip_gives_the_original_files(dicom_series, tmp_path: Path) -> None:

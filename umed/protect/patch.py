@@ -1,16 +1,16 @@
 """Byte patches that turn a protected file back into its original, bit for bit (for ``umed restore``).
 
-A patch works on one of three layers, chosen when the key is written:
+A patch works on one of these layers, chosen when the key is written:
 
 - ``raw``: on the file's bytes. Where protected and original have the same length (uncompressed NIfTI, DICOM,
   TIFF: only the changed voxels differ) the patch holds the original bytes of the differing runs of 4-byte words;
   otherwise (a DICOM file whose header gained tags) the original header part whole and the runs of the rest,
   compared aligned at the end.
-- ``gzip`` (``.nii.gz``): on the decompressed bytes, when re-compressing the original's decompressed bytes with the
-  zlib settings found for it (level, memory level, strategy; tried in turn) and its own gzip header gives back its
-  bytes exactly; restoring then re-compresses with those settings.
-- ``copy``: the whole original file (a gzip file no zlib setting reproduces, a file without a protected
-  counterpart).
+- ``gzip`` (``.nii.gz``) and ``png``: on the decompressed bytes (a PNG's filtered scanlines), when
+  :mod:`umed.protect.containers` finds the zlib settings and the surrounding bytes that rebuild the original file
+  exactly from them; restoring then re-compresses with those settings.
+- ``copy``: the whole original file (a compressed file no zlib setting reproduces, a file without a protected
+  counterpart, or when the patch would be larger: a PNG whose rows the original's writer filtered otherwise).
 
 Every patch records the SHA-256 of the protected file it applies to and of the original it gives back; applying
 checks both, so a changed file or a wrong key is an error, never a wrong original.
@@ -18,14 +18,14 @@ checks both, so a changed file or a wrong key is an error, never a wrong origina
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import struct
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from umed.protect import containers
 
 __all__ = ["FilePatch", "apply_patch", "make_patch"]
 
@@ -33,11 +33,6 @@ _WORD = 4
 """Runs are whole 4-byte words of the file (float32 voxels, pairs of int16): the stored original values keep their
 alignment, which the key's LZMA compression exploits (on a BraTS volume: 3.1% of the protected file against 3.9%
 for runs of single bytes)."""
-_CHUNK = 1 << 20
-_ZLIB_TRIES = [(level, 8, zlib.Z_DEFAULT_STRATEGY) for level in (9, 6, 1, 2, 3, 4, 5, 7, 8, 0)] + [
-    (level, 9, zlib.Z_DEFAULT_STRATEGY) for level in (9, 6, 1)
-]
-"""zlib settings tried in turn to reproduce an original's deflate stream: gzip's, zlib's, nibabel's defaults first."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +40,10 @@ class FilePatch:
     """How to rebuild one original file from its protected counterpart.
 
     Attributes:
-        layer: ``"raw"``, ``"gzip"`` or ``"copy"`` (see the module docstring).
+        layer: ``"raw"``, ``"gzip"``, ``"png"`` or ``"copy"`` (see the module docstring).
         original_sha256: the original file's SHA-256 (checked after rebuilding).
         protected_sha256: the protected file's SHA-256 (``None`` for ``copy`` without a counterpart).
-        gzip: for ``gzip``: ``{"header": hex of the original's gzip header, "level", "mem_level", "strategy"}``.
+        layout: for ``gzip`` and ``png``: what :func:`umed.protect.containers.encode` rebuilds the file with.
         starts, ends: ``(N,)`` int64 byte ranges ``[start, end)`` of the layer's protected bytes to replace.
         sizes: ``(N,)`` int64 length of each range's replacement in ``data``.
         data: the replacement bytes, run after run (``copy``: the whole original).
@@ -57,7 +52,7 @@ class FilePatch:
     layer: str
     original_sha256: str
     protected_sha256: str | None
-    gzip: dict[str, Any] | None
+    layout: dict[str, Any] | None
     starts: np.ndarray
     ends: np.ndarray
     sizes: np.ndarray
@@ -69,7 +64,7 @@ class FilePatch:
             "layer": self.layer,
             "original_sha256": self.original_sha256,
             "protected_sha256": self.protected_sha256,
-            "gzip": self.gzip,
+            "layout": self.layout,
             "runs": len(self.starts),
         }
 
@@ -92,7 +87,7 @@ class FilePatch:
             str(description["layer"]),
             str(description["original_sha256"]),
             description.get("protected_sha256"),
-            description.get("gzip"),
+            description.get("layout"),
             starts,
             starts + lengths,
             sizes,
@@ -107,13 +102,17 @@ def make_patch(original: bytes, protected: bytes | None) -> FilePatch:
     if protected is None:
         return FilePatch("copy", original_sha, None, None, empty, empty, empty, original)
     protected_sha = hashlib.sha256(protected).hexdigest()
-    if original[:2] == b"\x1f\x8b" and protected[:2] == b"\x1f\x8b":
-        layout = _gzip_layout(original)
-        if layout is None:
-            return FilePatch("copy", original_sha, protected_sha, None, empty, empty, empty, original)
-        settings, raw = layout
-        return FilePatch("gzip", original_sha, protected_sha, settings, *_diff(raw, gzip.decompress(protected)))
-    return FilePatch("raw", original_sha, protected_sha, None, *_diff(original, protected))
+    copy = FilePatch("copy", original_sha, protected_sha, None, empty, empty, empty, original)
+    kind = containers.which(original)
+    if kind is not None and containers.which(protected) == kind:
+        found = containers.layout(kind, original)
+        if found is None:
+            return copy
+        settings, raw = found
+        patch = FilePatch(kind, original_sha, protected_sha, settings, *_diff(raw, containers.decode(kind, protected)))
+    else:
+        patch = FilePatch("raw", original_sha, protected_sha, None, *_diff(original, protected))
+    return patch if len(patch.to_blob()) < len(original) else copy  # a patch never costs more than the file
 
 
 def apply_patch(patch: FilePatch, protected: bytes | None) -> bytes:
@@ -129,12 +128,16 @@ def apply_patch(patch: FilePatch, protected: bytes | None) -> bytes:
             raise ValueError(f"changed since protection (expected SHA-256 {patch.protected_sha256}, got {got})")
     if patch.layer == "copy":
         result = patch.data
-    elif patch.layer == "gzip" and patch.gzip is not None and protected is not None:
-        result = _gzip(_splice(gzip.decompress(protected), patch), patch.gzip)
+    elif patch.layer in containers.CONTAINERS and patch.layout is not None and protected is not None:
+        try:
+            raw = containers.decode(patch.layer, protected)
+        except (ValueError, OSError, EOFError, zlib.error) as error:
+            raise ValueError(f"cannot decompress the protected file ({error})") from error
+        result = containers.encode(patch.layer, _splice(raw, patch), patch.layout)
     elif patch.layer == "raw" and protected is not None:
         result = _splice(protected, patch)
     else:
-        raise ValueError(f"unknown patch layer {patch.layer!r} (expected raw, gzip or copy)")
+        raise ValueError(f"unknown patch layer {patch.layer!r} (expected raw, gzip, png or copy)")
     if hashlib.sha256(result).hexdigest() != patch.original_sha256:
         raise ValueError(f"the rebuilt file is not the original (expected SHA-256 {patch.original_sha256})")
     return result
@@ -194,56 +197,3 @@ def _splice(protected: bytes, patch: FilePatch) -> bytes:
         position, offset = end, offset + size
     pieces.append(protected[position:])
     return b"".join(pieces)
-
-
-def _gzip_header_end(data: bytes) -> int:
-    """Where a gzip member's deflate stream starts (RFC 1952), or -1 if the header is not one zlib can follow."""
-    if len(data) < 18 or data[2] != 8:
-        return -1
-    flags, position = data[3], 10
-    if flags & 4:
-        position += 2 + struct.unpack("<H", data[position : position + 2])[0]
-    for bit in (8, 16):  # file name, comment: zero-terminated
-        if flags & bit:
-            position = data.index(b"\0", position) + 1
-    return position + (2 if flags & 2 else 0)
-
-
-def _gzip_layout(original: bytes) -> tuple[dict[str, Any], bytes] | None:
-    """The zlib settings that re-compress the original's decompressed bytes to exactly its bytes, and those
-    decompressed bytes; ``None`` if no setting does (several members, trailing bytes, another compressor)."""
-    try:
-        start = _gzip_header_end(original)
-        inflater = zlib.decompressobj(-15)
-        raw = inflater.decompress(original[start:]) if start > 0 else b""
-    except (ValueError, zlib.error):
-        return None
-    trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
-    if start <= 0 or not inflater.eof or inflater.unused_data != trailer:
-        return None
-    stream = original[start : len(original) - 8]
-    for level, mem_level, strategy in _ZLIB_TRIES:
-        if _reproduces(raw, stream, level, mem_level, strategy):
-            header = original[:start].hex()
-            return {"header": header, "level": level, "mem_level": mem_level, "strategy": strategy}, raw
-    return None
-
-
-def _reproduces(raw: bytes, stream: bytes, level: int, mem_level: int, strategy: int) -> bool:
-    """Whether these zlib settings compress ``raw`` to ``stream`` (stops at the first differing byte)."""
-    deflater = zlib.compressobj(level, zlib.DEFLATED, -15, mem_level, strategy)
-    position = 0
-    for offset in range(0, len(raw), _CHUNK):
-        piece = deflater.compress(raw[offset : offset + _CHUNK])
-        if stream[position : position + len(piece)] != piece:
-            return False
-        position += len(piece)
-    return stream[position:] == deflater.flush()
-
-
-def _gzip(raw: bytes, settings: dict[str, Any]) -> bytes:
-    deflater = zlib.compressobj(
-        int(settings["level"]), zlib.DEFLATED, -15, int(settings["mem_level"]), int(settings["strategy"])
-    )
-    body = deflater.compress(raw) + deflater.flush()
-    return bytes.fromhex(settings["header"]) + body + struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
