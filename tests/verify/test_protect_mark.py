@@ -91,3 +91,18 @@ def test_a_release_verified_end_to_end(phantoms, tmp_path: Path):
     result = score_with(probes.manifest, key, probes.folder, predictions=answers)
     assert result.test.rank == 1 and result.p_value == pytest.approx(1 / 20)
     assert np.isfinite(result.test.effect)
+
+
+def test_a_marked_release_restores_bit_for_bit(phantoms, tmp_path: Path):
+    """The restore key of issue 23 gives the originals back from a marked release too."""
+    from umed.protect import protect_dataset
+    from umed.protect.restore import restore_dataset
+    from umed.settings import ProtectConfig
+
+    images, masks = phantoms
+    protect_dataset(
+        ProtectConfig(images=images, masks=masks, out=tmp_path / "release"), restore_key=tmp_path / "restore.key"
+    )
+    restore_dataset(tmp_path / "release", tmp_path / "restore.key", tmp_path / "originals")
+    for path in sorted(images.iterdir()):
+        assert (tmp_path / "originals" / path.name).read_bytes() == path.read_bytes()

@@ -8,7 +8,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold patient data
     add_completion=False,
-    help="Unlearnable medical image segmentation datasets: protect, audit, inspect.",
+    help="Unlearnable medical image segmentation datasets: protect, restore, audit, inspect.",
 )
 
 
@@ -26,14 +26,14 @@ def _main(
         False, "--version", help="Print umed's version and exit.", callback=_version, is_eager=True
     ),
 ) -> None:
-    """Unlearnable medical image segmentation datasets: protect, audit, inspect."""
+    """Unlearnable medical image segmentation datasets: protect, restore, audit, inspect."""
 
 
 def _register() -> None:
     """Import each command module; each one adds its command to ``app``."""
     import importlib
 
-    for module in ("info", "protect", "audit", "demo", "export", "configs", "verify"):
+    for module in ("info", "protect", "restore", "audit", "demo", "export", "configs", "verify"):
         try:
             importlib.import_module(f"umed.cli.{module}")
         except ModuleNotFoundError as error:  # a command not yet written

@@ -83,6 +83,13 @@ def protect(
         Path | None,
         typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
     ] = None,
+    restore_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--restore-key",
+            help="Also write this secret file (outside OUT): `umed restore` gives the original files back with it.",
+        ),
+    ] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
@@ -102,7 +109,14 @@ def protect(
         given |= {"mark": mark, "key_out": key_out, "private_share": private_share}
         cfg = load_protect_config(config, structure_labels=parse_labels(labels), target_psnr=target_psnr, **given)
         with progress_callback() as update:
-            summary = protect_dataset(cfg, progress=update, overwrite=overwrite, workers=workers, scheduler=scheduler)
+            summary = protect_dataset(
+                cfg,
+                progress=update,
+                overwrite=overwrite,
+                workers=workers,
+                scheduler=scheduler,
+                restore_key=restore_key,
+            )
     except UmedError as error:
         fail(str(error))
         return
@@ -143,3 +157,5 @@ def print_protect_summary(summary, *, title: str) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if summary.restore_key is not None:
+        console.print(f"restore key (keep it secret): {summary.restore_key}", highlight=False, soft_wrap=True)

@@ -41,6 +41,7 @@ class ProtectSummary:
     protector_log: dict[str, Any] = field(default_factory=dict)
     key_path: Path | None = None  # the secret key's file (never inside OUT), None without marking
     private_cases: tuple[str, ...] = ()  # cases kept private (not written), from the key file
+    restore_key: Path | None = None
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -55,6 +56,7 @@ def protect_dataset(
     overwrite: bool = False,
     workers: int = 1,
     scheduler: str | Path | None = None,
+    restore_key: Path | None = None,
 ) -> ProtectSummary:
     """Protect every case of a dataset and write OUT/ (cases in their own format, protector, manifest.json).
 
@@ -69,9 +71,12 @@ def protect_dataset(
     in ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
     bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
 
+    With ``restore_key``, a secret file outside OUT is written after the run from which ``umed restore``
+    (:func:`umed.protect.restore.restore_dataset`) gives back every written case's original file, bit for bit.
+
     Raises:
-        ConfigError: OUT inside an input folder, OUT written with other settings, no structure to protect,
-            unreachable scheduler.
+        ConfigError: OUT inside an input folder, a restore key inside OUT or an input folder, OUT written with
+            other settings, no structure to protect, unreachable scheduler.
         InputError: the image folder cannot be read.
         OutputError: OUT is a file, cannot be written, or another run holds its lock.
     """
@@ -80,8 +85,11 @@ def protect_dataset(
     from umed.io.lock import output_lock
     from umed.protect.manifest import captured_warnings
     from umed.protect.plan import case_hashes, plan_run
+    from umed.protect.restore import build_restore_key, check_key_location, write_restore_key
 
     check_output_location(cfg.out, [cfg.images] + ([cfg.masks] if cfg.masks else []))
+    if restore_key is not None:
+        check_key_location(restore_key, cfg.out, [cfg.images, cfg.masks])
     with captured_warnings() as warnings:
         cases = discover_cases(cfg.images, cfg.masks)
         with output_lock(cfg.out):
@@ -96,6 +104,14 @@ def protect_dataset(
             summary = _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler, mark)
             summary.key_path = mark[1] if mark is not None else None
             summary.private_cases = mark[0].private_cases if mark is not None else ()
+            if restore_key is not None:
+                inputs = {case.case_id: case.image_path for case in cases}
+                pairs = [
+                    (r.case_id, inputs[r.case_id], r.output_path)
+                    for r in summary.results
+                    if r.output_path is not None and r.status != "failed"
+                ]
+                summary.restore_key = write_restore_key(build_restore_key(pairs), restore_key)
             return summary
 
 
