@@ -41,7 +41,14 @@ def main() -> None:
     print(f"1. phantoms: {images} (labels in {masks})")
 
     cfg = ProtectConfig(
-        images=images, masks=masks, out=out / "cli", method="umed", seed=0, target_psnr=50.0, method_settings=FAST_UMED
+        images=images,
+        masks=masks,
+        out=out / "cli",
+        method="umed",
+        seed=0,
+        target_psnr=50.0,
+        method_settings=FAST_UMED,
+        mark=False,  # a fitted protector (the shipped mark alone would take the whole budget: nothing to fit)
     )
     summary = protect_dataset(cfg)
     print(f"2. protect_dataset fitted {summary.protector_path} and wrote {len(summary.results)} cases to {cfg.out}")

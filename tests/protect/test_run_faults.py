@@ -177,7 +177,7 @@ def test_write_failure_is_a_per_case_error_not_a_traceback(data, config, tmp_pat
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
         from umed.cli import app
         app(["protect", {str(images)!r}, "-m", {str(masks)!r}, "-o", {str(out)!r},
-             "--protector", {str(tmp_path / "fit" / "protector.json")!r}])
+             "--protector", {str(tmp_path / "fit" / "protector.json")!r}, "--no-mark"])
     """
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -220,7 +220,8 @@ def test_read_only_and_full_file_systems_are_clear_errors(data, config, tmp_path
     assert read_only.returncode == 1 and "Traceback" not in read_only.stdout + read_only.stderr
     assert f"{mount}/out: cannot create the output folder (Read-only file system)" in read_only.stderr
     full = _in_own_mount_namespace(
-        f"mount -t tmpfs -o size=120k tmpfs {mount} && {umed} -o {mount}/out --protector {tmp_path}/fit/protector.json"
+        f"mount -t tmpfs -o size=120k tmpfs {mount} && {umed} -o {mount}/out --no-mark"
+        f" --protector {tmp_path}/fit/protector.json"
         f" ; echo status=$? ; ls -A {mount}/out"
     )
     assert "status=1" in full.stdout and "Traceback" not in full.stdout + full.stderr, full.stdout + full.stderr

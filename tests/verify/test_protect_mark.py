@@ -106,3 +106,11 @@ def test_a_marked_release_restores_bit_for_bit(phantoms, tmp_path: Path):
     restore_dataset(tmp_path / "release", tmp_path / "restore.key", tmp_path / "originals")
     for path in sorted(images.iterdir()):
         assert (tmp_path / "originals" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_a_saved_protector_with_the_whole_budget_mark_is_refused(phantoms, tmp_path: Path):
+    """``--protector`` with the shipped mark (which takes the whole budget) would silently not apply the protector."""
+    images, masks = phantoms
+    fitted = _protect(images, masks, tmp_path / "fit", mark=False, method="random")
+    with pytest.raises(ConfigError, match="--no-mark"):
+        _protect(images, masks, tmp_path / "again", protector=fitted.protector_path)

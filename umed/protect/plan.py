@@ -206,6 +206,11 @@ def plan_run(
     from umed.protectors import make_protector
 
     version = umed_version()
+    if cfg.protector is not None and cfg.mark and mark is not None and mark[0].share >= 1:
+        raise ConfigError(
+            f"{cfg.protector}: the shipped mark takes the whole budget, so this protector would not be applied "
+            "(expected --no-mark to apply a saved protector, or a key with mark_share below 1)"
+        )
     if cfg.protector is not None:
         protector, document = load_protector(cfg.protector)
         cfg = recorded_rules(cfg, document)
