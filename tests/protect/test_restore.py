@@ -81,7 +81,7 @@ def test_nifti_round_trip_is_bit_exact(release, tmp_path: Path) -> None:
     _assert_restored(images, tmp_path / "original")
     restored = nib.load(tmp_path / "original" / "i16.nii.gz")
     assert restored.get_data_dtype() == np.int16 and (restored.dataobj.slope, restored.dataobj.inter) == (0.5, -10.0)
-    layers = {case.case_id: case.files[0].patch.layer for case in read_restore_key(key).cases}
+    layers = {case.case_id: case.files[0].patch["layer"] for case in read_restore_key(key).cases}
     assert layers == {"f32": "gzip", "f32_l9": "gzip", "i16": "gzip", "u8": "raw"}  # no whole copy needed
 
 
@@ -123,7 +123,7 @@ def test_png_and_tiff_round_trip_is_bit_exact(tmp_path: Path) -> None:
     )
     restore_dataset(tmp_path / "out", tmp_path / "key", tmp_path / "original")
     _assert_restored(images, tmp_path / "original")
-    layers = {case.case_id: case.files[0].patch.layer for case in read_restore_key(tmp_path / "key").cases}
+    layers = {case.case_id: case.files[0].patch["layer"] for case in read_restore_key(tmp_path / "key").cases}
     assert layers == {"a": "png", "b": "png", "c": "raw"}  # pillow's PNGs are re-compressed, not kept whole
 
 
