@@ -14,11 +14,10 @@ The key is a zip archive (LZMA): ``key.json`` (format, release id, cases, files,
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = [
     "KeyFile",
     "RestoreKey",
     "RestoreSummary",
-    "build_restore_key",
     "check_key_location",
     "read_restore_key",
     "restore_dataset",
@@ -44,11 +42,13 @@ KEY_FORMAT = "umed-restore-key/1"
 @dataclass(frozen=True)
 class KeyFile:
     """One original file: its path in the restored case (``""``: the case is this file), its protected
-    counterpart's path in the case's output (``None``: none), and the patch between them."""
+    counterpart's path in the case's output (``None``: none), its patch's description
+    (:meth:`umed.protect.patch.FilePatch.to_json`) and the key entry holding the patch's bytes."""
 
     original: str
     protected: str | None
-    patch: FilePatch
+    patch: dict[str, Any]
+    blob: str
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,10 @@ class KeyCase:
 
 @dataclass(frozen=True)
 class RestoreKey:
-    """A release's restore key: the cases, and ``release``, a SHA-256 over their outputs' names and hashes."""
+    """A release's restore key (the patches' bytes stay in the file at ``path`` until a case is restored): the
+    cases, and ``release``, a SHA-256 over their outputs' names and hashes."""
 
+    path: Path
     release: str
     cases: list[KeyCase]
 
@@ -97,51 +99,36 @@ def check_key_location(key: Path, out: Path, inputs: Sequence[Path | None]) -> N
             raise ConfigError(f"{key}: the restore key must not be inside {what} {folder} (expected a path outside)")
 
 
-def build_restore_key(pairs: Sequence[tuple[str, Path, Path]]) -> RestoreKey:
-    """The key of a release from ``(case_id, original, output)`` per case (a file each, or a DICOM series folder
-    each; a series' files are paired by their path in the folder)."""
-    from umed.io.provenance import sha256_file
-
-    cases = []
-    for case_id, original, output in pairs:
-        original, output = Path(original), Path(output)
-        if original.is_dir():
-            names = sorted(str(p.relative_to(original)) for p in original.rglob("*") if p.is_file())
-            files = [_key_file(original / name, output / name, name) for name in names]
-        else:
-            files = [_key_file(original, output, "")]
-        cases.append(KeyCase(case_id, output.name, sha256_file(output), files))
-    return RestoreKey(_release_id(cases), cases)
-
-
-def _key_file(original: Path, protected: Path, name: str) -> KeyFile:
-    counterpart = protected.read_bytes() if protected.is_file() else None
-    return KeyFile(name, name if counterpart is not None else None, make_patch(original.read_bytes(), counterpart))
-
-
-def write_restore_key(key: RestoreKey, path: Path) -> Path:
-    """Write the key atomically, readable by its owner only (``0600``); returns ``path``.
+def write_restore_key(pairs: Sequence[tuple[str, Path, Path]], path: Path) -> Path:
+    """Write the restore key of a release from ``(case_id, original, output)`` per case (a file each, or a DICOM
+    series folder each, whose files are paired by their path in the folder), atomically and readable by its owner
+    only (``0600``); one case's files are in memory at a time. Returns ``path``.
 
     Raises:
         OutputError: the file cannot be written.
     """
-    from umed.io.atomic import write_bytes_atomic
+    from umed.io.atomic import atomic_file
+    from umed.io.provenance import sha256_file
 
-    buffer = io.BytesIO()
-    document: dict[str, Any] = {"format": KEY_FORMAT, "release": key.release, "cases": []}
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for case in key.cases:
+    cases = []
+    with atomic_file(Path(path), mode=0o600) as temp, zipfile.ZipFile(temp, "w") as archive:
+        for case_id, original, output in pairs:
+            original, output = Path(original), Path(output)
+            names = [""]
+            if original.is_dir():
+                names = sorted(str(p.relative_to(original)) for p in original.rglob("*") if p.is_file())
             files = []
-            for file in case.files:
+            for name in names:
+                counterpart = output / name if name else output
+                data = counterpart.read_bytes() if counterpart.is_file() else None
+                patch = make_patch((original / name if name else original).read_bytes(), data)
                 blob = f"patches/{len(archive.namelist())}.bin"
-                archive.writestr(_entry(blob), file.patch.to_blob(), compress_type=zipfile.ZIP_LZMA)
-                names = {"original": file.original, "protected": file.protected, "blob": blob}
-                files.append({**names, "patch": file.patch.to_json()})
-            entry = {"case_id": case.case_id, "output": case.output, "output_sha256": case.output_sha256}
-            document["cases"].append({**entry, "files": files})
-        text = json.dumps(document, indent=1).encode()
-        archive.writestr(_entry("key.json"), text, compress_type=zipfile.ZIP_LZMA)
-    return write_bytes_atomic(buffer.getvalue(), Path(path), mode=0o600)
+                archive.writestr(_entry(blob), patch.to_blob(), compress_type=zipfile.ZIP_LZMA)
+                files.append(KeyFile(name, name if data is not None else None, patch.to_json(), blob))
+            cases.append(KeyCase(case_id, output.name, sha256_file(output), files))
+        document = {"format": KEY_FORMAT, "release": _release_id(cases), "cases": [asdict(case) for case in cases]}
+        archive.writestr(_entry("key.json"), json.dumps(document, indent=1), compress_type=zipfile.ZIP_LZMA)
+    return Path(path)
 
 
 def _entry(name: str) -> zipfile.ZipInfo:
@@ -150,7 +137,7 @@ def _entry(name: str) -> zipfile.ZipInfo:
 
 
 def read_restore_key(path: Path) -> RestoreKey:
-    """Read a key :func:`write_restore_key` wrote.
+    """Read the description of a key :func:`write_restore_key` wrote (the patches are read when restoring).
 
     Raises:
         InputError: the file is missing, not a zip archive, or not a umed restore key of this format.
@@ -159,28 +146,23 @@ def read_restore_key(path: Path) -> RestoreKey:
     try:
         with zipfile.ZipFile(path) as archive:
             document = json.loads(archive.read("key.json"))
-            if not isinstance(document, dict) or document.get("format") != KEY_FORMAT:
-                found = document.get("format") if isinstance(document, dict) else type(document).__name__
-                raise InputError(f"{path}: not a umed restore key (expected format {KEY_FORMAT}, got {found})")
-            cases = [
-                KeyCase(
-                    str(case["case_id"]),
-                    str(case["output"]),
-                    str(case["output_sha256"]),
-                    [
-                        KeyFile(
-                            f["original"], f["protected"], FilePatch.from_parts(f["patch"], archive.read(f["blob"]))
-                        )
-                        for f in case["files"]
-                    ],
-                )
-                for case in document["cases"]
-            ]
+        if not isinstance(document, dict) or document.get("format") != KEY_FORMAT:
+            found = document.get("format") if isinstance(document, dict) else type(document).__name__
+            raise InputError(f"{path}: not a umed restore key (expected format {KEY_FORMAT}, got {found})")
+        cases = [
+            KeyCase(
+                str(case["case_id"]),
+                str(case["output"]),
+                str(case["output_sha256"]),
+                [KeyFile(f["original"], f["protected"], dict(f["patch"]), str(f["blob"])) for f in case["files"]],
+            )
+            for case in document["cases"]
+        ]
+        key = RestoreKey(path, str(document["release"]), cases)
     except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError) as error:
         if isinstance(error, InputError):
             raise
         raise InputError(f"{path}: cannot read the restore key (expected a umed restore key; {error})") from error
-    key = RestoreKey(str(document["release"]), cases)
     if _release_id(cases) != key.release:
         raise InputError(f"{path}: the restore key is damaged (its cases do not match its release id)")
     return key
@@ -211,9 +193,9 @@ def restore_dataset(protected: Path, key_path: Path, out: Path) -> RestoreSummar
     _check_release(protected, key, Path(key_path))
     for case in key.cases:  # every file checked before anything is written
         _protected_files(protected, case)
-    with atomic_dir(out) as temp:
+    with atomic_dir(out) as temp, zipfile.ZipFile(key.path) as archive:
         for case in key.cases:
-            for file, original in zip(case.files, _rebuild(protected, case, _protected_files(protected, case))):
+            for file, original in zip(case.files, _rebuild(protected, case, archive)):
                 target = temp / case.output / file.original if file.original else temp / case.output
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(original)
@@ -254,7 +236,7 @@ def _protected_files(protected: Path, case: KeyCase) -> list[bytes | None]:
     for file in case.files:
         path = root / file.protected if file.protected else root
         data = path.read_bytes() if file.protected is not None and path.is_file() else None
-        expected = file.patch.protected_sha256
+        expected = file.patch.get("protected_sha256")
         if expected is not None and (data is None or hashlib.sha256(data).hexdigest() != expected):
             problem = "missing" if data is None else "changed since protection"
             raise InputError(f"{path}: {problem} (expected the protected file with SHA-256 {expected})")
@@ -262,11 +244,14 @@ def _protected_files(protected: Path, case: KeyCase) -> list[bytes | None]:
     return files
 
 
-def _rebuild(protected: Path, case: KeyCase, data: list[bytes | None]) -> list[bytes]:
+def _rebuild(protected: Path, case: KeyCase, archive: zipfile.ZipFile) -> list[bytes]:
+    """The case's original files, from its protected files and the patches in the key."""
     originals = []
-    for file, content in zip(case.files, data):
+    for file, content in zip(case.files, _protected_files(protected, case)):
+        where = protected / case.output / (file.protected or "")
         try:
-            originals.append(apply_patch(file.patch, content))
-        except ValueError as error:
-            raise InputError(f"{protected / case.output / (file.protected or '')}: cannot restore ({error})") from error
+            patch = FilePatch.from_parts(file.patch, archive.read(file.blob))
+            originals.append(apply_patch(patch, content))
+        except (KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise InputError(f"{where}: cannot restore ({error})") from error
     return originals

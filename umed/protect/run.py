@@ -85,7 +85,7 @@ def protect_dataset(
     from umed.io.lock import output_lock
     from umed.protect.manifest import captured_warnings
     from umed.protect.plan import case_hashes, plan_run
-    from umed.protect.restore import build_restore_key, check_key_location, write_restore_key
+    from umed.protect.restore import check_key_location, write_restore_key
 
     check_output_location(cfg.out, [cfg.images] + ([cfg.masks] if cfg.masks else []))
     if restore_key is not None:
@@ -111,7 +111,7 @@ def protect_dataset(
                     for r in summary.results
                     if r.output_path is not None and r.status != "failed"
                 ]
-                summary.restore_key = write_restore_key(build_restore_key(pairs), restore_key)
+                summary.restore_key = write_restore_key(pairs, restore_key)
             return summary
 
 
