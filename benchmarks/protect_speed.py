@@ -51,6 +51,7 @@ def _phase_prepare(config: str, fit_steps: int) -> dict:
 
     brats = link_cases(BRATS / "t1c", BRATS / "masks", BRATS_TRAIN + BRATS_TEST, WORK / "brats")
     settings = yaml.safe_load(Path(config).read_text())
+    settings["mark"] = False  # fit the protector (the mark alone would fit nothing)
     settings["method_settings"]["steps"] = fit_steps
     fit_config = WORK / "fit.yaml"
     fit_config.write_text(yaml.safe_dump(settings))
@@ -94,10 +95,21 @@ def _one_case_folder(images: Path, masks: Path, case: str) -> tuple[Path, Path]:
     return target / "images", target / "masks"
 
 
+def _config(images: Path, masks: Path, out: Path, protector: str):
+    """``protector`` "mark:LABELS": the shipped default (the keyed mark alone on those labels, nothing fitted; one key
+    for every run), else the saved protector without the mark."""
+    from umed.settings import ProtectConfig
+
+    if protector.startswith("mark:"):  # "mark:1,3,4": the structure labels
+        labels = tuple(int(v) for v in protector.split(":")[1].split(","))
+        key = WORK / "speed.umed-key.json"
+        return ProtectConfig(images=images, masks=masks, out=out, key_out=key, structure_labels=labels)
+    return ProtectConfig(images=images, masks=masks, out=out, protector=Path(protector), mark=False)
+
+
 def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
     """``umed protect --protector`` on a folder holding one case, three times (fresh output each time)."""
     from umed.protect import protect_dataset
-    from umed.settings import ProtectConfig
 
     one_images, one_masks = _one_case_folder(Path(images), Path(masks), case)
     rss_before = peak_rss_mb()
@@ -108,7 +120,7 @@ def _phase_apply(images: str, masks: str, case: str, protector: str) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         generator.append(0.0)
         started = time.perf_counter()
-        summary = protect_dataset(ProtectConfig(images=one_images, masks=one_masks, out=out, protector=Path(protector)))
+        summary = protect_dataset(_config(one_images, one_masks, out, protector))
         seconds.append(time.perf_counter() - started)
         entry = json.loads(summary.manifest_path.read_text())["cases"][case]
         shutil.rmtree(out, ignore_errors=True)
@@ -176,7 +188,6 @@ def _phase_plain(image: str) -> dict:
 def _phase_batch(images: str, masks: str, protector: str, workers: str, scheduler: str) -> dict:
     """The whole ``umed protect --protector`` batch: wall time including the start of the worker processes."""
     from umed.protect import protect_dataset
-    from umed.settings import ProtectConfig
 
     out = WORK / "batch_out" / f"w{workers}_{'cluster' if scheduler != '-' else 'local'}"
     shutil.rmtree(out, ignore_errors=True)
@@ -187,7 +198,7 @@ def _phase_batch(images: str, masks: str, protector: str, workers: str, schedule
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
     started = time.perf_counter()
     summary = protect_dataset(
-        ProtectConfig(images=Path(images), masks=Path(masks), out=out, protector=Path(protector)),
+        _config(Path(images), Path(masks), out, protector),
         workers=int(workers),
         scheduler=cluster.scheduler_address if cluster else None,
     )
@@ -219,6 +230,9 @@ def main() -> None:
     parser.add_argument("--config", default="umed/configs/brats_tumour_core.yaml")
     parser.add_argument("--fit-steps", type=int, default=20)
     parser.add_argument("--phase", nargs="*")
+    parser.add_argument(
+        "--mark", action="store_true", help="measure the shipped default (the keyed mark) instead of a fitted protector"
+    )
     args = parser.parse_args()
     if args.phase:
         phase, *rest = args.phase
@@ -235,6 +249,8 @@ def main() -> None:
         done.write_text(json.dumps(prepared))
     brats_images, brats_masks = WORK / "brats" / "images", WORK / "brats" / "masks"
     brats_protector, ct_protector = WORK / "fit_brats" / "protector.json", WORK / "fit_ct" / "protector.json"
+    if args.mark:
+        brats_protector, ct_protector = Path("mark:1,3,4"), Path("mark:2")
     volumes = {}
     for case in BRATS_TRAIN:
         volumes[case] = _volume(
@@ -275,9 +291,9 @@ def main() -> None:
     }
     brats_ratios = [volumes[case]["apply_over_plain"] for case in BRATS_TRAIN]
     path = write_result(
-        "protect_speed",
+        "protect_speed_mark" if args.mark else "protect_speed",
         {
-            "config": args.config,
+            "config": "the shipped default: the keyed mark (nothing fitted)" if args.mark else args.config,
             "prepare": prepared,
             "note": (
                 "times depend on what else runs on the machine: the 1/5/15-minute load averages before and after are "
