@@ -126,8 +126,8 @@ def train_victim(
 ) -> VictimRun:
     """Train one victim (DiceCE loss, Adam, random flips) and score it on the clean test set after every epoch.
 
-    Everything random is drawn from ``numpy.random.default_rng(seed)`` and ``torch.Generator().manual_seed(seed)``
-    (the weights under ``torch.random.fork_rng()``): the global RNG is left as it was; same inputs, same run.
+    Everything random comes from ``default_rng(seed)`` and ``torch.Generator().manual_seed(seed)`` (weights under
+    ``torch.random.fork_rng()``), so the global RNG is untouched; same inputs, same run.
 
     Args:
         train_x: training images ``(N, H, W)`` (slice victims) or ``(N, X, Y, Z)`` (``unet3d``), float32, normalised.
@@ -142,11 +142,9 @@ def train_victim(
         val_x: validation images ``(V, *spatial)`` (same kind as the training data: protected for a protected run),
             never trained on; scored every epoch like the test set for nnU-Net's selection rule.
         val_y: validation labels, same shape.
-        on_epoch: ``callback(model, epoch)`` after every epoch (1-based), the model in eval mode: how
-            :mod:`umed.verify` probes the model of each epoch for the three selection rules.
+        on_epoch: ``callback(model, epoch)`` after every epoch (1-based, model in eval mode; :mod:`umed.verify`).
 
-    Returns:
-        :class:`~umed.audit.records.VictimRun`.
+    Returns: a :class:`~umed.audit.records.VictimRun`.
 
     Raises:
         GeometryError: shapes disagree or are not divisible by the victim's downsampling. ConfigError: unknown victim
@@ -167,14 +165,11 @@ def train_victim(
     description = settings.description or f"{name} {defense.name}"
     ndim, window = victim_spatial_dims(name), patch if settings.sliding_window else None
 
-    started = time.perf_counter()
-    rng = np.random.default_rng(settings.seed)
+    started, rng = time.perf_counter(), np.random.default_rng(settings.seed)
     generator = torch.Generator().manual_seed(int(settings.seed))
     x_data, y_data, val_in, details = _defended(defense, arrays, clean_train_x, train_groups, rng)
     model, loss_fn, optimizer = _build(name, ndim, settings)
-
-    curves = _Curves()
-    predictions = np.zeros(arrays.test_x.shape, np.uint8)
+    curves, predictions = _Curves(), np.zeros(arrays.test_x.shape, np.uint8)
     if progress:
         progress(description, 0, settings.epochs)
     for epoch in range(settings.epochs):
@@ -188,7 +183,7 @@ def train_victim(
         )
         predictions = _score_epoch(model, arrays, val_in, settings.batch_size, window, test_spacing, curves)
         if on_epoch is not None:
-            on_epoch(model, epoch + 1)
+            on_epoch(model, epoch + 1)  # after scoring: the model is in eval mode
         if progress:
             progress(description, epoch + 1, settings.epochs)
     return _victim_run(

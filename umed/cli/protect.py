@@ -11,6 +11,61 @@ from umed.cli import app
 from umed.cli._console import parse_labels
 from umed.protectors.registry import PROTECTORS
 
+_Labels = Annotated[
+    str | None,
+    typer.Option("--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0)."),
+]
+
+_Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace what an earlier run with other settings wrote in OUT (default: refuse)."),
+]
+
+_Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-j",
+        min=1,
+        help="Processes that apply the protector in parallel after the fit (1: in this process; "
+        "measure before you use more: see docs/results.md, Cost).",
+    ),
+]
+
+_Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).",
+    ),
+]
+
+_Mark = Annotated[
+    bool | None,
+    typer.Option("--mark/--no-mark", help="Write the secret keyed mark of umed verify (default: on)."),
+]
+
+_PrivateShare = Annotated[
+    float | None,
+    typer.Option(
+        "--private-share",
+        help="Keep this share of the cases private (not written; listed in the key file) for umed verify cases.",
+    ),
+]
+
+_KeyOut = Annotated[
+    Path | None,
+    typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
+]
+
+_RestoreKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--restore-key",
+        help="Also write this secret file (outside OUT): `umed restore` gives the original files back with it.",
+    ),
+]
+
 
 @app.command("protect")
 def protect(
@@ -36,60 +91,17 @@ def protect(
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help=f"One of {', '.join(PROTECTORS.names())}.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Run seed: same seed, same bytes.")] = None,
-    labels: Annotated[
-        str | None,
-        typer.Option(
-            "--labels", help="Labels that form the structure to protect, e.g. 1,3,4 (default: every label > 0)."
-        ),
-    ] = None,
+    labels: _Labels = None,
     target_psnr: Annotated[
         float | None, typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")
     ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite", help="Replace what an earlier run with other settings wrote in OUT (default: refuse)."
-        ),
-    ] = False,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            "-j",
-            min=1,
-            help="Processes that apply the protector in parallel after the fit (1: in this process; "
-            "measure before you use more: see docs/results.md, Cost).",
-        ),
-    ] = 1,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).",
-        ),
-    ] = None,
-    mark: Annotated[
-        bool | None,
-        typer.Option("--mark/--no-mark", help="Write the secret keyed mark of umed verify (default: on)."),
-    ] = None,
-    private_share: Annotated[
-        float | None,
-        typer.Option(
-            "--private-share",
-            help="Keep this share of the cases private (not written; listed in the key file) for umed verify cases.",
-        ),
-    ] = None,
-    key_out: Annotated[
-        Path | None,
-        typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
-    ] = None,
-    restore_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--restore-key",
-            help="Also write this secret file (outside OUT): `umed restore` gives the original files back with it.",
-        ),
-    ] = None,
+    overwrite: _Overwrite = False,
+    workers: _Workers = 1,
+    scheduler: _Scheduler = None,
+    mark: _Mark = None,
+    private_share: _PrivateShare = None,
+    key_out: _KeyOut = None,
+    restore_key: _RestoreKey = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
