@@ -265,8 +265,8 @@ def _records() -> list[dict]:
 def _count_line(count: dict) -> str:
     return (
         f"{count['models']} innocent models: {count['at_or_below_0.01']} at p <= 0.01 and "
-        f"{count['at_or_below_0.05']} at p <= 0.05 on probabilities ({count['hard_at_or_below_0.01']} and {count['hard_at_or_below_0.05']} on hard "
-        f"masks); the smallest p {count['min_p']:.3g}. Goal: none at p <= 0.01, at most one at p <= 0.05."
+        f"{count['at_or_below_0.05']} at p <= 0.05 on probabilities ({count['hard_at_or_below_0.01']} and "
+        f"{count['hard_at_or_below_0.05']} on hard masks); the smallest p {count['min_p']:.3g}. Goal: none at p <= 0.01, at most one at p <= 0.05."
     )
 
 
