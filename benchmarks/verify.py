@@ -266,7 +266,8 @@ def _count_line(count: dict) -> str:
     return (
         f"{count['models']} innocent models: {count['at_or_below_0.01']} at p <= 0.01 and "
         f"{count['at_or_below_0.05']} at p <= 0.05 on probabilities ({count['hard_at_or_below_0.01']} and "
-        f"{count['hard_at_or_below_0.05']} on hard masks); the smallest p {count['min_p']:.3g}. Goal: none at p <= 0.01, at most one at p <= 0.05."
+        f"{count['hard_at_or_below_0.05']} on hard masks); "
+        f"the smallest p {count['min_p']:.3g}. Goal: none at p <= 0.01, at most one at p <= 0.05."
     )
 
 
