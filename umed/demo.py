@@ -84,6 +84,20 @@ class DemoResult:
     seconds: float
 
 
+def _demo_key(out: Path, seed: int) -> Path:
+    """The demo's mark key, drawn from its seed so that the demo is reproducible (``umed protect`` draws a release's
+    key with :mod:`secrets`); ``umed protect`` reuses the key file it finds."""
+    import numpy as np
+
+    from umed.verify import MarkKey, VerifySettings, save_key
+
+    settings = VerifySettings.shipped()
+    seed_of_key = int(np.random.default_rng([seed, 21]).integers(0, 2**63 - 1))
+    path = out / "protected.umed-key.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_key(MarkKey(seed_of_key, settings.family, settings.mark_share), path)
+
+
 def run_demo(
     out: Path,
     *,
@@ -126,7 +140,7 @@ def run_demo(
         fit_cases=fit_cases,
     )
     shipped = cfg.method_settings
-    cfg = dataclasses.replace(cfg, method_settings={**shipped, **DEMO_OVERRIDES})
+    cfg = dataclasses.replace(cfg, method_settings={**shipped, **DEMO_OVERRIDES}, key_out=_demo_key(out, seed))
     summary = protect_dataset(cfg, progress=progress, overwrite=True)
     if summary.failed:
         raise UmedError(
