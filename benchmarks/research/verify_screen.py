@@ -153,6 +153,15 @@ def run(args, design_name, defense, innocent):
         base_answers = {b: structure_probability(model, bases[b], slices=zs[b]) for b in range(len(bases))}
         answers = {k: structure_probability(model, v, slices=zs[k[0]]) for k, v in probes.items()}
         soft = score_design(design, answers, base_answers)
+
+        def logit(v):
+            v = np.clip(v.astype(np.float64), 1e-6, 1 - 1e-6)
+            return np.log(v / (1 - v))
+
+        lg = score_design(
+            design, {k: logit(v) for k, v in answers.items()}, {k: logit(v) for k, v in base_answers.items()}
+        )
+        print(f"  epoch {epoch}: logit p={lg.p_value:.4f} rank {lg.rank}", flush=True)
         hard = score_design(
             design,
             {k: (v > 0.5).astype(np.float32) for k, v in answers.items()},
