@@ -114,3 +114,39 @@ def test_a_saved_protector_with_the_whole_budget_mark_is_refused(phantoms, tmp_p
     fitted = _protect(images, masks, tmp_path / "fit", mark=False, method="random")
     with pytest.raises(ConfigError, match="--no-mark"):
         _protect(images, masks, tmp_path / "again", protector=fitted.protector_path)
+
+
+@pytest.mark.parametrize("key_seed", [1, 2, 3, 4])
+def test_the_mark_keeps_the_budget_on_8bit_images(tmp_path: Path, key_seed: int):
+    """PNG (uint8): every key's mark, truncated to whole grey levels, keeps the image at or above 50 dB, changes
+    only the structure, and reaches 50 dB within 0.5 dB unless the L-inf cap binds (the documented exception)."""
+    from PIL import Image
+
+    from umed.protect import protect_dataset
+    from umed.settings import ProtectConfig
+    from umed.verify import MarkKey, VerifySettings, save_key
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    yy, xx = np.mgrid[:64, :64]
+    image = np.clip(120 + 40 * np.sin(xx / 5.0) + rng.normal(0, 10, (64, 64)), 0, 255).astype(np.uint8)
+    mask = (((yy - 32) ** 2 + (xx - 30) ** 2) < 15**2).astype(np.uint8) * 255
+    Image.fromarray(image).save(tmp_path / "images" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    settings = VerifySettings.shipped()
+    key = save_key(MarkKey(key_seed, settings.family, 1.0), tmp_path / "k.json")
+    cfg = ProtectConfig(
+        images=tmp_path / "images",
+        masks=tmp_path / "masks",
+        out=tmp_path / "out",
+        key_out=key,
+        target_psnr=50.0,
+        intensity_mode="window",
+        window=(0, 255),
+    )
+    (result,) = protect_dataset(cfg).results
+    written = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(np.float64)
+    measured = 10 * np.log10(255.0**2 / np.mean((written - image) ** 2))
+    assert measured >= 50.0 and not ((written != image) & (mask == 0)).any()
+    cap_binds = np.abs(written - image).max() >= cfg.eps_cap * 255 - 1
+    assert measured < 50.5 or cap_binds
