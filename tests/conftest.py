@@ -298,3 +298,17 @@ def _make_protected_phantoms(root: Path, *, n_cases: int = 3, shape=(32, 32, 8),
 def protected_phantoms():
     """``protected_phantoms(root, n_cases=3, shape=(32, 32, 8), seed=0)`` -> ``(images, protected, masks)``."""
     return _make_protected_phantoms
+
+
+def write_disk_png(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``root/images/a.png``: a 64x64 uint8 texture; ``root/masks/a.png``: a disk of radius 15 (255). Returns both."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(), (root / "masks").mkdir()
+    yy, xx = np.mgrid[:64, :64]
+    image = np.clip(120 + 40 * np.sin(xx / 5.0) + rng.normal(0, 10, (64, 64)), 0, 255).astype(np.uint8)
+    mask = (((yy - 32) ** 2 + (xx - 30) ** 2) < 15**2).astype(np.uint8) * 255
+    Image.fromarray(image).save(root / "images" / "a.png")
+    Image.fromarray(mask).save(root / "masks" / "a.png")
+    return image, mask

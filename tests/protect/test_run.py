@@ -205,13 +205,9 @@ def test_target_psnr_is_met_after_8bit_truncation(tmp_path: Path) -> None:
     written image sits at the target PSNR (not several dB above it, which would waste the budget)."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
-    yy, xx = np.mgrid[:64, :64]
-    image = np.clip(120 + 40 * np.sin(xx / 5.0) + rng.normal(0, 10, (64, 64)), 0, 255).astype(np.uint8)
-    mask = (((yy - 32) ** 2 + (xx - 30) ** 2) < 15**2).astype(np.uint8) * 255
-    Image.fromarray(image).save(tmp_path / "images" / "a.png")
-    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    from tests.conftest import write_disk_png
+
+    image, mask = write_disk_png(tmp_path)
     cfg = ProtectConfig(
         images=tmp_path / "images",
         masks=tmp_path / "masks",

@@ -122,17 +122,12 @@ def test_the_mark_keeps_the_budget_on_8bit_images(tmp_path: Path, key_seed: int)
     only the structure, and reaches 50 dB within 0.5 dB unless the L-inf cap binds (the documented exception)."""
     from PIL import Image
 
+    from tests.conftest import write_disk_png
     from umed.protect import protect_dataset
     from umed.settings import ProtectConfig
     from umed.verify import MarkKey, VerifySettings, save_key
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
-    yy, xx = np.mgrid[:64, :64]
-    image = np.clip(120 + 40 * np.sin(xx / 5.0) + rng.normal(0, 10, (64, 64)), 0, 255).astype(np.uint8)
-    mask = (((yy - 32) ** 2 + (xx - 30) ** 2) < 15**2).astype(np.uint8) * 255
-    Image.fromarray(image).save(tmp_path / "images" / "a.png")
-    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    image, mask = write_disk_png(tmp_path)
     settings = VerifySettings.shipped()
     key = save_key(MarkKey(key_seed, settings.family, 1.0), tmp_path / "k.json")
     cfg = ProtectConfig(
