@@ -170,3 +170,12 @@ def test_version_and_configs_commands() -> None:
     assert shown.exit_code == 0 and "steps: 20" in shown.output
     unknown = runner.invoke(app, ["configs", "nope"])
     assert unknown.exit_code == 1 and "unknown name 'nope'" in unknown.output
+
+
+def test_workers_auto_and_a_bad_count(phantoms, tmp_path: Path) -> None:
+    """``--workers auto`` runs (one process for the shipped mark); a count below 1 is refused by name."""
+    images, masks, _ = phantoms
+    result = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "a"), "-j", "auto"])
+    assert result.exit_code == 0, result.output
+    bad = runner.invoke(app, ["protect", str(images), "-m", str(masks), "-o", str(tmp_path / "b"), "-j", "0"])
+    assert bad.exit_code == 2 and "--workers" in bad.output and not (tmp_path / "b").exists()

@@ -22,13 +22,12 @@ _Overwrite = Annotated[
 ]
 
 _Workers = Annotated[
-    int,
+    str,
     typer.Option(
         "--workers",
         "-j",
-        min=1,
-        help="Processes that apply the protector in parallel after the fit (1: in this process; "
-        "measure before you use more: see docs/results.md, Cost).",
+        help="Processes that apply the protector in parallel after the fit: a number (1: in this process) or auto "
+        "(what the benchmark measured fastest: 1 for the shipped mark, one per core for a protector's generators).",
     ),
 ]
 
@@ -96,7 +95,7 @@ def protect(
         float | None, typer.Option("--target-psnr", help="Per-case budget so each image keeps this PSNR (dB).")
     ] = None,
     overwrite: _Overwrite = False,
-    workers: _Workers = 1,
+    workers: _Workers = "1",
     scheduler: _Scheduler = None,
     mark: _Mark = None,
     private_share: _PrivateShare = None,
@@ -125,7 +124,7 @@ def protect(
                 cfg,
                 progress=update,
                 overwrite=overwrite,
-                workers=workers,
+                workers=_workers(workers),
                 scheduler=scheduler,
                 restore_key=restore_key,
             )
@@ -136,6 +135,21 @@ def protect(
 
     if summary.failed:
         fail(f"{len(summary.failed)} of {len(summary.results)} case(s) failed; the others were written")
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number >= 1."""
+    from umed.protect.engine import AUTO
+
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise typer.BadParameter(f"expected a number of processes >= 1 or auto (got {text!r})", param_hint="--workers")
+    return value
 
 
 def print_protect_summary(summary, *, title: str) -> None:

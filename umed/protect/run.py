@@ -54,7 +54,7 @@ def protect_dataset(
     *,
     progress: ProgressCallback | None = None,
     overwrite: bool = False,
-    workers: int = 1,
+    workers: int | str = 1,
     scheduler: str | Path | None = None,
     restore_key: Path | None = None,
 ) -> ProtectSummary:
@@ -68,7 +68,8 @@ def protect_dataset(
     written with another key is refused unless ``overwrite`` (which first deletes what the earlier run wrote).
 
     The fit runs here; the cases are applied by :func:`umed.protect.engine.map_jobs`: in this process (``workers=1``),
-    in ``workers`` local processes, or on the Dask cluster at ``scheduler``. The outputs and the manifest are the same
+    in ``workers`` local processes (``"auto"``: :func:`umed.protect.engine.resolve_workers`), or on the Dask cluster at
+    ``scheduler``. The outputs and the manifest are the same
     bytes either way (apart from each case's ``seconds``); the manifest is written here, in case order.
 
     With ``restore_key``, a secret file outside OUT is written after the run from which ``umed restore``
@@ -157,13 +158,13 @@ def _apply_all(
     mode: int,
     warnings: list[str],
     progress: ProgressCallback | None,
-    workers: int = 1,
+    workers: int | str = 1,
     scheduler: str | Path | None = None,
     mark: tuple[Any, Path] | None = None,
 ) -> ProtectSummary:
     """Apply the planned protector to every case, writing the manifest after each one."""
     from umed.io.atomic import write_json_atomic
-    from umed.protect.engine import map_jobs
+    from umed.protect.engine import map_jobs, resolve_workers
 
     manifest_path = cfg.out / MANIFEST_NAME
     done_before = (previous or {}).get("cases", {})
@@ -176,7 +177,9 @@ def _apply_all(
     if progress:
         progress("protecting cases", len(outcomes), len(cases))
     shared = (cfg, plan.protector, mode, mark[0] if mark is not None and cfg.mark else None)
-    for _, outcome in map_jobs(protect_job, jobs, shared, workers=workers, scheduler=scheduler, lost=lost_job):
+    generator = not (cfg.mark and mark is not None and mark[0].share >= 1)  # the mark alone runs no generator
+    processes = resolve_workers(workers, len(jobs), generator=generator)
+    for _, outcome in map_jobs(protect_job, jobs, shared, workers=processes, scheduler=scheduler, lost=lost_job):
         outcomes[outcome.result.case_id] = outcome
         manifest.fill(cases, outcomes)
         write_json_atomic(manifest.to_json(), manifest_path, mode=mode)
