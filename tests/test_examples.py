@@ -63,3 +63,15 @@ def test_03_audit(tmp_path: Path) -> None:
     for name in ("report.md", "report.json"):
         assert (out / "report" / name).is_file()
     assert str(out / "report" / "report.md") in result.stdout
+
+
+def test_04_verify(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "ex04"
+    result = _run(["bash", str(EXAMPLES / "04_verify.sh"), str(out)], out)
+    assert len(_cases(out / "release")) == 4 and (out / "release.umed-key.json").is_file()
+    assert not any("umed-key" in p.name for p in (out / "release").iterdir())  # the key is never released
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["test"]["n_controls"] == 99 and 0 < verdict["p_value"] <= 1
+    assert "verdict:" in result.stdout and len(list((out / "probes").iterdir())) > 2
