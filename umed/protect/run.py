@@ -100,7 +100,8 @@ def protect_dataset(
             mode = output_mode(*(case.image_path for case in cases))
             mark = _release_key(cfg, cases)
             if mark is not None and mark[0].private_cases:  # the owner's private cases are never written to OUT
-                cases = [case for case in cases if case.case_id not in set(mark[0].private_cases)]
+                private = set(mark[0].private_cases)
+                cases = [case for case in cases if case.case_id not in private]
             cfg, plan, previous = plan_run(cfg, cases, hashes, overwrite, mode, progress, mark)
             summary = _apply_all(cfg, cases, hashes, plan, previous, mode, warnings, progress, workers, scheduler, mark)
             summary.key_path = mark[1] if mark is not None else None

@@ -24,7 +24,7 @@ import numpy as np
 
 from umed.errors import GeometryError, InputError
 
-__all__ = ["Answer", "answer_path", "read_answer", "read_answers"]
+__all__ = ["Answer", "answer_path", "check_complete", "read_answer", "read_answers"]
 
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff")
 
@@ -110,6 +110,27 @@ def _load_image(path: Path, load_case) -> np.ndarray:
     return np.asarray(array)
 
 
+def _missing(folder: Path, names: Sequence[str], what: str) -> str | None:
+    """The error text for the ``names`` that have no prediction in ``folder`` (their number and the first ones)."""
+    missing = [name for name in names if answer_path(folder, name) is None]
+    if not missing:
+        return None
+    return (
+        f"{folder}: predictions for too few {what}: {len(missing)} of {len(names)} missing "
+        f"(first: {', '.join(missing[:5])}; expected NAME.nii.gz, NAME.npz, NAME_seg.nii.gz or NAME/NAME_seg.nii.gz)"
+    )
+
+
+def check_complete(folder: Path, names: Sequence[str], what: str) -> None:
+    """Refuse a missing predictions folder, or one that misses some ``names``, in one error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: predictions folder not found")
+    message = _missing(folder, names, what)
+    if message is not None:
+        raise InputError(message)
+
+
 def read_answers(folder: Path, probes: Sequence[tuple[str, tuple[int, ...]]]) -> dict[str, Answer]:
     """The answers for every ``(name, shape)`` probe; every missing or bad file is reported in one error.
 
@@ -121,24 +142,16 @@ def read_answers(folder: Path, probes: Sequence[tuple[str, tuple[int, ...]]]) ->
     if not folder.is_dir():
         raise InputError(f"{folder}: predictions folder not found")
     answers: dict[str, Answer] = {}
-    missing: list[str] = []
-    problems: list[str] = []
+    missing = _missing(folder, [name for name, _ in probes], "probes")
+    problems: list[str] = [missing] if missing is not None else []
     for name, shape in probes:
         path = answer_path(folder, name)
         if path is None:
-            missing.append(name)
             continue
         try:
             answers[name] = read_answer(path, shape)
         except InputError as error:
             problems.append(str(error))
-    if missing:
-        problems.insert(
-            0,
-            f"{folder}: predictions for too few probes: {len(missing)} of {len(probes)} missing "
-            f"(first: {', '.join(missing[:5])}; expected NAME.nii.gz, NAME.npz, NAME_seg.nii.gz "
-            "or NAME/NAME_seg.nii.gz)",
-        )
     if problems:
         raise InputError("; ".join(problems))
     return answers

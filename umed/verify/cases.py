@@ -142,32 +142,36 @@ def score_cases(
     from umed.io import discover_cases, load_case, load_mask
     from umed.metrics import dice
     from umed.regions import foreground
-    from umed.verify.answers import read_answers
-    from umed.verify.suspect import model_answers
+    from umed.verify.answers import answer_path, check_complete, read_answer
+    from umed.verify.suspect import load_model, model_answer
 
     if not key.private_cases:
         raise InputError("key file: no private cases (expected a release made with umed protect --private-share)")
+    if (predictions is None) == (model is None):
+        raise InputError("verify cases: expected one of a predictions folder and a model")
     cases = {case.case_id: case for case in discover_cases(Path(images), Path(masks) if masks is not None else None)}
     missing = sorted(set(key.private_cases) - set(cases))
     if missing:
         raise InputError(
             f"{images}: private case(s) {missing[:5]} not found (expected every case, released and private)"
         )
-    truths, shapes = {}, {}
-    for case_id, case in cases.items():
-        if case.mask_path is None:
-            raise InputError(f"{case.image_path}: no label map (expected one beside each case)")
-        _, meta = load_case(case.image_path)
-        labels, _ = load_mask(case.mask_path, image_meta=meta)
-        truths[case_id], shapes[case_id] = foreground(np.asarray(labels), structure_labels), tuple(meta.shape)
+    unlabelled = [case.image_path for case in cases.values() if case.mask_path is None]
+    if unlabelled:
+        raise InputError(f"{unlabelled[0]}: no label map (expected one beside each case)")
     if predictions is not None:
-        answers = read_answers(Path(predictions), list(shapes.items()))
-    elif model is not None:
-        paths = {case_id: case.image_path for case_id, case in cases.items()}
-        answers = model_answers(model, paths, spatial_dims=spatial_dims, window=window)
-    else:
-        raise InputError("verify cases: expected a predictions folder or a model")
-    scores = {case_id: dice(answers[case_id].values > 0.5, truths[case_id]) for case_id in cases}
+        check_complete(Path(predictions), list(cases), "cases")
+    suspect = load_model(model) if model is not None else None
+    scores = {}
+    for case_id, case in cases.items():  # one case in memory at a time, each file read once
+        image, meta = load_case(case.image_path)
+        labels, _ = load_mask(case.mask_path, image_meta=meta)  # type: ignore[arg-type]
+        if suspect is not None:
+            answer = model_answer(
+                suspect, image, where=f"{model} on {case.image_path}", spatial_dims=spatial_dims, window=window
+            )
+        else:
+            answer = read_answer(answer_path(Path(predictions), case_id), tuple(meta.shape))  # type: ignore[arg-type]
+        scores[case_id] = dice(answer.values > 0.5, foreground(np.asarray(labels), structure_labels))
     released = [scores[c] for c in cases if c not in key.private_cases]
     private = [scores[c] for c in key.private_cases]
     test = permutation_test(released, private, rng=np.random.default_rng(seed))

@@ -118,8 +118,7 @@ def release_key(
     if path.exists():
         return load_key(path), path, False
     settings = VerifySettings.shipped()
-    key = draw_key(settings.family, settings.mark_share)
     private = draw_private(case_ids, private_share, np.random.default_rng(secrets.randbits(128)))
-    key = MarkKey(key.seed, key.family, key.share, private)
+    key = MarkKey(secrets.randbits(63), settings.family, settings.mark_share, private)
     save_key(key, path)
     return key, path, True

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,10 +40,13 @@ class Slot:
         return slice(self.row - r, self.row + r + 1), slice(self.col - r, self.col + r + 1)
 
 
+@functools.lru_cache(maxsize=16)
 def disk(radius: int) -> np.ndarray:
-    """Bool ``(2r+1, 2r+1)`` Euclidean disk."""
+    """Bool ``(2r+1, 2r+1)`` Euclidean disk (one read-only array per radius: scoring asks for it once a slot)."""
     axis = np.arange(-radius, radius + 1)
-    return (axis[:, None] ** 2 + axis[None, :] ** 2) <= radius * radius
+    footprint = (axis[:, None] ** 2 + axis[None, :] ** 2) <= radius * radius
+    footprint.flags.writeable = False
+    return footprint
 
 
 def find_slots(

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from umed.errors import InputError
 from umed.verify.answers import Answer, read_answers
 from umed.verify.manifest import ProbeManifest
 
-__all__ = ["load_model", "model_answers", "predict_with_command", "predict_with_model", "probe_paths"]
+__all__ = ["load_model", "model_answer", "model_answers", "predict_with_command", "predict_with_model", "probe_paths"]
 
 
 def probe_paths(probes: Path, manifest: ProbeManifest, *, check_hashes: bool = True) -> dict[str, Path]:
@@ -92,27 +93,52 @@ def model_answers(
 ) -> dict[str, Answer]:
     """The model's structure probability on each file of ``paths`` (name -> image file), a 2D model only on the
     ``slices`` of each name when given (see the module docstring)."""
-    from umed.intensity import fit_mapping
     from umed.io import load_case
-    from umed.verify.inference import structure_probability
 
     model = load_model(model_path)
     answers = {}
     for name, path in paths.items():
         image, _ = load_case(path)
-        unit = fit_mapping(image, mode="percentile").to_unit(image)
-        chosen = slices.get(name) if slices is not None and spatial_dims == 2 and unit.ndim == 3 else None
-        try:
-            values = structure_probability(
-                model, unit, slices=chosen, batch_size=batch_size, window=window if spatial_dims == 3 else None
-            )
-        except RuntimeError as error:
-            raise InputError(
-                f"{model_path}: the model failed on {path} ({str(error).splitlines()[0]}); "
-                "check --spatial-dims, or run it with --predict and its own pipeline"
-            ) from error
-        answers[name] = Answer(np.asarray(values, np.float32), soft=True)
+        chosen = slices.get(name) if slices is not None else None
+        answers[name] = model_answer(
+            model,
+            image,
+            where=f"{model_path} on {path}",
+            slices=chosen,
+            spatial_dims=spatial_dims,
+            window=window,
+            batch_size=batch_size,
+        )
     return answers
+
+
+def model_answer(
+    model: Any,
+    image: np.ndarray,
+    *,
+    where: str,
+    slices: list[int] | None = None,
+    spatial_dims: int = 2,
+    window: tuple[int, ...] | None = None,
+    batch_size: int = 16,
+) -> Answer:
+    """A loaded model's structure probability on one image in file units (mapped as the module docstring says);
+    ``where`` names the model and file in an error."""
+    from umed.intensity import fit_mapping
+    from umed.verify.inference import structure_probability
+
+    unit = fit_mapping(image, mode="percentile").to_unit(image)
+    chosen = slices if spatial_dims == 2 and unit.ndim == 3 else None
+    try:
+        values = structure_probability(
+            model, unit, slices=chosen, batch_size=batch_size, window=window if spatial_dims == 3 else None
+        )
+    except RuntimeError as error:
+        raise InputError(
+            f"{where}: the model failed ({str(error).splitlines()[0]}); "
+            "check --spatial-dims, or run it with --predict and its own pipeline"
+        ) from error
+    return Answer(np.asarray(values, np.float32), soft=True)
 
 
 def predict_with_command(command: str, probes: Path, manifest: ProbeManifest) -> dict[str, Answer]:
