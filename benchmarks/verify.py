@@ -156,16 +156,7 @@ def run(suspect: Suspect, cases, probe_sets, settings) -> dict:
         slices = np.concatenate([np.moveaxis(train_volumes[c][..., sets.index[c]], -1, 0) for c in BRATS_TRAIN])
         train_x, train_y = slices[keep], sets.train_labels[keep]
         test_x, test_y = sets.test_x, sets.test_y
-        train = TrainSettings(
-            epochs=suspect.epochs,
-            batch_size=screen.batch_size,
-            seed=suspect.seed,
-            victim=suspect.victim,
-            lr=screen.lr,
-            defense=suspect.defense,
-            patch_size=(screen.crop, screen.crop),
-            patches_per_epoch=screen.patches_per_epoch,
-        )
+        train = screen.train_settings(suspect.defense)
         extra = {"clean_train_x": sets.train_clean[keep], "train_groups": sets.train_groups[keep]}
     started = time.perf_counter()
     result = train_victim(train_x, train_y, test_x, test_y, train, on_epoch=on_epoch, **extra, **val)

@@ -206,6 +206,21 @@ class ScreenSettings:
     test_box: int = 96
     victim: str = "unet"
 
+    def train_settings(self, defense: str) -> Any:
+        """The :class:`umed.audit.training.TrainSettings` of this screening victim under ``defense``."""
+        from umed.audit.training import TrainSettings
+
+        return TrainSettings(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            victim=self.victim,
+            lr=self.lr,
+            defense=defense,
+            patch_size=(self.crop, self.crop),
+            patches_per_epoch=self.patches_per_epoch,
+        )
+
 
 # Named screen protocols (validated against the full audit by ``validate_screen.py``). v1: session 3 (Spearman 0.755
 # on 11 pairs). v2 (session 4, fixed before the comparison): 96-voxel crops and 12 epochs, closer to the audit's
@@ -276,25 +291,15 @@ def screen_run(sets: ScreenSets, train_x: np.ndarray, defense: str, settings: Sc
     """One screening victim on ``train_x`` under ``defense``; returns best/last/late-mean Dice and the curve."""
     import torch
 
-    from umed.audit.training import TrainSettings, train_victim
+    from umed.audit.training import train_victim
 
     torch.set_num_threads(1)
-    train = TrainSettings(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        victim=settings.victim,
-        lr=settings.lr,
-        defense=defense,
-        patch_size=(settings.crop, settings.crop),
-        patches_per_epoch=settings.patches_per_epoch,
-    )
     run = train_victim(
         train_x,
         sets.train_labels,
         sets.test_x,
         sets.test_y,
-        train,
+        settings.train_settings(defense),
         clean_train_x=sets.train_clean,
         train_groups=sets.train_groups,
     )

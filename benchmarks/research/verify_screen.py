@@ -128,7 +128,7 @@ def build_probes(cases, family, key, amplitude, controls, per_mark, radius, seed
 def run(args, design_name, defense, innocent):
     import torch
 
-    from umed.audit.training import TrainSettings, train_victim
+    from umed.audit.training import train_victim
     from umed.verify.design import score_design
     from umed.verify.inference import structure_probability
 
@@ -140,7 +140,7 @@ def run(args, design_name, defense, innocent):
     design, probes, bases, zs = build_probes(
         cases, family, KEY_SEED, amplitude, args.controls, args.per_mark, args.radius, args.seed
     )
-    settings = harness.ScreenSettings(seed=args.seed, epochs=args.epochs)
+    settings = harness.ScreenSettings(seed=args.seed, epochs=args.epochs, victim=args.victim)
     sets = harness.screen_sets(cases, settings)
     train_x = sets.train_clean if innocent else harness.protected_slices(sets, marked)
     epochs = []
@@ -191,16 +191,7 @@ def run(args, design_name, defense, innocent):
             flush=True,
         )
 
-    train = TrainSettings(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-        victim=args.victim,
-        lr=settings.lr,
-        defense=defense,
-        patch_size=(settings.crop, settings.crop),
-        patches_per_epoch=settings.patches_per_epoch,
-    )
+    train = settings.train_settings(defense)
     t0 = time.perf_counter()
     result = train_victim(
         train_x,
