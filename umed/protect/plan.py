@@ -48,6 +48,7 @@ def resume_key(
     training_data: Sequence[Sequence[Any]],
     version: str,
     protector_weights: str | None = None,
+    mark_key: str | None = None,
 ) -> dict[str, Any]:
     """The settings that decide the bytes of a run (a JSON-able dict; see the module docstring).
 
@@ -58,6 +59,7 @@ def resume_key(
         version: umed's version.
         protector_weights: for an applied saved protector, its ``weights_sha256`` (and its JSON is in
             ``protector_config``).
+        mark_key: the fingerprint of the release's key (a new key never mixes with an old one), or ``None``.
     """
     return {
         "protector": protector_config,
@@ -70,6 +72,8 @@ def resume_key(
         "max_train_slices": cfg.max_train_slices,
         "training_data": sorted([list(item) for item in training_data]),
         "umed": version,
+        "mark_key": mark_key,
+        "mark": cfg.mark,
     }
 
 
@@ -206,6 +210,7 @@ def plan_run(
     from umed.protectors import make_protector
 
     version = umed_version()
+    fingerprint = mark[0].fingerprint if mark is not None else None
     if cfg.protector is not None and cfg.mark and mark is not None and mark[0].share >= 1:
         raise ConfigError(
             f"{cfg.protector}: the shipped mark takes the whole budget, so this protector would not be applied "
@@ -215,16 +220,14 @@ def plan_run(
         protector, document = load_protector(cfg.protector)
         cfg = recorded_rules(cfg, document)
         training = document.get("training_data") or []
-        key = resume_key(cfg, protector.config(), training, version, document.get("weights_sha256"))
+        key = resume_key(cfg, protector.config(), training, version, document.get("weights_sha256"), fingerprint)
         fit_on: list[Case] = []
     else:
         budget = Budget(cfg.eps_contour, cfg.eps_texture, cfg.band_width)
         protector = make_protector(cfg.method, budget, seed=cfg.seed, **cfg.method_settings)
         fit_on = training_cases(cfg, cases)
         training = [[case.case_id, *hashes[case.case_id]] for case in fit_on]
-        key = resume_key(cfg, protector.config(), training, version)
-    key["mark_key"] = mark[0].fingerprint if mark is not None else None  # a new key never mixes with an old one
-    key["mark"] = cfg.mark
+        key = resume_key(cfg, protector.config(), training, version, mark_key=fingerprint)
     own = cfg.out / PROTECTOR_NAME
     if overwrite:
         earlier = json_or_none(cfg.out / MANIFEST_NAME) or None
