@@ -142,11 +142,13 @@ def changed_box(reference: np.ndarray, test: np.ndarray) -> tuple[slice, ...] | 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """The bounding box (one slice per axis) of the true voxels of ``mask``, or ``None`` when there are none."""
     mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
+    if mask.ndim == 0 or mask.size == 0:
         return None
     # the last axis first (one pass, fast in either memory order), then the other axes on that range only: changes
     # sit on a few slices, and reducing a whole Fortran-ordered volume over (1, 2) and (0, 2) took 2.7 s on a CT
     last = np.flatnonzero(mask.any(axis=tuple(range(mask.ndim - 1))))
+    if not len(last):
+        return None
     sub = mask[..., int(last[0]) : int(last[-1]) + 1]
     box = []
     for axis in range(mask.ndim - 1):

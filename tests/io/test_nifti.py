@@ -210,3 +210,14 @@ def test_nifti2_and_zero_qfac_files_round_trip(tmp_path: Path) -> None:
     array, meta = load_case(tmp_path / "qfac.nii")
     np.testing.assert_allclose(meta.affine, nib.load(tmp_path / "qfac.nii").affine)
     assert save_case(array, meta, tmp_path / "out" / "qfac.nii").read_bytes() == bytes(raw)
+
+
+def test_quantize_slices_equals_quantize_where_slices_changed(nifti_int16_scaled) -> None:
+    from umed.io import quantize_slices
+
+    array, meta = load_case(nifti_int16_scaled.image)
+    changed = array.copy()
+    changed[..., [1, 3]] += 0.37  # not storable: between two stored units
+    expected = quantize(changed, meta)
+    got = quantize_slices(changed.copy(), meta, [[1], [3]])
+    np.testing.assert_array_equal(got, expected)

@@ -63,6 +63,18 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """The one place a command turns umed's errors into a message: a :class:`~umed.errors.UmedError` raised inside
+    becomes one error line on stderr and exit status 1 (:func:`fail`)."""
+    from umed.errors import UmedError
+
+    try:
+        yield
+    except UmedError as error:
+        fail(str(error))
+
+
 def parse_names(text: str | None) -> tuple[str, ...] | None:
     """``"unet, segresnet"`` -> ``("unet", "segresnet")``; ``None`` stays ``None`` (option not given)."""
     if text is None:

@@ -12,7 +12,7 @@ from umed.audit.config import shipped_defaults
 from umed.audit.defenses import DEFENSE_NAMES
 from umed.audit.victims import VICTIM_NAMES
 from umed.cli import app
-from umed.cli._console import parse_labels, parse_names
+from umed.cli._console import parse_labels, parse_names, user_errors
 
 _D = shipped_defaults()  # the help shows the defaults AuditConfig reads from configs/audit.yaml
 
@@ -92,10 +92,9 @@ def audit(
     """Train each victim on the protected and on the clean training cases, score both on clean test cases, and write
     a report with imperceptibility, the threshold floor, Dice/HD95 and learning curves."""
     from umed.audit import AuditConfig, run_audit
-    from umed.cli._console import fail, progress_callback
-    from umed.errors import UmedError
+    from umed.cli._console import progress_callback
 
-    try:
+    with user_errors():
         given: dict[str, Any] = dict(
             test_cases=parse_names(test_cases),
             split=split,
@@ -115,9 +114,6 @@ def audit(
         )  # unset options: AuditConfig's defaults
         with progress_callback() as update:
             report = run_audit(cfg, progress=update)
-    except UmedError as error:
-        fail(str(error))
-        return
 
     print_audit_report(report, out)
 

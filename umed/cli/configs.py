@@ -15,14 +15,11 @@ def configs(
 ) -> None:
     """List the shipped configs, one line each (the first is the default of ``umed protect``), or print one."""
     from umed import configs as shipped
-    from umed.cli._console import console, fail
-    from umed.errors import UmedError
+    from umed.cli._console import console, user_errors
 
     if name is not None:
-        try:
+        with user_errors():
             console.print(shipped.text(name), end="", highlight=False, markup=False, soft_wrap=True)
-        except UmedError as error:
-            fail(str(error))
         return
     width = max(len(item) for item in shipped.names())
     for item in shipped.names():

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from umed.cli import app
+from umed.cli._console import user_errors
 
 if TYPE_CHECKING:
     from umed.demo import DemoResult
@@ -28,11 +29,10 @@ def demo(
     The phantoms are not real data: the demo shows the pipeline and what the audit measures, not how well a real
     dataset is protected (see the README's results for that).
     """
-    from umed.cli._console import console, fail, progress_callback
+    from umed.cli._console import console, progress_callback
     from umed.cli.audit import print_audit_report
     from umed.cli.protect import print_protect_summary
     from umed.demo import DEMO_OVERRIDES, SHIPPED_CONFIG, run_demo
-    from umed.errors import UmedError
 
     changed = ", ".join(f"{key} {value}" for key, value in DEMO_OVERRIDES.items())
     console.print(
@@ -41,7 +41,7 @@ def demo(
         highlight=False,
         soft_wrap=True,
     )
-    try:
+    with user_errors():
         with progress_callback() as update:
             result = run_demo(
                 out,
@@ -51,9 +51,6 @@ def demo(
                     summary, title=f"umed protect (config {SHIPPED_CONFIG}, seed {seed}, demo steps)"
                 ),
             )
-    except UmedError as error:
-        fail(str(error))
-        return
     print_audit_report(result.audit)
     print_demo_summary(result)
 

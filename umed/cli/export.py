@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from umed.cli import app
+from umed.cli._console import user_errors
 
 
 @app.command("export-protector")
@@ -16,13 +17,9 @@ def export_protector(
     to: Annotated[Path, typer.Option("--to", help="Folder to write protector.json (+ protector.pt) into.")],
 ) -> None:
     """Check that a protector loads (weights SHA-256 included) and write a copy for reuse elsewhere."""
-    from umed.cli._console import console, fail
-    from umed.errors import UmedError
+    from umed.cli._console import console
     from umed.protect.protector_io import export_protector as export
 
-    try:
+    with user_errors():
         written = export(protector, to)
-    except UmedError as error:
-        fail(str(error))
-        return
     console.print(f"exported {written}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from umed.cli import app
+from umed.cli._console import user_errors
 
 
 def _dtype_text(item) -> str:
@@ -43,11 +44,8 @@ def info(
     from umed.info import dataset_info
     from umed.io import atomic_file
 
-    try:
+    with user_errors():
         infos = dataset_info(images, masks)
-    except UmedError as error:
-        fail(str(error))
-        return
     table = Table(title=f"umed info: {images}")
     table.add_column("case", no_wrap=True)
     for column in ("format", "shape", "spacing (mm)", "dtype", "min", "max", "labels", "foreground %", "status"):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from umed.cli import app
-from umed.cli._console import parse_labels
+from umed.cli._console import parse_labels, user_errors
 from umed.protectors.registry import PROTECTORS
 
 _Labels = Annotated[
@@ -28,40 +28,6 @@ _Workers = Annotated[
         "-j",
         help="Processes that apply the protector in parallel after the fit: a number (1: in this process) or auto "
         "(what the benchmark measured fastest: 1 for the shipped mark, one per core for a protector's generators).",
-    ),
-]
-
-_Scheduler = Annotated[
-    str | None,
-    typer.Option(
-        "--scheduler",
-        help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file (see docs/protect.md).",
-    ),
-]
-
-_Mark = Annotated[
-    bool | None,
-    typer.Option("--mark/--no-mark", help="Write the secret keyed mark of umed verify (default: on)."),
-]
-
-_PrivateShare = Annotated[
-    float | None,
-    typer.Option(
-        "--private-share",
-        help="Keep this share of the cases private (not written; listed in the key file) for umed verify cases.",
-    ),
-]
-
-_KeyOut = Annotated[
-    Path | None,
-    typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
-]
-
-_RestoreKey = Annotated[
-    Path | None,
-    typer.Option(
-        "--restore-key",
-        help="Also write this secret file (outside OUT): `umed restore` gives the original files back with it.",
     ),
 ]
 
@@ -96,19 +62,34 @@ def protect(
     ] = None,
     overwrite: _Overwrite = False,
     workers: _Workers = "1",
-    scheduler: _Scheduler = None,
-    mark: _Mark = None,
-    private_share: _PrivateShare = None,
-    key_out: _KeyOut = None,
-    restore_key: _RestoreKey = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Apply on a running Dask cluster: tcp://HOST:PORT or a scheduler file."),
+    ] = None,
+    mark: Annotated[
+        bool | None, typer.Option("--mark/--no-mark", help="Write the secret keyed mark of umed verify (default: on).")
+    ] = None,
+    private_share: Annotated[
+        float | None,
+        typer.Option(
+            "--private-share", help="Keep this share of the cases private (not written) for umed verify cases."
+        ),
+    ] = None,
+    key_out: Annotated[
+        Path | None,
+        typer.Option("--key-out", help="The secret key file (default: OUT.umed-key.json beside OUT; reused if there)."),
+    ] = None,
+    restore_key: Annotated[
+        Path | None,
+        typer.Option("--restore-key", help="Also write this secret file (outside OUT) for `umed restore`."),
+    ] = None,
 ) -> None:
     """Train a protector on the dataset (or load one), protect every case and write OUT/ with a manifest."""
     from umed.cli._console import fail, progress_callback
-    from umed.errors import UmedError
     from umed.protect import protect_dataset
     from umed.settings import load_protect_config
 
-    try:
+    with user_errors():
         given: dict[str, Any] = {
             "images": volumes,
             "masks": masks,
@@ -128,9 +109,6 @@ def protect(
                 scheduler=scheduler,
                 restore_key=restore_key,
             )
-    except UmedError as error:
-        fail(str(error))
-        return
     print_protect_summary(summary, title=f"umed protect ({cfg.method}, seed {cfg.seed})")
 
     if summary.failed:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from umed.cli import app
+from umed.cli._console import user_errors
 
 
 @app.command("restore")
@@ -19,13 +20,9 @@ def restore(
 ) -> None:
     """Rebuild every case's original file, bit for bit (DICOM: the series' original files); nothing is written
     unless every case is restored."""
-    from umed.cli._console import console, fail
-    from umed.errors import UmedError
+    from umed.cli._console import console
     from umed.protect.restore import restore_dataset
 
-    try:
+    with user_errors():
         summary = restore_dataset(protected, key, out)
-    except UmedError as error:
-        fail(str(error))
-        return
     console.print(f"restored {len(summary.case_ids)} case(s) into {summary.out}", highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from umed.cli import app
+from umed.cli._console import user_errors
 
 verify_app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +18,15 @@ verify_app = typer.Typer(
 app.add_typer(verify_app, name="verify")
 
 _KEY_HELP = "The secret key file umed protect wrote (--key-out; never inside the released folder)."
+
+# the options score and cases share (one declaration each)
+_Predictions = Annotated[
+    Path | None, typer.Option("--predictions", help="The suspect's predictions for the probes or cases (a folder).")
+]
+_Model = Annotated[Path | None, typer.Option("--model", help="A TorchScript file or MONAI bundle folder to run.")]
+_SpatialDims = Annotated[int, typer.Option("--spatial-dims", help="With --model: 2 (slices) or 3.")]
+_Alpha = Annotated[float, typer.Option("--alpha", help="Level of the verdict.")]
+_Json = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")]
 
 
 @verify_app.command("new-key")
@@ -48,16 +58,12 @@ def probes(
 ) -> None:
     """Write probe images in the cases' own format (marks of the key and of controls in healthy tissue, and the
     unmarked cases), and the secret manifest that says which is which."""
-    from umed.cli._console import console, fail, parse_labels
-    from umed.errors import UmedError
+    from umed.cli._console import console, parse_labels
     from umed.verify import VerifySettings, load_key, make_probes
 
-    try:
+    with user_errors():
         settings = VerifySettings.shipped().replace(controls=controls, per_mark=per_mark)
         run = make_probes(images, masks, load_key(key), out, manifest, settings, structure_labels=parse_labels(labels))
-    except UmedError as error:
-        fail(str(error))
-        return
     design = run.manifest.design
     console.print(
         f"probes: {len(run.manifest.files)} files in {run.out} ({len(run.manifest.bases)} clean cases, "
@@ -72,31 +78,26 @@ def score(
     probes: Annotated[Path, typer.Option("--probes", help="The probe folder umed verify probes wrote.")],
     manifest: Annotated[Path, typer.Option("--manifest", help="Its secret probe manifest.")],
     key: Annotated[Path, typer.Option("--key", help=_KEY_HELP)],
-    predictions: Annotated[
-        Path | None, typer.Option("--predictions", help="The suspect's predictions for the probes (a folder).")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="A TorchScript file or MONAI bundle folder to run on the probes.")
-    ] = None,
+    predictions: _Predictions = None,
+    model: _Model = None,
     predict: Annotated[
         str | None, typer.Option("--predict", help="A command run as 'COMMAND {in} {out}' that writes predictions.")
     ] = None,
-    spatial_dims: Annotated[int, typer.Option("--spatial-dims", help="With --model: 2 (slices) or 3.")] = 2,
+    spatial_dims: _SpatialDims = 2,
     window: Annotated[
         str | None, typer.Option("--window", help="With --model: sliding-window patch, e.g. 48,48,48.")
     ] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="Level of the verdict.")] = 0.01,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+    alpha: _Alpha = 0.01,
+    json_path: _Json = None,
 ) -> None:
     """Test whether the suspect was trained on data marked with the key: statistic, p-value, effect and verdict."""
     from umed.cli._console import console, fail, parse_labels
-    from umed.errors import UmedError
     from umed.verify import load_key, load_probe_manifest, score_with
 
     if sum(x is not None for x in (predictions, model, predict)) != 1:
         fail("give exactly one of --predictions, --model and --predict")
         return
-    try:
+    with user_errors():
         result = score_with(
             load_probe_manifest(manifest),
             load_key(key),
@@ -110,9 +111,6 @@ def score(
             alpha=alpha,
             json_path=json_path,
         )
-    except UmedError as error:
-        fail(str(error))
-        return
     _print(console, result)
 
 
@@ -121,28 +119,23 @@ def cases(
     images: Annotated[Path, typer.Argument(help="Every clean case, released and private (images folder).")],
     key: Annotated[Path, typer.Option("--key", help=_KEY_HELP + " It lists the private cases.")],
     masks: Annotated[Path | None, typer.Option("--masks", "-m", help="Label maps of the cases.")] = None,
-    predictions: Annotated[
-        Path | None, typer.Option("--predictions", help="The suspect's predictions for every case (a folder).")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="A TorchScript file or MONAI bundle folder to run on the cases.")
-    ] = None,
-    spatial_dims: Annotated[int, typer.Option("--spatial-dims", help="With --model: 2 (slices) or 3.")] = 2,
+    predictions: _Predictions = None,
+    model: _Model = None,
+    spatial_dims: _SpatialDims = 2,
     labels: Annotated[str | None, typer.Option("--labels", help="Labels of the structure, e.g. 1,3,4.")] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="Level of the verdict.")] = 0.01,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+    alpha: _Alpha = 0.01,
+    json_path: _Json = None,
 ) -> None:
     """The mark-free test: does the suspect fit the released cases better than your private ones (exact
     permutation test over the split; needs a release made with umed protect --private-share)?"""
     from umed.cli._console import console, fail, parse_labels
-    from umed.errors import UmedError
     from umed.verify import load_key
     from umed.verify.cases import score_cases
 
     if (predictions is None) == (model is None):
         fail("give exactly one of --predictions and --model")
         return
-    try:
+    with user_errors():
         result = score_cases(
             images,
             masks,
@@ -157,9 +150,6 @@ def cases(
             from umed.io.atomic import write_json_atomic
 
             write_json_atomic(result.to_dict(), json_path)
-    except UmedError as error:
-        fail(str(error))
-        return
     console.print(f"verdict: {result.verdict()}", highlight=False, soft_wrap=True)
 
 

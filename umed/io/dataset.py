@@ -81,25 +81,28 @@ def _label_dtype(low: int, high: int) -> np.dtype:
 
 
 def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.dtype.kind == "f":
-        finite = np.isfinite(array)
-        if not finite.all():
-            raise InputError(
-                f"{path}: NaN or Inf in the label map (expected integer labels, got "
-                f"{int((~finite).sum())} non-finite voxels)"
-            )
-        fractional = int(np.count_nonzero(array != np.round(array)))
-        if fractional:
-            raise InputError(
-                f"{path}: non-integer labels (expected integer label values, got {fractional} voxels "
-                "with a fractional value); use nearest-neighbour interpolation when resampling masks"
-            )
-    elif array.dtype.kind not in "iub":
-        raise InputError(f"{path}: unsupported label dtype (expected integers, got {array.dtype})")
     if array.size == 0:
         return array.astype(np.int16)
-    low, high = int(array.min()), int(array.max())
-    return array.astype(_label_dtype(low, high))
+    if array.dtype.kind not in "iubf":
+        raise InputError(f"{path}: unsupported label dtype (expected integers, got {array.dtype})")
+    low, high = array.min(), array.max()  # NaN or Inf anywhere shows in these (float maps)
+    if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(
+            f"{path}: NaN or Inf in the label map (expected integer labels, got "
+            f"{int(np.count_nonzero(~np.isfinite(array)))} non-finite voxels)"
+        )
+    if array.dtype.kind != "f":
+        return array.astype(_label_dtype(int(low), int(high)))
+    labels = array.astype(_label_dtype(int(np.floor(low)), int(np.ceil(high))))
+    if not np.array_equal(labels, array):
+        fractional = int(np.count_nonzero(array != np.round(array)))
+        if not fractional:
+            raise InputError(f"{path}: label values out of the integer range (got {low:g} to {high:g})")
+        raise InputError(
+            f"{path}: non-integer labels (expected integer label values, got {fractional} voxels "
+            "with a fractional value); use nearest-neighbour interpolation when resampling masks"
+        )
+    return labels
 
 
 def _grid_transform(
@@ -217,6 +220,24 @@ def quantize(array_file_units: np.ndarray, meta: CaseMeta) -> np.ndarray:
     return _format(meta).quantize(np.asarray(array_file_units), meta)
 
 
+def quantize_slices(array_file_units: np.ndarray, meta: CaseMeta, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """:func:`quantize` where only the slices in ``groups`` (lists of indices along the last axis) can hold values
+    the file does not store: the other slices pass untouched (values :func:`load_case` returned), so a format with
+    one scaling quantizes just those slices, a group at a time (a protected volume changes a few of its slices); a
+    per-slice format (DICOM) quantizes it all.
+
+    Returns:
+        An array of the input's shape and dtype (changed in place when the format has one scaling).
+    """
+    array = np.asarray(array_file_units)
+    fmt = _format(meta)
+    if not fmt.elementwise or array.ndim < 3:
+        return np.asarray(fmt.quantize(array, meta)).astype(array.dtype, copy=False)
+    for group in groups:
+        array[..., list(group)] = fmt.quantize(array[..., list(group)], meta)
+    return array
+
+
 def save_case(array_file_units: np.ndarray, meta: CaseMeta, path: Path, *, derived: bool = True) -> Path:
     """Write an array in the case's own format, atomically (temporary file or folder in the target folder).
 
@@ -247,6 +268,7 @@ class FileFormat:
 
     quantize: Callable[[np.ndarray, CaseMeta], np.ndarray]
     save: Callable[[np.ndarray, CaseMeta, Path, bool], Path]
+    elementwise: bool = True  # one scaling for every voxel: quantize works on any part of the array
 
 
 def _quantize_nifti(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
@@ -266,6 +288,7 @@ FORMATS: Registry[FileFormat] = Registry(
         "dicom": FileFormat(
             lambda array, meta: dicom_from_stored(dicom_to_stored(array, meta), meta),
             lambda array, meta, path, derived: save_dicom_series(array, meta, path, derived=derived),
+            elementwise=False,  # per-slice rescale
         ),
         "png": _NATURAL,
         "tiff": _NATURAL,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -23,6 +22,7 @@ import numpy as np
 from umed.case import CaseMeta
 from umed.errors import InputError
 from umed.io.atomic import atomic_file
+from umed.io.inflate import INFLATE_ERRORS, GzipReader
 from umed.io.shape import case_array
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def to_stored(
 ) -> np.ndarray:
     """File units to the values stored on disk: ``round((x - intercept) / slope)`` clipped to the dtype's range.
 
-    Float dtypes are only cast (``(x - intercept) / slope`` when scaled), so they keep the dtype's precision.
+    Float dtypes are only cast (``(x - intercept) / slope`` when scaled), so they keep the dtype's precision; an
+    unscaled array already in the dtype is returned as it is (not copied).
 
     Args:
         array: any shape, file units.
@@ -111,7 +112,7 @@ def to_stored(
     if dtype.kind == "f":
         if scaled:
             values = (values.astype(np.float64) - np.asarray(intercept, np.float64)) / np.asarray(slope, np.float64)
-        return values.astype(dtype)
+        return values.astype(dtype, copy=False)
     info = np.iinfo(dtype)
     low, high = (info.min, info.max) if value_range is None else value_range
     if values.dtype.kind in "iub" and not scaled:
@@ -131,15 +132,15 @@ def to_stored(
 
 def _open_read(path: Path) -> BinaryIO:
     if path.name.lower().endswith(".gz"):
-        # GzipFile is a binary file object, but typeshed does not declare it a BinaryIO
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        # a binary file object (read, readinto), but not a declared BinaryIO
+        return GzipReader(path)  # type: ignore[return-value]
     return open(path, "rb")  # noqa: SIM115
 
 
-def _read_exact(handle: BinaryIO, size: int) -> bytearray:
-    """Read ``size`` bytes (fewer only at the end of the file)."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
+def _read_exact(handle: BinaryIO, size: int) -> np.ndarray:
+    """Read ``size`` bytes (fewer only at the end of the file) into a uint8 array (not zero-filled first)."""
+    buffer = np.empty(size, dtype=np.uint8)
+    view = buffer.data
     filled = 0
     while filled < size:
         # every binary file umed opens (BufferedReader, GzipFile) has readinto; typing.BinaryIO does not declare it
@@ -283,6 +284,13 @@ def load_nifti(path: Path) -> tuple[np.ndarray, CaseMeta]:
 
     path = Path(path)
     case_id = nifti_case_id(path)
+    read_errors: tuple[type[BaseException], ...] = (
+        OSError,
+        EOFError,
+        ValueError,
+        nib.spatialimages.HeaderDataError,
+        *INFLATE_ERRORS,
+    )
     try:
         with _open_read(path) as handle:
             header, consumed = _read_header(handle, path)
@@ -301,7 +309,7 @@ def load_nifti(path: Path) -> tuple[np.ndarray, CaseMeta]:
         affine = _best_affine(header)
     except InputError:
         raise
-    except (OSError, EOFError, zlib.error, ValueError, nib.spatialimages.HeaderDataError) as error:
+    except read_errors as error:
         raise InputError(f"{path}: unreadable NIfTI file ({type(error).__name__}: {error})") from error
     slope = 1.0 if slope is None else float(slope)
     intercept = 0.0 if intercept is None else float(intercept)

@@ -5,6 +5,7 @@ One package list (:data:`PACKAGES`) for every manifest, protector and audit repo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -27,7 +28,14 @@ PACKAGES = (
 
 
 def package_versions() -> dict[str, str]:
-    """Python, the platform and the versions of :data:`PACKAGES` (``"not installed"`` for a missing one)."""
+    """Python, the platform and the versions of :data:`PACKAGES` (``"not installed"`` for a missing one).
+
+    Read once per process (the package metadata is parsed from disk: about 20 ms); every call gets its own copy."""
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> dict[str, str]:
     import importlib.metadata as metadata
     import platform
 

@@ -42,12 +42,14 @@ class ProtectedArray:
         eps: the L-inf budget that applied, normalised units (after the per-case scale).
         eps_scale: the per-case multiplier of the protector's budget.
         changed_slices: indices (last axis) of the slices that were perturbed.
+        support: :func:`support_box` of the structure (computed once; the change metrics read it again).
     """
 
     array: np.ndarray
     eps: float
     eps_scale: float
     changed_slices: tuple[int, ...]
+    support: tuple[tuple[slice, ...], np.ndarray | None] | None = None
 
 
 def as_volume(array: np.ndarray) -> np.ndarray:
@@ -74,7 +76,14 @@ def structure_slices(labels: np.ndarray, structure_labels: Sequence[int] | None)
     return structure, indices
 
 
-def case_eps_scale(structure: np.ndarray, budget: Budget, *, target_psnr: float | None, eps_cap: float) -> float:
+def case_eps_scale(
+    structure: np.ndarray,
+    budget: Budget,
+    *,
+    target_psnr: float | None,
+    eps_cap: float,
+    support: tuple[tuple[slice, ...], np.ndarray | None] | None = None,
+) -> float:
     """Per-case multiplier of the budget so that the case keeps ``target_psnr`` (dB, data_range 1), before the
     protector has run.
 
@@ -90,13 +99,14 @@ def case_eps_scale(structure: np.ndarray, budget: Budget, *, target_psnr: float 
         budget: the protector's budget (its ``eps_max`` is what the scale multiplies).
         target_psnr: dB over the whole image (per volume for 3D, per image for 2D), or ``None``.
         eps_cap: largest allowed budget, normalised units.
+        support: :func:`support_box` of ``structure`` when already computed.
 
     Returns:
         The scale (``> 0``); ``1.0`` when there is no target or no structure.
     """
     if target_psnr is None:
         return 1.0
-    _, allowed = support_box(structure, budget.band_width)
+    _, allowed = support_box(structure, budget.band_width) if support is None else support
     n_support = int(allowed.sum()) if allowed is not None else 0
     if n_support == 0:
         return 1.0
@@ -248,10 +258,11 @@ def protect_array(
         A :class:`ProtectedArray`; its array has the input's shape and dtype.
     """
     structure, indices = structure_slices(labels, structure_labels)
-    scale = case_eps_scale(structure, protector.budget, target_psnr=target_psnr, eps_cap=eps_cap)
+    support = support_box(structure, protector.budget.band_width)
+    scale = case_eps_scale(structure, protector.budget, target_psnr=target_psnr, eps_cap=eps_cap, support=support)
     eps = protector.budget.eps_max * scale
     if not indices:
-        return ProtectedArray(image.copy(), eps, scale, ())
+        return ProtectedArray(image.copy(), eps, scale, (), support)
     chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
     span = float(mapping.high - mapping.low)
     with fixed_threads():  # the same bytes with any torch thread count (serial, workers, OMP_NUM_THREADS)
@@ -266,7 +277,7 @@ def protect_array(
     del structure  # peak memory: the output is allocated after the generator passes
     out = _write_in_file_units(image, deltas, chunks, meta, span)
     _give_back_overshoot(image, out, chunks, eps * span)
-    return ProtectedArray(out, eps, scale, tuple(indices))
+    return ProtectedArray(out, eps, scale, tuple(indices), support)
 
 
 def _perturb_slices(
@@ -352,9 +363,9 @@ def _write_in_file_units(
         for index, z in enumerate(chunk):
             out_volume[..., z] = protected[index]
     if meta.header is not None:  # a real file's metadata: snap to what it stores (per-slice DICOM rescale, BitsStored)
-        from umed.io import quantize
+        from umed.io import quantize_slices
 
-        out = np.asarray(quantize(out, meta)).astype(image.dtype, copy=False)
+        out = quantize_slices(out, meta, chunks).astype(image.dtype, copy=False)
     return out
 
 

@@ -148,7 +148,14 @@ def _protect_one(
         eps_cap=cfg.eps_cap,
         mark=mark,
     )
-    metrics = change_metrics(image, protected.array, structure, mapping=mapping, band_width=protector.budget.band_width)
+    metrics = change_metrics(
+        image,
+        protected.array,
+        structure,
+        mapping=mapping,
+        band_width=protector.budget.band_width,
+        support=protected.support,
+    )
     _check_guarantees(case, metrics, protected.eps)
     save_case(protected.array, meta, target, derived=True)
     _set_mode(target, output_mode(case.image_path))
@@ -173,7 +180,13 @@ def _protect_one(
 
 
 def change_metrics(
-    original: np.ndarray, protected: np.ndarray, structure: np.ndarray, *, mapping: Any, band_width: int
+    original: np.ndarray,
+    protected: np.ndarray,
+    structure: np.ndarray,
+    *,
+    mapping: Any,
+    band_width: int,
+    support: tuple[tuple[slice, ...], np.ndarray | None] | None = None,
 ) -> dict[str, float]:
     """Imperceptibility of one protected case, in normalised units (data_range 1).
 
@@ -204,7 +217,7 @@ def change_metrics(
     squared = np.square(reference.astype(np.float64) - test.astype(np.float64))
     change = np.abs(protected[box].astype(np.float64) - original[box].astype(np.float64)) / span
     changed = change > 0
-    allowed_box, allowed = support_box(structure, band_width)
+    allowed_box, allowed = support_box(structure, band_width) if support is None else support
     inside = 0
     if allowed is not None:  # changed voxels inside the support: the support and the changed box overlap
         volume_box = box + (slice(0, 1),) if structure.ndim == 2 else box

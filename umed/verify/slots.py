@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -25,9 +25,8 @@ from scipy import ndimage
 __all__ = ["Slot", "disk", "find_slots"]
 
 
-@dataclass(frozen=True)
-class Slot:
-    """One disk: slice ``z`` (0 for a 2D image), centre ``(row, col)``, ``radius`` voxels."""
+class Slot(NamedTuple):
+    """One disk: slice ``z`` (0 for a 2D image), centre ``(row, col)``, ``radius`` voxels (an immutable record)."""
 
     z: int
     row: int
