@@ -117,6 +117,19 @@ def contrast(gain_inside: float = 1.0) -> Callable[[Any], np.ndarray]:
     return lambda case: _per_slice(case, fn)
 
 
+def keyed_edge(key_seed: int) -> Callable[[Any], np.ndarray]:
+    """The keyed mark ``umed protect`` writes by default (umed/configs/verify.yaml: the edge wave) for a fixed key
+    seed, on the structure only (the band is left unchanged, as the shipped mark does)."""
+    from umed.verify.settings import VerifySettings
+
+    family = VerifySettings.shipped().family
+
+    def fn(fg: np.ndarray, img: np.ndarray, z: int) -> np.ndarray:
+        return np.where(fg, family.field(key_seed, fg.shape), 0.0).astype(np.float32)
+
+    return lambda case: _per_slice(case, fn)
+
+
 def sign_step(inside: float = 1.0) -> Callable[[Any], np.ndarray]:
     """Label-aligned step: +inside on the structure, -1 on the outer band."""
     return lambda case: _per_slice(case, lambda fg, img, z: np.where(fg, inside, -1.0).astype(np.float32))
@@ -125,6 +138,7 @@ def sign_step(inside: float = 1.0) -> Callable[[Any], np.ndarray]:
 # ------------------------------------------------------------------------------------------------------ registry
 
 _UMED = CONFIGS / "brats_tumour_core.yaml"
+_NO_MARK = {"mark": False}  # the UMed designs fit the generators (the shipped mark would take the whole budget)
 _EOT = ["gaussian", "median", "downsample", "augment", "spectral"]
 
 DESIGNS: dict[str, Design] = {}
@@ -141,7 +155,13 @@ for _m in ("random", "lsp", "ar", "tap", "em", "sep", "salm"):
         )
     )
 _add(
-    Design("umed", "UMed shipped (configs/brats_tumour_core.yaml): trained generators + period-2 prior", "umed", _UMED)
+    Design(
+        "umed",
+        "UMed shipped (configs/brats_tumour_core.yaml): trained generators + period-2 prior",
+        "umed",
+        _UMED,
+        _NO_MARK,
+    )
 )
 _add(
     Design(
@@ -149,6 +169,7 @@ _add(
         "UMed fixed period-2 prior alone (steps 0: untrained generators)",
         "umed",
         _UMED,
+        _NO_MARK,
         settings={"steps": 0},
     )
 )
@@ -158,6 +179,7 @@ _add(
         "UMed trained with EOT over gaussian/median/downsample/augment/spectral",
         "umed",
         _UMED,
+        _NO_MARK,
         settings={"eot": _EOT},
     )
 )
@@ -167,6 +189,7 @@ _add(
         "UMed + EOT, no pattern prior (generators free)",
         "umed",
         _UMED,
+        _NO_MARK,
         settings={"eot": _EOT, "pattern_init": "none"},
     )
 )
@@ -176,6 +199,7 @@ _add(
         "UMed trained generators, no pattern prior, no EOT",
         "umed",
         _UMED,
+        _NO_MARK,
         settings={"pattern_init": "none"},
     )
 )
@@ -185,6 +209,7 @@ _add(
         "UMed + EOT, period-4 checker prior (2-voxel blocks)",
         "umed",
         _UMED,
+        _NO_MARK,
         settings={"eot": _EOT, "pattern_patch": 2},
     )
 )
@@ -194,11 +219,21 @@ _add(
         "UMed + EOT, period-6 checker prior (3-voxel blocks)",
         "umed",
         _UMED,
+        _NO_MARK,
         settings={"eot": _EOT, "pattern_patch": 3},
     )
 )
-_add(Design("umed_eot_blur", "UMed + EOT over gaussian only", "umed", _UMED, settings={"eot": ["gaussian"]}))
-_add(Design("umed_ckb2_noeot", "UMed, period-4 checker prior, no EOT", "umed", _UMED, settings={"pattern_patch": 2}))
+_add(Design("umed_eot_blur", "UMed + EOT over gaussian only", "umed", _UMED, _NO_MARK, settings={"eot": ["gaussian"]}))
+_add(
+    Design(
+        "umed_ckb2_noeot",
+        "UMed, period-4 checker prior, no EOT",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings={"pattern_patch": 2},
+    )
+)
 
 _add(Design("ckb1", "fixed period-2 checker (1-voxel blocks), opposite on outer band", pattern=checker(1)))
 _add(Design("ckb2", "fixed period-4 checker (2-voxel blocks)", pattern=checker(2)))
@@ -234,6 +269,105 @@ _add(
     )
 )
 _add(Design("step", "label-aligned step +1 inside, -1 on outer band", pattern=sign_step()))
+
+
+# ---- issue 22: generators that learn (no saturation reward, a pool of young surrogates), REM-style EM, the mark
+_LEARN = {
+    "saturation": 0.0,
+    "pattern_init": "none",
+    "surrogates": 2,
+    "surrogate_every": 2,
+    "surrogate_reinit_every": 60,
+    "steps": 200,
+    "crop": 64,
+}
+_add(
+    Design(
+        "umed_learn",
+        "UMed generators that learn: no saturation, no prior, 2 surrogates of staggered ages (reinit every 60)",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings=_LEARN,
+    )
+)
+_add(
+    Design(
+        "umed_learn_nocdc",
+        "umed_learn with a plain contour generator (CDC theta 0)",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings={**_LEARN, "theta": 0.0},
+    )
+)
+_add(
+    Design(
+        "umed_learn_prior",
+        "umed_learn started at the period-2 prior with gain 0.5 (tanh 0.46: the loss can move it)",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings={**_LEARN, "pattern_init": "checker", "pattern_gain": 0.5},
+    )
+)
+_add(
+    Design(
+        "umed_learn_eot",
+        "umed_learn with EOT over gaussian, downsample, augment",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings={**_LEARN, "eot": ["gaussian", "downsample", "augment"]},
+    )
+)
+_add(
+    Design(
+        "em_eot",
+        "EM with EOT inside every PGD and surrogate step (REM-style): gaussian, downsample, augment; 50 dB",
+        "em",
+        CONFIGS / "methods" / "em.yaml",
+        PSNR50,
+        settings={"eot": ["gaussian", "downsample", "augment"]},
+    )
+)
+_add(
+    Design(
+        "umed_learn_young",
+        "umed_learn with a younger pool: 3 surrogates re-initialised every 30 steps, a surrogate step every step, "
+        "generator lr 0.01, 300 steps",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings={
+            **_LEARN,
+            "surrogates": 3,
+            "surrogate_reinit_every": 30,
+            "surrogate_every": 1,
+            "lr": 0.01,
+            "steps": 300,
+        },
+    )
+)
+_add(
+    Design(
+        "umed_learn_gain1",
+        "umed_learn started at the period-2 prior with gain 1 (tanh 0.76), no saturation",
+        "umed",
+        _UMED,
+        _NO_MARK,
+        settings={**_LEARN, "pattern_init": "checker", "pattern_gain": 1.0},
+    )
+)
+_add(Design("mark_edge0", "the shipped keyed mark (edge wave), key seed 0, structure only", pattern=keyed_edge(0)))
+for _key in (1, 2, 3):
+    _add(
+        Design(
+            f"mark_edge{_key}",
+            f"the shipped keyed mark (edge wave), key seed {_key}, structure only",
+            pattern=keyed_edge(_key),
+        )
+    )
 
 
 def get(name: str) -> Design:

@@ -132,3 +132,33 @@ def test_eot_fit_is_deterministic_changes_training_and_keeps_the_budget(tiny_fit
     support = regions.support(batch.structures, BUDGET.band_width, batch=True)
     assert np.all(delta[~support] == 0)
     assert np.all(np.abs(delta) <= np.float32(BUDGET.eps_max) * batch.eps_scale[:, None, None])
+
+
+def test_em_with_eot_is_repeatable_and_differs_from_plain_em() -> None:
+    import numpy as np
+
+    from umed.protectors import Budget, SliceBatch
+    from umed.protectors.em import EMProtector
+
+    fg = np.zeros((3, 32, 32), dtype=bool)
+    fg[:, 8:20, 10:22] = True
+    batch = SliceBatch(np.random.default_rng(0).random((3, 32, 32)).astype(np.float32), fg, ["c/0", "c/1", "c/2"])
+    small = dict(train_steps=2, batch_size=2, crop=16, steps=2, train_noise_steps=1)
+    deltas = {}
+    for eot in ([], ["gaussian", "augment"]):
+        protector = EMProtector(Budget(), seed=0, eot=eot, **small)
+        protector.fit(batch)
+        deltas[len(eot)] = protector.perturb(batch)
+        np.testing.assert_array_equal(deltas[len(eot)], protector.perturb(batch))
+    assert not np.array_equal(deltas[0], deltas[2])
+
+
+def test_em_refuses_an_unknown_eot_transform() -> None:
+    import pytest
+
+    from umed.errors import ConfigError
+    from umed.protectors import Budget
+    from umed.protectors.em import EMProtector
+
+    with pytest.raises(ConfigError, match="eot"):
+        EMProtector(Budget(), seed=0, eot=["sharpen"])

@@ -52,14 +52,13 @@ from umed.protectors.pgd import project
 from umed.protectors.seeding import derive_seed, key_rng
 from umed.protectors.settings import Setting, check_budget, resolve_settings
 from umed.protectors.surrogate import (
-    make_surrogate,
     plain_state,
     seeded_torch,
-    segment,
     segmentation_loss,
     sub_state,
     to_tensor,
 )
+from umed.protectors.surrogate_pool import SurrogatePool
 from umed.protectors.surrogate_training import curve
 
 __all__ = ["UMedProtector"]
@@ -114,6 +113,7 @@ class UMedProtector(Protector):
         "depth": Setting(int, low=1, high=6),
         "surrogate_every": Setting(int, low=1),
         "surrogate_reinit_every": Setting(int, low=0),
+        "surrogates": Setting(int, low=1),
         "surrogate_warmup": Setting(int, low=0),
         "crop": Setting(int, low=8),
         "flips": Setting(bool),
@@ -201,11 +201,6 @@ class UMedProtector(Protector):
     def _tensors(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {name: to_tensor(array) for name, array in arrays.items()}
 
-    def _new_surrogate(self, generation: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """The surrogate of one generation (seeded by it) and its Adam optimiser."""
-        model = make_surrogate(seed=derive_seed(self.seed, self.name, "surrogate", generation))
-        return model, torch.optim.Adam(model.parameters(), lr=self.settings["surrogate_lr"])
-
     def _draw(
         self, sampler: CropSampler, rng: np.random.Generator, scale_all: np.ndarray
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -241,18 +236,20 @@ class UMedProtector(Protector):
         generator_params = list(self.contour.parameters()) + list(self.texture.parameters())
         optimizer_g = torch.optim.Adam(generator_params, lr=s["lr"])
         loss_fn = segmentation_loss()
-        generation = 0
-        surrogate, optimizer_s = self._new_surrogate(generation)
+        pool = SurrogatePool(
+            seed=self.seed,
+            method=self.name,
+            size=s["surrogates"],
+            reinit_every=s["surrogate_reinit_every"],
+            lr=s["surrogate_lr"],
+        )
         draw = functools.partial(self._draw, sampler, rng, scale_all)
         attacker_view = AttackerView(s["eot"], derive_seed(self.seed, self.name, "eot"))
-
-        def surrogate_step(x: torch.Tensor, y: torch.Tensor) -> float:
-            return _train_step(surrogate, optimizer_s, loss_fn, x, y)
 
         surrogate_losses: list[float] = []
         for _ in range(s["surrogate_warmup"]):
             parts, y, _ = draw()
-            surrogate_losses.append(surrogate_step(parts["image"], y))
+            surrogate_losses.append(pool.step(loss_fn, parts["image"], y))
 
         generator_losses: list[float] = []
         segmentation_losses: list[float] = []
@@ -262,11 +259,8 @@ class UMedProtector(Protector):
         for step in range(1, steps + 1):
             parts, y, scale = draw()
             delta, bound = self._delta(parts, scale)
-            for parameter in surrogate.parameters():
-                parameter.requires_grad_(False)
-            surrogate.eval()
             x_view, y_view = attacker_view(parts["image"] + delta, y)
-            loss = loss_fn(segment(surrogate, x_view), y_view)
+            loss = pool.loss(loss_fn, x_view, y_view)
             segmentation_losses.append(float(loss.detach()))
             allowed = bound > 0
             used = (delta.abs() / torch.where(allowed, bound, torch.ones_like(bound)))[allowed]
@@ -275,8 +269,6 @@ class UMedProtector(Protector):
             optimizer_g.zero_grad(set_to_none=True)
             loss.backward()
             optimizer_g.step()
-            for parameter in surrogate.parameters():
-                parameter.requires_grad_(True)
             generator_losses.append(float(loss.detach()))
             usage.append(float(used.detach().mean()) if used.numel() else 0.0)
 
@@ -285,16 +277,14 @@ class UMedProtector(Protector):
                 with torch.no_grad():
                     delta, _ = self._delta(parts, scale)
                     x_view, y_view = attacker_view(parts["image"] + delta, y)
-                surrogate_losses.append(surrogate_step(x_view, y_view))
-            if s["surrogate_reinit_every"] and step % s["surrogate_reinit_every"] == 0 and step < steps:
-                generation += 1
-                surrogate, optimizer_s = self._new_surrogate(generation)
+                surrogate_losses.append(pool.step(loss_fn, x_view, y_view))
+            pool.advance(step, steps=steps)
             if progress is not None:
                 progress("umed: training generators", step, steps)
         self.contour.eval()
         self.texture.eval()
         curves = {"generator": generator_losses, "segmentation": segmentation_losses, "surrogate": surrogate_losses}
-        return _fit_log(steps, generation, curves, usage, attacker_view.draws if s["eot"] else None)
+        return _fit_log(steps, pool.reinits, curves, usage, attacker_view.draws if s["eot"] else None)
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
         """One forward pass of both generators per batch of ``batch_size`` slices.
@@ -352,18 +342,6 @@ class UMedProtector(Protector):
         contour.eval()
         texture.eval()
         self.contour, self.texture = contour, texture
-
-
-def _train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> float:
-    """One optimiser step of ``model`` on ``loss_fn(segment(model, x), y)``; returns the loss."""
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(segment(model, x), y)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
 
 
 def _fit_log(

@@ -4,17 +4,28 @@ Unexploitable", ICLR 2021; code HanxunH/Unlearnable-Examples), for segmentation 
 ``fit`` runs the bi-level min-min optimisation on crops of the training slices: each step updates the crops'
 noise by a few error-minimising PGD steps against the current surrogate, then trains the surrogate one step on the
 noisy crops, so the surrogate learns to rely on the noise. ``perturb`` runs error-minimising PGD per slice against
-the fitted surrogate (start drawn from the run seed and the slice key). Budget: ``budget.eps_max * eps_scale`` on
-the whole support (structure plus contour band); the loss is CE + Dice of the 2-class segmentation.
+the fitted surrogate (start drawn from the run seed and the slice key).
+
+``eot`` (off by default) makes it REM-style (Fu et al., ICLR 2022, without the adversarial inner step): every PGD
+step, during ``fit`` and ``perturb``, and every surrogate step sees ``x + delta`` through one transform of the
+attacker's pipeline drawn from ``["none", *eot]`` (:mod:`umed.protectors.eot`), so the noise is chosen for what
+survives blur, resampling or nnU-Net's augmentation. At ``perturb`` the draws are seeded by the run seed and the
+batch's slice keys, so the bytes do not depend on how cases are split over workers.
+
+Budget: ``budget.eps_max * eps_scale`` on the whole support (structure plus contour band); the loss is CE + Dice of
+the 2-class segmentation.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from umed.protectors.base import PreparedSlices
+from umed.protectors.base import Budget, PreparedSlices
 from umed.protectors.crops import CropSampler
+from umed.protectors.eot import check_eot
 from umed.protectors.pgd import pgd
 from umed.protectors.settings import Setting
 from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, FitResult, Progress, Rng, SurrogateProtector
@@ -29,6 +40,7 @@ class EMProtector(SurrogateProtector):
         steps, step_size (a fraction of eps), random_init: PGD at perturb time.
         train_steps, batch_size, crop, lr, flips: min-min training.
         train_noise_steps: PGD steps on a batch's noise before each surrogate step during ``fit``.
+        eot: attacker transforms drawn at every PGD and surrogate step (REM-style); ``[]``: off.
 
     Example:
         >>> import numpy as np
@@ -42,7 +54,11 @@ class EMProtector(SurrogateProtector):
     """
 
     name = "em"
-    SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(int, low=1)}
+    SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(int, low=1), "eot": Setting(list)}
+
+    def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
+        super().__init__(budget, seed=seed, **settings)
+        self.settings["eot"] = check_eot(self.name, self.settings["eot"])
 
     def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         settings = self.settings
@@ -52,6 +68,7 @@ class EMProtector(SurrogateProtector):
             noise = (rng.random(bound.shape, dtype=np.float32) * np.float32(2) - np.float32(1)) * bound
         else:
             noise = np.zeros_like(bound)
+        view = self._eot_view("fit")
 
         def update(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
             return pgd(
@@ -63,7 +80,10 @@ class EMProtector(SurrogateProtector):
                 step_size=settings["step_size"],
                 maximize=False,
                 init=delta,
+                view=view,
             )
 
-        log = self._train(model, sampler, rng, progress, "em: min-min training", noise=noise, noise_update=update)
+        log = self._train(
+            model, sampler, rng, progress, "em: min-min training", noise=noise, noise_update=update, view=view
+        )
         return [model], log

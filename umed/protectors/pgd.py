@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ from torch import nn
 from umed.protectors.surrogate import segment, segmentation_loss
 
 __all__ = ["project", "pgd", "top_k_mask"]
+
+View = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def project(delta: torch.Tensor, x: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
@@ -51,6 +53,7 @@ def pgd(
     step_size: float,
     maximize: bool,
     init: torch.Tensor | None = None,
+    view: View | None = None,
 ) -> torch.Tensor:
     """Sign-gradient PGD on the segmentation loss, averaged over ``models``, in a per-voxel L-inf ball.
 
@@ -67,6 +70,8 @@ def pgd(
         step_size: step as a fraction of ``bound``.
         maximize: ascend (True) or descend (False) the loss.
         init: starting perturbation (projected first); zeros when ``None``.
+        view: what the attacker's pipeline makes of ``(x + delta, y)`` (:class:`umed.protectors.eot.AttackerView`,
+            one draw per step: expectation over transformation, REM-style); ``None``: the plain image.
 
     Returns:
         ``delta`` ``(B, 1, H, W)``, detached, ``|delta| <= bound``.
@@ -80,7 +85,8 @@ def pgd(
     try:
         for _ in range(steps):
             delta.requires_grad_(True)
-            loss = sum(loss_fn(segment(model, x + delta), y) for model in models) / len(models)
+            seen, labels = (x + delta, y) if view is None else view(x + delta, y)
+            loss = sum(loss_fn(segment(model, seen), labels) for model in models) / len(models)
             (grad,) = torch.autograd.grad(loss, delta)
             delta = project(delta.detach() + direction * step_size * bound * grad.sign(), x, bound)
     finally:

@@ -74,6 +74,7 @@ class SALMProtector(SurrogateProtector):
         return [model], log
 
     def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, *_: object
     ) -> torch.Tensor:
+        """Sparse PGD on SALM's significant voxels (no EOT: the view is not used)."""
         return self._sparse_pgd(self.models[0], x, y, bound, init, self.settings["steps"])

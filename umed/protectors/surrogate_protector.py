@@ -23,6 +23,7 @@ from umed.protectors.base import (
     prepare_slices,
 )
 from umed.protectors.crops import CropSampler
+from umed.protectors.eot import AttackerView
 from umed.protectors.pgd import pgd, project
 from umed.protectors.seeding import derive_seed, key_rng
 from umed.protectors.settings import Setting, check_budget, resolve_settings
@@ -77,11 +78,25 @@ class SurrogateProtector(Protector):
         raise NotImplementedError
 
     def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, init: torch.Tensor, support: torch.Tensor
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        bound: torch.Tensor,
+        init: torch.Tensor,
+        support: torch.Tensor,
+        view: AttackerView | None = None,
     ) -> torch.Tensor:
-        """PGD against the fitted surrogate(s): error-maximising when :attr:`MAXIMIZE`, else error-minimising."""
+        """PGD against the fitted surrogate(s): error-maximising when :attr:`MAXIMIZE`, else error-minimising;
+        through ``view`` (EOT) when given."""
         steps, step_size = self.settings["steps"], self.settings["step_size"]
-        return pgd(self.models, x, y, bound, steps=steps, step_size=step_size, maximize=self.MAXIMIZE, init=init)
+        return pgd(
+            self.models, x, y, bound, steps=steps, step_size=step_size, maximize=self.MAXIMIZE, init=init, view=view
+        )
+
+    def _eot_view(self, *parts: object) -> AttackerView | None:
+        """The attacker's view (a method with an ``eot`` setting) seeded by ``parts``; None when EOT is off."""
+        names = self.settings.get("eot") or []
+        return AttackerView(names, derive_seed(self.seed, self.name, "eot", *parts)) if names else None
 
     # -- helpers
     def _new_surrogate(self) -> nn.Module:
@@ -149,7 +164,8 @@ class SurrogateProtector(Protector):
                 init_np = np.zeros_like(bound_np)
             x, y, bound = to_tensor(prepared.images[chunk]), to_tensor(prepared.fg[chunk]), to_tensor(bound_np)
             support = to_tensor(prepared.support[chunk]) > 0
-            delta = self._attack(x, y, bound, project(to_tensor(init_np), x, bound), support)
+            view = self._eot_view("perturb", *prepared.keys[chunk])  # seeded by the slices: any split of cases
+            delta = self._attack(x, y, bound, project(to_tensor(init_np), x, bound), support, view)
             out[chunk] = delta.squeeze(1).numpy()
         return finalize(out, prepared.bound)
 

@@ -35,6 +35,7 @@ def fit_surrogate(
     lr: float,
     noise: np.ndarray | None = None,
     noise_update: NoiseUpdate | None = None,
+    view: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     on_step: Callable[[int], None] | None = None,
     progress: ProgressCallback | None = None,
     description: str = "training surrogate",
@@ -56,6 +57,7 @@ def fit_surrogate(
         lr: Adam learning rate.
         noise: the noise store, changed in place.
         noise_update: the inner noise step.
+        view: the attacker's pipeline applied to each training batch ``(x + delta, y)`` (EOT); ``None``: none.
         on_step: called with the step number (1-based) after each step (SEP keeps checkpoints).
         progress: ``progress(description, step, steps)``.
         description: progress text.
@@ -75,12 +77,9 @@ def fit_surrogate(
             delta = noise_update(x, y, bound, project(to_tensor(crops.take(noise)), x, bound))
             crops.put(noise, delta.squeeze(1).numpy())
             x = x + delta
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(segment(model, x), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+        if view is not None:
+            x, y = view(x, y)
+        losses.append(train_step(model, optimizer, loss_fn, x, y))
         if on_step is not None:
             on_step(step)
         if progress is not None:
@@ -92,6 +91,18 @@ def fit_surrogate(
         "loss_last": _round(losses[-1:]),
         "loss_curve": curve(losses),
     }
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """One optimiser step of ``model`` (train mode) on ``loss_fn(segment(model, x), y)``; returns the loss."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(segment(model, x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def _round(values: Sequence[float]) -> float | None:
