@@ -110,3 +110,19 @@ def test_perturbation_rounds_within_half_a_stored_unit(nifti_int16_scaled, eps: 
     change = np.abs(stored - image)[inside] / mapping.span
     assert change.max() <= eps + meta.slope / 2 / mapping.span + 1e-6  # the budget, up to the rounding step
     np.testing.assert_array_equal(quantize(stored, meta), stored)  # idempotent
+
+
+def test_counted_percentiles_equal_numpys() -> None:
+    from umed.intensity import percentiles_of
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.int16, np.uint16, np.int8, np.uint8):
+        info = np.iinfo(dtype)
+        for size in (1, 2, 7, 1000, 30_001):
+            # within half the range: numpy subtracts two order statistics in the array's dtype, which wraps when they
+            # are further apart (percentiles_of does it in float64)
+            values = rng.integers(info.min // 2, int(info.max) // 2 + 1, size).astype(dtype)
+            narrow = rng.integers(0, 9, size).astype(dtype)  # many ties
+            for array in (values, narrow, np.asfortranarray(values.reshape(size, 1, 1))):
+                q = (0.5, 99.5, float(rng.uniform(0, 100)), 0.0, 100.0)
+                assert percentiles_of(array, q) == tuple(float(v) for v in np.percentile(array, list(q)))

@@ -12,6 +12,7 @@ untouched maps back to its original value (exactly, once :func:`umed.io.quantize
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -142,7 +143,50 @@ def fit_mapping(
             values = values[mask]
     if values.size == 0:
         return IntensityMapping(0.0, 1.0, "percentile")
-    low, high = (float(v) for v in np.percentile(values, [lower, upper]))
+    low, high = percentiles_of(values, (lower, upper))
     if not high > low:
         high = low + 1.0
     return IntensityMapping(low, high, "percentile")
+
+
+_COUNT_STEP = 1 << 23  # voxels per counting step: bounded int32 temporaries on a CT
+
+
+def percentiles_of(values: np.ndarray, q: Sequence[float]) -> tuple[float, ...]:
+    """:func:`numpy.percentile` (its default ``linear`` method) of all of ``values`` at each of ``q`` (0..100).
+
+    Integer arrays of at most 16 bits (CT, most MRI) are counted instead of partitioned: one pass of
+    :func:`numpy.bincount` over the possible values gives every order statistic, so a 512x512x400 int16 CT costs a
+    fraction of a partition of its 105 million voxels and no copy of it. The interpolation between the two order
+    statistics around ``(n - 1) * q / 100`` is numpy's (``a + (b - a) * g``, or ``b - (b - a) * (1 - g)`` for
+    ``g >= 0.5``), in float64 (numpy subtracts in the array's dtype, which wraps for two order statistics more than
+    half the dtype's range apart; otherwise the results are equal). Other dtypes go to :func:`numpy.percentile`.
+
+    Example:
+        >>> values = np.array([[3, 1], [4, 1]], dtype=np.int16)
+        >>> percentiles_of(values, (0.0, 50.0, 100.0)) == tuple(float(v) for v in np.percentile(values, [0, 50, 100]))
+        True
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu" or values.dtype.itemsize > 2 or values.size == 0:
+        return tuple(float(v) for v in np.percentile(values, list(q)))
+    lowest = int(np.iinfo(values.dtype).min)
+    counts = np.zeros(1 << (8 * values.dtype.itemsize), dtype=np.int64)
+    flat = values.ravel(order="K")  # a view for C- or Fortran-ordered arrays: the order does not matter
+    for start in range(0, flat.size, _COUNT_STEP):
+        keys = flat[start : start + _COUNT_STEP].astype(np.int32) - lowest
+        counts += np.bincount(keys, minlength=counts.size)
+    cumulative = np.cumsum(counts)
+    n = int(flat.size)
+
+    def at_rank(rank: int) -> float:  # the value of 0-based rank ``rank`` in sorted order
+        return float(int(np.searchsorted(cumulative, rank, side="right")) + lowest)
+
+    result = []
+    for percent in q:
+        virtual = (n - 1) * (float(percent) / 100.0)
+        below = math.floor(virtual)
+        gamma = virtual - below
+        a, b = at_rank(below), at_rank(min(below + 1, n - 1))
+        result.append(a + (b - a) * gamma if gamma < 0.5 else b - (b - a) * (1 - gamma))
+    return tuple(result)

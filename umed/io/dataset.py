@@ -85,6 +85,8 @@ def _as_labels(array: np.ndarray, path: Path) -> np.ndarray:
         return array.astype(np.int16)
     if array.dtype.kind not in "iubf":
         raise InputError(f"{path}: unsupported label dtype (expected integers, got {array.dtype})")
+    if array.dtype.kind in "iub" and array.dtype.itemsize <= 2 and array.dtype != np.uint16:
+        return array.astype(np.int16)  # every value fits: no range pass
     low, high = array.min(), array.max()  # NaN or Inf anywhere shows in these (float maps)
     if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         raise InputError(

@@ -116,6 +116,8 @@ def to_stored(
     info = np.iinfo(dtype)
     low, high = (info.min, info.max) if value_range is None else value_range
     if values.dtype.kind in "iub" and not scaled:
+        if values.dtype == dtype and (low, high) == (info.min, info.max):
+            return values.copy(order="K")  # already stored values: a clip would change nothing
         return np.clip(values, low, high).astype(dtype)
     values = values.astype(np.float64)
     if scaled:

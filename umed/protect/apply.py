@@ -262,7 +262,7 @@ def protect_array(
     scale = case_eps_scale(structure, protector.budget, target_psnr=target_psnr, eps_cap=eps_cap, support=support)
     eps = protector.budget.eps_max * scale
     if not indices:
-        return ProtectedArray(image.copy(), eps, scale, (), support)
+        return ProtectedArray(image.copy(order="K"), eps, scale, (), support)
     chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
     span = float(mapping.high - mapping.low)
     with fixed_threads():  # the same bytes with any torch thread count (serial, workers, OMP_NUM_THREADS)
@@ -352,7 +352,7 @@ def _write_in_file_units(
 ) -> np.ndarray:
     """A copy of ``image`` with each chunk's perturbation added in file units (values the file can store)."""
     image_volume = as_volume(image)
-    out = image.copy()
+    out = image.copy(order="K")  # keeps the memory order: a Fortran-ordered CT copied to C order took 2.8 s
     out_volume = as_volume(out)
     for chunk, delta in zip(chunks, deltas):
         original = np.stack([image_volume[..., z] for z in chunk])

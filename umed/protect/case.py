@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,7 @@ def _protect_one(
         mapping=mapping,
         band_width=protector.budget.band_width,
         support=protected.support,
+        changed_slices=protected.changed_slices,
     )
     _check_guarantees(case, metrics, protected.eps)
     save_case(protected.array, meta, target, derived=True)
@@ -187,6 +189,7 @@ def change_metrics(
     mapping: Any,
     band_width: int,
     support: tuple[tuple[slice, ...], np.ndarray | None] | None = None,
+    changed_slices: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Imperceptibility of one protected case, in normalised units (data_range 1).
 
@@ -197,11 +200,13 @@ def change_metrics(
     Every number is computed from the bounding box of the changed voxels (one comparison pass over the image):
     outside it the two images are equal, so the squared errors there are 0 and every local SSIM is 1
     (:func:`umed.metrics.ssim_changed`). The values are those of the whole-image metrics up to float summation order.
+    ``changed_slices`` (the slices :func:`protect_array` perturbed; every other slice of its output is a copy of the
+    input) limits that comparison pass to their range.
     """
     from umed.metrics import ssim_changed
 
     span = float(mapping.high - mapping.low)
-    box = changed_box(original, protected)
+    box = _changed_box(original, protected, changed_slices)
     n_structure = int(np.count_nonzero(structure))
     if box is None:
         return {
@@ -236,6 +241,21 @@ def change_metrics(
         "changed_voxels": int(changed.sum()),
         "outside_support_changes": int(changed.sum()) - inside,
     }
+
+
+def _changed_box(
+    original: np.ndarray, protected: np.ndarray, changed_slices: Sequence[int] | None
+) -> tuple[slice, ...] | None:
+    """:func:`umed.metrics.changed_box`, over the range of ``changed_slices`` (last axis) when given."""
+    if changed_slices is None or original.ndim < 3:
+        return changed_box(original, protected)
+    if not changed_slices:
+        return None
+    first, last = min(changed_slices), max(changed_slices) + 1
+    box = changed_box(original[..., first:last], protected[..., first:last])
+    if box is None:
+        return None
+    return (*box[:-1], slice(box[-1].start + first, box[-1].stop + first))
 
 
 def _psnr_from_mse(mse: float) -> float:
