@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark number the README and docs/results.md quote, from a clean checkout (after the README's set-up).
-# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15), robust (issue 14); data root $UMED_DATA
+# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15, 23), robust (issue 14), seeds-a, seeds-b and
+# screen22 (issue 22); data root $UMED_DATA
 # (default ../shared/data).
 # The efficacy results quoted so far were measured before the audit held out nnU-Net's validation fold, so these
 # commands pass --no-validation to reproduce them; the augment rows quoted were measured with the earlier
@@ -100,9 +101,55 @@ if [[ $part == robust-more ]]; then
   done
   $robust --tag tradeoff_psnr50 --result-tag robust50_seed1 --audit-seed 1 --victims unet --defenses none,augment
 fi
+seeds="$PY benchmarks/efficacy.py --task brats_core --victims unet --defenses none --epochs 10"
+learn="--set mark=false --set method_settings.saturation=0 --set method_settings.pattern_init=none \
+  --set method_settings.surrogates=2 --set method_settings.surrogate_every=2 \
+  --set method_settings.surrogate_reinit_every=60 --set method_settings.steps=200 --set method_settings.crop=64"
+core=umed/configs/brats_tumour_core.yaml
+if [[ $part == seeds-a ]]; then
+  # issue 22: the ablation over 3 audit seeds (victim initialisation, slices, validation case), 2D UNet, no defense:
+  # the fixed prior alone, the generators that learn (no saturation, no prior, a pool of 2 young surrogates) with
+  # and without CDC kernels. One protection per design (seed 0), three audit seeds. About 2 core-hours; seeds-b on
+  # the other core at the same time. Then: python benchmarks/seeds.py
+  for s in 0 1 2; do
+    $seeds --method umed --config $core --set mark=false --set method_settings.steps=0 --tag i22_prior \
+        --result-tag i22_prior_seed$s --audit-seed $s
+    $seeds --method umed --config $core $learn --tag i22_learn --result-tag i22_learn_seed$s --audit-seed $s
+    $seeds --method umed --config $core $learn --set method_settings.theta=0 --tag i22_learn_nocdc \
+        --result-tag i22_learn_nocdc_seed$s --audit-seed $s
+  done
+fi
+if [[ $part == seeds-b ]]; then
+  # issue 22: the shipped default (the keyed mark: a new key per seed, as each user draws one) and EM with EOT
+  # inside its PGD steps (REM-style) over the same 3 audit seeds; then the 3D UNet on the mark (30 epochs, batch 2)
+  for s in 1 0 2; do
+    $seeds --method umed --tag i22_mark_key$s --result-tag i22_mark_seed$s --audit-seed $s
+    $seeds --method em --config umed/configs/methods/em.yaml --target-psnr 50 --set eps_cap=24/255 \
+        --set 'method_settings.eot=[gaussian, downsample, augment]' --tag i22_em_eot \
+        --result-tag i22_em_eot_seed$s --audit-seed $s
+  done
+  $PY benchmarks/efficacy.py --task brats_core --victims unet3d --defenses none --epochs 30 --method umed \
+      --tag i22_mark_key1 --result-tag i22_mark_unet3d
+fi
+if [[ $part == screen22 ]]; then
+  # issue 22: the screen of 15 designs, 2 victim seeds, no defense and nnU-Net's augmentation (docs/research.md,
+  # session 7; about 1.5 core-hours), and the learned perturbations' distance from the fixed patterns
+  for s in 0 1; do
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_learn_s$s \
+        --designs umed_learn,umed_learn_nocdc,umed_learn_prior,umed_learn_eot
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_base_s$s \
+        --designs mark_edge0,mark_edge1,em_eot,umed_prior_only,em
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_more_s$s \
+        --designs mark_edge2,mark_edge3,umed_learn_young,umed_learn_gain1,ckb1,step
+  done
+  $PY benchmarks/research/learned_distance.py umed_prior_only umed_learn umed_learn_nocdc umed_learn_prior \
+      umed_learn_gain1 umed_learn_eot umed_learn_young em em_eot --pair umed_learn,umed_learn_nocdc \
+      --pair umed_learn,umed_learn_eot --tag i22
+fi
 if [[ $part == all || $part == speed ]]; then
   # issue 12: the first run with the shipped defaults; issue 15: applying a fitted protector (ratio to plain I/O,
   # peak memory, workers). Timings: run on an idle machine.
   $PY benchmarks/first_run.py
   $PY benchmarks/protect_speed.py
+  $PY benchmarks/protect_speed.py --mark
 fi
