@@ -305,3 +305,20 @@ def test_failed_series_save_leaves_the_old_series(dicom_series, tmp_path: Path, 
         save_case(bad, meta, target)
     assert _digest(target) == before
     assert list_files(tmp_path / "out") == [folder.name] + [f"{folder.name}/IM0000{i}.dcm" for i in (1, 2, 3)]
+
+
+def test_quantize_slices_uses_each_slices_rescale(dicom_series) -> None:
+    """Rounding a few slices of a series with per-slice rescale equals rounding the whole series."""
+    from umed.io import quantize_slices
+
+    folder, _, _ = dicom_series
+    files = sorted(folder.iterdir())
+    ds = pydicom.dcmread(files[1])
+    ds.RescaleSlope = 4  # another rescale on slice 1 than on the others
+    ds.save_as(files[1])
+    array, meta = load_case(folder)
+    changed = array.copy()
+    changed[..., [0, 1]] += 1.3  # rounds to +2 with slope 2 (slice 0), to 0 with slope 4 (slice 1)
+    expected = quantize(changed, meta)
+    assert not np.array_equal(expected[..., 0] - array[..., 0], expected[..., 1] - array[..., 1])
+    np.testing.assert_array_equal(quantize_slices(changed.copy(), meta, [[0, 1]]), expected)

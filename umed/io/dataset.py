@@ -17,7 +17,7 @@ import numpy as np
 
 from umed.case import CaseMeta
 from umed.errors import GeometryError, InputError
-from umed.io.dicom import dicom_from_stored, dicom_to_stored, load_dicom_series, save_dicom_series
+from umed.io.dicom import dicom_from_stored, dicom_quantize_part, dicom_to_stored, load_dicom_series, save_dicom_series
 from umed.io.discover import SUPPORTED as _SUPPORTED
 from umed.io.natural import is_natural_path, load_natural, natural_to_stored, save_natural
 from umed.io.nifti import from_stored, is_nifti_path, load_nifti, save_nifti, to_stored
@@ -224,19 +224,23 @@ def quantize(array_file_units: np.ndarray, meta: CaseMeta) -> np.ndarray:
 
 def quantize_slices(array_file_units: np.ndarray, meta: CaseMeta, groups: Sequence[Sequence[int]]) -> np.ndarray:
     """:func:`quantize` where only the slices in ``groups`` (lists of indices along the last axis) can hold values
-    the file does not store: the other slices pass untouched (values :func:`load_case` returned), so a format with
-    one scaling quantizes just those slices, a group at a time (a protected volume changes a few of its slices); a
-    per-slice format (DICOM) quantizes it all.
+    the file does not store: the other slices pass untouched (values :func:`load_case` returned), and the slices are
+    rounded a group at a time, with their own rescale for a per-slice format (DICOM). A protected volume changes a
+    few of its slices: this is a few slices' work instead of the whole volume's.
 
     Returns:
-        An array of the input's shape and dtype (changed in place when the format has one scaling).
+        The input array (of 3 or more dimensions), changed in place; a 2D image is quantized whole (a new array).
     """
     array = np.asarray(array_file_units)
     fmt = _format(meta)
-    if not fmt.elementwise or array.ndim < 3:
+    if array.ndim < 3:
         return np.asarray(fmt.quantize(array, meta)).astype(array.dtype, copy=False)
     for group in groups:
-        array[..., list(group)] = fmt.quantize(array[..., list(group)], meta)
+        indices = list(group)
+        part = array[..., indices]
+        array[..., indices] = (
+            fmt.quantize(part, meta) if fmt.quantize_part is None else fmt.quantize_part(part, meta, indices)
+        )
     return array
 
 
@@ -270,7 +274,8 @@ class FileFormat:
 
     quantize: Callable[[np.ndarray, CaseMeta], np.ndarray]
     save: Callable[[np.ndarray, CaseMeta, Path, bool], Path]
-    elementwise: bool = True  # one scaling for every voxel: quantize works on any part of the array
+    # quantize some slices ``(..., k)`` given their indices; None: one scaling for every voxel, quantize does
+    quantize_part: Callable[[np.ndarray, CaseMeta, Sequence[int]], np.ndarray] | None = None
 
 
 def _quantize_nifti(array: np.ndarray, meta: CaseMeta) -> np.ndarray:
@@ -290,7 +295,7 @@ FORMATS: Registry[FileFormat] = Registry(
         "dicom": FileFormat(
             lambda array, meta: dicom_from_stored(dicom_to_stored(array, meta), meta),
             lambda array, meta, path, derived: save_dicom_series(array, meta, path, derived=derived),
-            elementwise=False,  # per-slice rescale
+            dicom_quantize_part,  # per-slice rescale
         ),
         "png": _NATURAL,
         "tiff": _NATURAL,

@@ -272,6 +272,16 @@ def dicom_to_stored(array: np.ndarray, meta: CaseMeta, *, source: Path | str | N
     return to_stored(array, meta.disk_dtype, slope, intercept, source=source or meta.source)
 
 
+def dicom_quantize_part(part: np.ndarray, meta: CaseMeta, indices: Sequence[int]) -> np.ndarray:
+    """:func:`dicom_from_stored` of :func:`dicom_to_stored` on the slices ``indices`` (last axis) of the series only:
+    ``part`` is ``(X, Y, len(indices))``, rounded with those slices' own rescale."""
+    slope, intercept = _scaling_for(meta)
+    if np.ndim(slope):
+        slope, intercept = np.asarray(slope)[list(indices)], np.asarray(intercept)[list(indices)]
+    stored = to_stored(part, meta.disk_dtype, slope, intercept, source=meta.source)
+    return from_stored(stored, meta.disk_dtype, slope, intercept)
+
+
 def dicom_from_stored(stored: np.ndarray, meta: CaseMeta) -> np.ndarray:
     """Stored pixel values ``(X, Y, Z)`` to file units (per-slice rescale)."""
     slope, intercept = _scaling_for(meta)
