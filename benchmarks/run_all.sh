@@ -130,6 +130,11 @@ if [[ $part == seeds-b ]]; then
   done
   $PY benchmarks/efficacy.py --task brats_core --victims unet3d --defenses none --epochs 30 --method umed \
       --tag i22_mark_key1 --result-tag i22_mark_unet3d
+  for k in 0 2; do  # the other two keys' protections, audit seeds 1 and 2
+    s=$(( k == 0 ? 1 : 2 ))
+    $PY benchmarks/efficacy.py --task brats_core --victims unet3d --defenses none --epochs 30 --method umed \
+        --tag i22_mark_key$k --result-tag i22_mark_unet3d_seed$s --audit-seed $s
+  done
 fi
 if [[ $part == screen22 ]]; then
   # issue 22: the screen of 15 designs, 2 victim seeds, no defense and nnU-Net's augmentation (docs/research.md,
@@ -141,6 +146,12 @@ if [[ $part == screen22 ]]; then
         --designs mark_edge0,mark_edge1,em_eot,umed_prior_only,em
     $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_more_s$s \
         --designs mark_edge2,mark_edge3,umed_learn_young,umed_learn_gain1,ckb1,step
+  done
+  for v in segresnet basicunet attentionunet; do  # the other 2D victims, no defense
+    for s in 0 1; do
+      $PY benchmarks/research/screen.py --defenses none --set seed=$s --set victim=$v \
+          --tag i22_victims_${v}_s$s --designs mark_edge0,umed_prior_only,umed_learn
+    done
   done
   $PY benchmarks/research/learned_distance.py umed_prior_only umed_learn umed_learn_nocdc umed_learn_prior \
       umed_learn_gain1 umed_learn_eot umed_learn_young em em_eot --pair umed_learn,umed_learn_nocdc \
