@@ -24,20 +24,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "research"))
 
+import designs  # noqa: E402
 from _common import RUNS, write_result  # noqa: E402
 
 WORK = RUNS / "phantom_seeds"
 SEEDS = (0, 1, 2)
-LEARN = {
-    "saturation": 0.0,
-    "pattern_init": "none",
-    "surrogates": 2,
-    "surrogate_every": 2,
-    "surrogate_reinit_every": 60,
-    "steps": 200,
-    "crop": 32,
-}
+LEARN = {**designs.LEARN, "crop": 32}  # the screen's learned design; crops fit the 64-voxel slices
 DESIGNS = {  # name -> (mark, method settings over umed/configs/umed.yaml)
     "mark": (True, {}),
     "prior": (False, {"steps": 0}),

@@ -272,7 +272,7 @@ _add(Design("step", "label-aligned step +1 inside, -1 on outer band", pattern=si
 
 
 # ---- issue 22: generators that learn (no saturation reward, a pool of young surrogates), REM-style EM, the mark
-_LEARN = {
+LEARN = {  # the generators that learn (issue 22): also what benchmarks/phantom_seeds.py fits
     "saturation": 0.0,
     "pattern_init": "none",
     "surrogates": 2,
@@ -288,7 +288,7 @@ _add(
         "umed",
         _UMED,
         _NO_MARK,
-        settings=_LEARN,
+        settings=LEARN,
     )
 )
 _add(
@@ -298,7 +298,7 @@ _add(
         "umed",
         _UMED,
         _NO_MARK,
-        settings={**_LEARN, "theta": 0.0},
+        settings={**LEARN, "theta": 0.0},
     )
 )
 _add(
@@ -308,7 +308,7 @@ _add(
         "umed",
         _UMED,
         _NO_MARK,
-        settings={**_LEARN, "pattern_init": "checker", "pattern_gain": 0.5},
+        settings={**LEARN, "pattern_init": "checker", "pattern_gain": 0.5},
     )
 )
 _add(
@@ -318,7 +318,7 @@ _add(
         "umed",
         _UMED,
         _NO_MARK,
-        settings={**_LEARN, "eot": ["gaussian", "downsample", "augment"]},
+        settings={**LEARN, "eot": ["gaussian", "downsample", "augment"]},
     )
 )
 _add(
@@ -340,7 +340,7 @@ _add(
         _UMED,
         _NO_MARK,
         settings={
-            **_LEARN,
+            **LEARN,
             "surrogates": 3,
             "surrogate_reinit_every": 30,
             "surrogate_every": 1,
@@ -356,7 +356,7 @@ _add(
         "umed",
         _UMED,
         _NO_MARK,
-        settings={**_LEARN, "pattern_init": "checker", "pattern_gain": 1.0},
+        settings={**LEARN, "pattern_init": "checker", "pattern_gain": 1.0},
     )
 )
 _add(Design("mark_edge0", "the shipped keyed mark (edge wave), key seed 0, structure only", pattern=keyed_edge(0)))

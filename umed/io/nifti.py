@@ -85,11 +85,11 @@ def to_stored(
     *,
     value_range: tuple[float, float] | None = None,
     source: Path | str = "array",
+    copy: bool = True,
 ) -> np.ndarray:
     """File units to the values stored on disk: ``round((x - intercept) / slope)`` clipped to the dtype's range.
 
-    Float dtypes are only cast (``(x - intercept) / slope`` when scaled), so they keep the dtype's precision; an
-    unscaled array already in the dtype is returned as it is (not copied).
+    Float dtypes are only cast (``(x - intercept) / slope`` when scaled), so they keep the dtype's precision.
 
     Args:
         array: any shape, file units.
@@ -99,6 +99,8 @@ def to_stored(
         value_range: narrower ``(min, max)`` of storable integers (e.g. DICOM ``BitsStored``); the dtype's range when
             ``None``.
         source: file named in error messages.
+        copy: False lets an unscaled array already in ``disk_dtype`` (and its range) come back as it is, not copied:
+            for a caller that only reads the result (a writer).
 
     Returns:
         Array of ``array``'s shape, native-byte-order ``disk_dtype``.
@@ -112,12 +114,12 @@ def to_stored(
     if dtype.kind == "f":
         if scaled:
             values = (values.astype(np.float64) - np.asarray(intercept, np.float64)) / np.asarray(slope, np.float64)
-        return values.astype(dtype, copy=False)
+        return values.astype(dtype, copy=copy)
     info = np.iinfo(dtype)
     low, high = (info.min, info.max) if value_range is None else value_range
     if values.dtype.kind in "iub" and not scaled:
         if values.dtype == dtype and (low, high) == (info.min, info.max):
-            return values.copy(order="K")  # already stored values: a clip would change nothing
+            return values.copy(order="K") if copy else values  # already stored values: a clip would change nothing
         return np.clip(values, low, high).astype(dtype)
     values = values.astype(np.float64)
     if scaled:
@@ -362,7 +364,7 @@ def save_nifti(array: np.ndarray, meta: CaseMeta, path: Path) -> Path:
             f"{path}: NIfTI output needs a .nii or .nii.gz name (expected .nii/.nii.gz, "
             f"got {path.suffix or 'no suffix'})"
         )
-    stored = to_stored(array, meta.disk_dtype, meta.slope, meta.intercept, source=path)
+    stored = to_stored(array, meta.disk_dtype, meta.slope, meta.intercept, source=path, copy=False)  # only read
     on_disk = stored.dtype.newbyteorder(header.endianness)
     prefix = _header_prefix(header)
     with atomic_file(path) as temp:

@@ -18,14 +18,11 @@ the 2-class segmentation.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
-from umed.protectors.base import Budget, PreparedSlices
+from umed.protectors.base import PreparedSlices
 from umed.protectors.crops import CropSampler
-from umed.protectors.eot import check_eot
 from umed.protectors.pgd import pgd
 from umed.protectors.settings import Setting
 from umed.protectors.surrogate_protector import SURROGATE_SETTINGS, FitResult, Progress, Rng, SurrogateProtector
@@ -55,10 +52,6 @@ class EMProtector(SurrogateProtector):
 
     name = "em"
     SETTINGS = {**SURROGATE_SETTINGS, "train_noise_steps": Setting(int, low=1), "eot": Setting(list)}
-
-    def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
-        super().__init__(budget, seed=seed, **settings)
-        self.settings["eot"] = check_eot(self.name, self.settings["eot"])
 
     def _fit(self, prepared: PreparedSlices, sampler: CropSampler, rng: Rng, progress: Progress) -> FitResult:
         settings = self.settings

@@ -23,7 +23,7 @@ from umed.protectors.base import (
     prepare_slices,
 )
 from umed.protectors.crops import CropSampler
-from umed.protectors.eot import AttackerView
+from umed.protectors.eot import AttackerView, check_eot
 from umed.protectors.pgd import pgd, project
 from umed.protectors.seeding import derive_seed, key_rng
 from umed.protectors.settings import Setting, check_budget, resolve_settings
@@ -71,6 +71,8 @@ class SurrogateProtector(Protector):
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
         check_budget(self.name, budget)
         super().__init__(budget, seed=int(seed), **resolve_settings(self.name, self.SETTINGS, settings))
+        if "eot" in self.settings:  # a method with the attacker's view inside its PGD steps (see _eot_view)
+            self.settings["eot"] = check_eot(self.name, self.settings["eot"])
         self.models: list[nn.Module] = []
 
     # -- subclass hooks
@@ -95,7 +97,7 @@ class SurrogateProtector(Protector):
 
     def _eot_view(self, *parts: object) -> AttackerView | None:
         """The attacker's view (a method with an ``eot`` setting) seeded by ``parts``; None when EOT is off."""
-        names = self.settings.get("eot") or []
+        names = self.settings.get("eot", [])
         return AttackerView(names, derive_seed(self.seed, self.name, "eot", *parts)) if names else None
 
     # -- helpers
