@@ -131,6 +131,9 @@ if [[ $part == seeds-b ]]; then
   $PY benchmarks/efficacy.py --task brats_core --victims unet3d --defenses none --epochs 30 --method umed \
       --tag i22_mark_key1 --result-tag i22_mark_unet3d
   $PY benchmarks/phantom_seeds.py --designs mark,prior,learn --tag i22  # synthetic CT phantoms, 3 seeds
+  for d in augment,downsample gaussian,median; do  # the mark of seed 1 against the ordinary pipeline
+    $seeds --method umed --tag i22_mark_key1 --result-tag "i22_mark_seed1_${d/,/_}" --audit-seed 1 --defenses $d
+  done
   for k in 0 2; do  # the other two keys' protections, audit seeds 1 and 2
     s=$(( k == 0 ? 1 : 2 ))
     $PY benchmarks/efficacy.py --task brats_core --victims unet3d --defenses none --epochs 30 --method umed \
