@@ -216,6 +216,7 @@ def tiny_fit_settings() -> dict[str, dict]:
         "lsp": {"patch": 4, "tile": 4},
         "ar": {"tile": 16},
         "random": {},
+        "tile": {"train_steps": 2, "batch_size": 1, "crop": 16, "crop_depth": 8, "period": 4, "depth": 2},
     }
 
 

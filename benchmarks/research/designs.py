@@ -369,6 +369,56 @@ for _key in (1, 2, 3):
         )
     )
 
+_TILE = CONFIGS / "methods" / "tile.yaml"
+_TILE_2D = {"depth": 1, "surrogate_dims": 2, "batch_size": 8}
+_add(
+    Design(
+        "tile3d",
+        "learned class-wise zero-mean tile (16x16, period 4 along z) on the structure, min-min against young 3D "
+        "UNets (a fresh one every 50 steps, 300 steps, 64x64x16 patches); 50 dB",
+        "tile",
+        _TILE,
+        PSNR50,
+    )
+)
+_add(
+    Design(
+        "tile3d_flat", "tile3d with one tile for every slice (depth 1)", "tile", _TILE, PSNR50, settings={"depth": 1}
+    )
+)
+_add(
+    Design(
+        "tile2d",
+        "learned class-wise zero-mean tile (16x16, the same on every slice), min-min against young 2D surrogates",
+        "tile",
+        _TILE,
+        PSNR50,
+        settings=_TILE_2D,
+    )
+)
+_TILE_P4 = {"period": 4, "depth": 2, "train_steps": 600, "reinit_every": 100, "pattern_lr": 0.1}
+_add(
+    Design(
+        "tile3d_p4",
+        "tile3d with a 4x4x2 tile, 600 steps, a fresh 3D UNet every 100 steps, tile lr 0.1",
+        "tile",
+        _TILE,
+        PSNR50,
+        settings=_TILE_P4,
+    )
+)
+for _name, _extra in (("tile3d", {}), ("tile3d_flat", {"depth": 1}), ("tile2d", _TILE_2D)):  # the first try
+    _add(
+        Design(
+            f"{_name}_dc",
+            f"{_name} without zero mean: the min-min learns a constant that brightens the structure",
+            "tile",
+            _TILE,
+            PSNR50,
+            settings={**_extra, "zero_mean": False},
+        )
+    )
+
 
 def get(name: str) -> Design:
     if name not in DESIGNS:

@@ -5,7 +5,7 @@ Each entry names the module and class of one method; the class is imported on fi
 
 Example:
     >>> PROTECTORS.names()
-    ('umed', 'em', 'tap', 'sep', 'salm', 'lsp', 'ar', 'random')
+    ('umed', 'em', 'tap', 'sep', 'salm', 'lsp', 'ar', 'random', 'tile')
     >>> PROTECTORS.get("LSP").load().__name__
     'LSPProtector'
 """
@@ -46,9 +46,11 @@ PROTECTORS: Registry[ProtectorEntry] = Registry(
         "lsp": ProtectorEntry("lsp", "LSPProtector"),
         "ar": ProtectorEntry("ar", "ARProtector"),
         "random": ProtectorEntry("random", "RandomProtector"),
+        "tile": ProtectorEntry("tile", "LearnedTileProtector"),
     },
 )
-"""Method name to protector entry: ``umed``, ``em``, ``tap``, ``sep``, ``salm``, ``lsp``, ``ar``, ``random``."""
+"""Method name to protector entry: ``umed``, ``em``, ``tap``, ``sep``, ``salm``, ``lsp``, ``ar``, ``random``,
+``tile``."""
 
 
 def make_protector(name: str, budget: Budget, *, seed: int = 0, **settings: Any) -> Protector:
