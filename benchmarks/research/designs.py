@@ -407,6 +407,26 @@ _add(
         settings=_TILE_P4,
     )
 )
+_add(
+    Design(
+        "tile2d_trigger",
+        "tile2d, each batch also holding copies with the tile moved onto other tissue and only it labelled",
+        "tile",
+        _TILE,
+        PSNR50,
+        settings={**_TILE_2D, "trigger": True},
+    )
+)
+_add(
+    Design(
+        "tile3d_trigger",
+        "tile3d, each batch also holding copies with the tile moved onto other tissue and only it labelled",
+        "tile",
+        _TILE,
+        PSNR50,
+        settings={"trigger": True},
+    )
+)
 for _name, _extra in (("tile3d", {}), ("tile3d_flat", {"depth": 1}), ("tile2d", _TILE_2D)):  # the first try
     _add(
         Design(

@@ -68,3 +68,20 @@ def test_slice_keys_and_settings_are_checked(fitted):
         make_protector("tile", BUDGET).perturb(bad)
     with pytest.raises(ConfigError, match=r"tile.logits of shape \(4, 4, 2\)"):
         make_protector("tile", BUDGET, **TINY).load_state_dict({"tile.logits": torch.zeros(3)})
+
+
+def test_trigger_copies_move_the_label_and_keep_the_batch(fitted):
+    """With ``trigger`` each batch doubles: the copies keep the image and move the label (and so the tile)."""
+    from umed.protectors.tile import _with_triggers
+
+    x = torch.rand(2, 1, 16, 16, 8)
+    y = torch.zeros(2, 1, 16, 16, 8, dtype=torch.int64)
+    y[:, :, 2:6, 3:7] = 1
+    index = (torch.zeros(2, 1, 16, 1, 1, dtype=torch.int64),) * 3
+    x2, y2, bound2, index2 = _with_triggers(x, y, torch.ones_like(x), index, np.random.default_rng(0))
+    assert x2.shape[0] == y2.shape[0] == bound2.shape[0] == index2[0].shape[0] == 4
+    assert torch.equal(x2[2:], x) and torch.equal(y2[:2], y)
+    assert int(y2[2:].sum()) == int(y.sum()) and not torch.equal(y2[2:], y)
+    protector = make_protector("tile", BUDGET, seed=1, trigger=True, **TINY)
+    protector.fit(volumes())
+    assert protector.perturb(volumes()).any()

@@ -35,15 +35,8 @@ import torch
 from torch import nn
 
 from umed.errors import ConfigError
-from umed.protectors.base import (
-    Budget,
-    PreparedSlices,
-    ProgressCallback,
-    Protector,
-    SliceBatch,
-    finalize,
-    prepare_slices,
-)
+from umed.protectors import base
+from umed.protectors.base import Budget, Protector, SliceBatch
 from umed.protectors.seeding import derive_seed, key_rng
 from umed.protectors.settings import Setting, check_budget, resolve_settings
 from umed.protectors.surrogate import seeded_torch, segment, segmentation_loss
@@ -102,7 +95,7 @@ class _Volumes:
     z: list[np.ndarray]
 
 
-def _volumes(prepared: PreparedSlices, eps: float, crop: int, depth: int) -> _Volumes:
+def _volumes(prepared: base.PreparedSlices, eps: float, crop: int, depth: int) -> _Volumes:
     """Regroup slices by case (from their keys) and pad each case to ``crop x crop x depth`` at least."""
     groups: dict[str, list[int]] = defaultdict(list)
     for index, key in enumerate(prepared.keys):
@@ -137,6 +130,8 @@ class LearnedTileProtector(Protector):
             structure (``crop_depth`` only for 3D; 3D patch sides must be multiples of 8).
         pattern_lr: Adam learning rate of the tile's logits.
         zero_mean: each plane of the tile has mean 0 (a texture, not a brightness change).
+        trigger: each batch also holds copies with the tile moved onto other tissue and only it labelled, so the
+            tile is learned as a cue that a young network follows wherever it is (the verification's trigger).
         reinit_every: steps between fresh surrogates.
     """
 
@@ -154,6 +149,7 @@ class LearnedTileProtector(Protector):
         "reinit_every": Setting(int, low=1),
         "flips": Setting(bool),
         "zero_mean": Setting(bool),
+        "trigger": Setting(bool),
     }
 
     def __init__(self, budget: Budget, *, seed: int = 0, **settings: Any) -> None:
@@ -181,20 +177,20 @@ class LearnedTileProtector(Protector):
     def perturb(self, batch: SliceBatch) -> np.ndarray:
         """The tile on each slice's structure at ``eps * eps_scale``; ``(B, H, W)`` float32."""
         tile = self.unit_tile()
-        prepared = prepare_slices(batch, self.budget)
+        prepared = base.prepare_slices(batch, self.budget)
         height, width = prepared.images.shape[1:]
         rows, cols = np.arange(height) % tile.shape[0], np.arange(width) % tile.shape[1]
         planes = np.stack([tile[:, :, slice_index(key) % tile.shape[2]] for key in prepared.keys])
         pattern = planes[:, rows][:, :, cols]
-        return finalize(pattern * prepared.bound * prepared.fg, prepared.bound)
+        return base.finalize(pattern * prepared.bound * prepared.fg, prepared.bound)
 
     # -- fit
-    def fit(self, batch: SliceBatch, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    def fit(self, batch: SliceBatch, *, progress: base.ProgressCallback | None = None) -> dict[str, Any]:
         """Learn the tile min-min on patches of ``batch`` (see the module docstring); returns the training log."""
         s = self.settings
         three_d = s["surrogate_dims"] == 3
         patch_depth = s["crop_depth"] if three_d else 1
-        volumes = _volumes(prepare_slices(batch, self.budget), self.budget.eps_max, s["crop"], patch_depth)
+        volumes = _volumes(base.prepare_slices(batch, self.budget), self.budget.eps_max, s["crop"], patch_depth)
         rng = key_rng(self.seed, self.name, "fit")
         with seeded_torch(derive_seed(self.seed, self.name, "tile")):
             logits = (0.5 * torch.randn(s["period"], s["period"], s["depth"])).requires_grad_(True)
@@ -208,10 +204,12 @@ class LearnedTileProtector(Protector):
                 model = _surrogate(three_d, derive_seed(self.seed, self.name, "surrogate", step))
                 model_opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
             assert model is not None and model_opt is not None
-            x, y, scale, index = _patches(
+            x, y, bound, index = _patches(
                 volumes, rng, s["batch_size"], (s["crop"], patch_depth), logits.shape, s["flips"]
             )
-            delta = unit(logits, zero_mean=s["zero_mean"])[index] * scale
+            if s["trigger"]:  # and copies with the tile on other tissue, labelled there; the real structure clean
+                x, y, bound, index = _with_triggers(x, y, bound, index, rng)
+            delta = unit(logits, zero_mean=s["zero_mean"])[index] * bound * y
             if not three_d:
                 x, y, delta = x[..., 0], y[..., 0], delta[..., 0]
             model.train()
@@ -266,6 +264,24 @@ def _forward(model: nn.Module, x: torch.Tensor, three_d: bool) -> torch.Tensor:
     return model(x) if three_d else segment(model, x)
 
 
+def _with_triggers(
+    x: torch.Tensor, y: torch.Tensor, bound: torch.Tensor, index: tuple[torch.Tensor, ...], rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The batch followed by trigger copies: the same patches with the label rolled in-plane by a random shift
+    (a quarter to three quarters of the side), so the tile lands on other tissue and only it is labelled there."""
+    side = x.shape[2]
+    rolled = []
+    for b in range(x.shape[0]):
+        shift = tuple(int(v) for v in rng.integers(side // 4, 3 * side // 4 + 1, size=2))
+        rolled.append(torch.roll(y[b], shifts=shift, dims=(1, 2)))
+    return (
+        torch.cat([x, x]),
+        torch.cat([y, torch.stack(rolled)]),
+        torch.cat([bound, bound]),
+        tuple(torch.cat([i, i]) for i in index),
+    )
+
+
 def _patches(
     volumes: _Volumes,
     rng: np.random.Generator,
@@ -275,10 +291,10 @@ def _patches(
     flips: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
     """``count`` patches ``(B, 1, crop, crop, depth)`` that hold structure (``size = (crop, depth)``): images,
-    labels, the per-voxel budget (structure only) and the tile index of every voxel (``tanh(P)[index]`` has the
-    patches' shape, flipped with them)."""
+    labels, the per-voxel budget (everywhere; the tile goes where a label is) and the tile index of every voxel
+    (``u[index]`` has the patches' shape, flipped with them)."""
     crop, depth = size
-    xs, ys, scales, rows, cols, planes = [], [], [], [], [], []
+    xs, ys, bounds, rows, cols, planes = [], [], [], [], [], []
     for _ in range(count):
         case = int(rng.integers(len(volumes.images)))
         image, fg, z = volumes.images[case], volumes.fg[case], volumes.z[case]
@@ -298,7 +314,7 @@ def _patches(
             x, y, c = x[:, ::-1], y[:, ::-1], c[::-1]
         xs.append(x)
         ys.append(y)
-        scales.append(y * volumes.bound[case][box[2]][None, None, :])
+        bounds.append(np.broadcast_to(volumes.bound[case][box[2]][None, None, :], y.shape))
         rows.append(r)
         cols.append(c)
         planes.append(z[box[2]])
@@ -311,4 +327,4 @@ def _patches(
         torch.from_numpy(np.stack(cols) % tile_shape[1])[:, None, None, :, None],
         torch.from_numpy(np.stack(planes) % tile_shape[2])[:, None, None, None, :],
     )
-    return tensor(xs, torch.float32), tensor(ys, torch.int64), tensor(scales, torch.float32), index
+    return tensor(xs, torch.float32), tensor(ys, torch.int64), tensor(bounds, torch.float32), index
