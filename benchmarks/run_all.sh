@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark number the README and docs/results.md quote, from a clean checkout (after the README's set-up).
-# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15, 23), robust (issue 14), seeds-a, seeds-b and
-# screen22 (issue 22); data root $UMED_DATA
+# Parts: umed (issue 5), compare (issue 6), speed (issues 12, 15, 23), robust (issue 14), seeds-a, seeds-b,
+# screen22 and tile22 (issue 22); data root $UMED_DATA
 # (default ../shared/data).
 # The efficacy results quoted so far were measured before the audit held out nnU-Net's validation fold, so these
 # commands pass --no-validation to reproduce them; the augment rows quoted were measured with the earlier
@@ -160,6 +160,35 @@ if [[ $part == screen22 ]]; then
   $PY benchmarks/research/learned_distance.py umed_prior_only umed_learn umed_learn_nocdc umed_learn_prior \
       umed_learn_gain1 umed_learn_eot umed_learn_young em em_eot --pair umed_learn,umed_learn_nocdc \
       --pair umed_learn,umed_learn_eot --tag i22
+fi
+if [[ $part == tile22 ]]; then
+  # issue 22, session 8: the learned 3D tile (--method tile) screened with two seeds (none, augment), then judged by
+  # the 3D UNet (30 epochs, batch 2); the keyed mark's full audit for the other 2D victims (seed 0); key versus seed
+  # (keys 0 and 1 at audit seed 2, where key 2 failed). About 3 core-hours. Then: python benchmarks/seeds.py
+  for s in 0 1; do
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_tile_dc_s$s \
+        --designs tile3d_dc,tile3d_flat_dc,tile2d_dc
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_tile_s$s \
+        --designs tile3d,tile3d_flat,tile2d
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_tile_trigger_s$s \
+        --designs tile2d_trigger,tile3d_trigger
+    $PY benchmarks/research/screen.py --defenses none,augment --set seed=$s --tag i22_tile_p4_s$s --designs tile3d_p4
+  done
+  t3="--task brats_core --victims unet3d --defenses none --epochs 30 --method tile \
+    --config umed/configs/methods/tile.yaml --target-psnr 50 --set eps_cap=24/255"
+  p4="--set method_settings.period=4 --set method_settings.depth=2 --set method_settings.train_steps=600 \
+    --set method_settings.reinit_every=100 --set method_settings.pattern_lr=0.1"
+  for s in 0 1; do
+    $PY benchmarks/efficacy.py $t3 --tag i22_tile3d --result-tag i22_tile3d_unet3d_seed$s --audit-seed $s
+  done
+  $PY benchmarks/efficacy.py $t3 $p4 --tag i22_tile3d_p4 --result-tag i22_tile3d_p4_unet3d_seed0 --audit-seed 0
+  for v in attentionunet basicunet segresnet; do
+    $PY benchmarks/efficacy.py --task brats_core --victims $v --defenses none --epochs 10 --method umed \
+        --tag i22_mark_key0 --result-tag i22_mark_${v}_seed0 --audit-seed 0
+  done
+  for k in 0 1; do
+    $seeds --method umed --tag i22_mark_key$k --result-tag i22_mark_key${k}_seed2 --audit-seed 2
+  done
 fi
 if [[ $part == all || $part == speed ]]; then
   # issue 12: the first run with the shipped defaults; issue 15: applying a fitted protector (ratio to plain I/O,

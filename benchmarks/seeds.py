@@ -102,6 +102,24 @@ def summarize_victims() -> dict:
     return out
 
 
+# Key versus seed: the keyed marks of seeds 0 and 1 audited at seed 2, where seed 2's own key failed (the 2D UNet).
+KEYS_AT_SEED2 = {0: "umed_i22_mark_key0_seed2", 1: "umed_i22_mark_key1_seed2", 2: "umed_i22_mark_seed2"}
+
+
+def summarize_keys() -> dict:
+    done = {k: _ratios(RESULTS / f"efficacy_brats_core_{name}.json") for k, name in KEYS_AT_SEED2.items()}
+    return {k: r for k, r in done.items() if r is not None}
+
+
+def markdown_keys(keys: dict) -> str:
+    if len(keys) < 2:
+        return ""
+    cells = [" / ".join(f"{keys[k][r]:.2f}" for r in RULES) if k in keys else "not run" for k in KEYS_AT_SEED2]
+    return (
+        "| 2D UNet at audit seed 2 on the keys of seeds 0, 1, 2 (key versus seed) | " + " | ".join(cells) + " | - | - |"
+    )
+
+
 def markdown_3d(table: dict) -> str:
     lines = []
     for row in table.values():
@@ -151,8 +169,9 @@ def markdown(table: dict) -> str:
 
 def main() -> None:
     table = summarize()
-    three_d, victims = summarize_3d(), summarize_victims()
-    text = "\n".join(part for part in (markdown(table), markdown_3d(three_d), markdown_victims(victims)) if part)
+    three_d, victims, keys = summarize_3d(), summarize_victims(), summarize_keys()
+    parts = (markdown(table), markdown_3d(three_d), markdown_victims(victims), markdown_keys(keys))
+    text = "\n".join(part for part in parts if part)
     print(text)
     write_result(
         "seeds_summary",
@@ -164,6 +183,7 @@ def main() -> None:
             "target_3d": TARGET_3D,
             "other_victims": victims,
             "target_other": TARGET_OTHER,
+            "keys_at_seed2": keys,
         },
     )
     readme = README.read_text()
