@@ -176,12 +176,26 @@ if [[ $part == tile22 ]]; then
   done
   t3="--task brats_core --victims unet3d --defenses none --epochs 30 --method tile \
     --config umed/configs/methods/tile.yaml --target-psnr 50 --set eps_cap=24/255"
-  p4="--set method_settings.period=4 --set method_settings.depth=2 --set method_settings.train_steps=600 \
-    --set method_settings.reinit_every=100 --set method_settings.pattern_lr=0.1"
+  t16="--set method_settings.period=16 --set method_settings.depth=4 --set method_settings.train_steps=300 \
+    --set method_settings.reinit_every=50 --set method_settings.pattern_lr=0.05"  # the first settings (tile3d)
   for s in 0 1; do
-    $PY benchmarks/efficacy.py $t3 --tag i22_tile3d --result-tag i22_tile3d_unet3d_seed$s --audit-seed $s
+    $PY benchmarks/efficacy.py $t3 $t16 --tag i22_tile3d --result-tag i22_tile3d_unet3d_seed$s --audit-seed $s
   done
-  $PY benchmarks/efficacy.py $t3 $p4 --tag i22_tile3d_p4 --result-tag i22_tile3d_p4_unet3d_seed0 --audit-seed 0
+  for s in 0 1 2; do  # the shipped tile settings (4x4x2; tile3d_p4)
+    $PY benchmarks/efficacy.py $t3 --tag i22_tile3d_p4 --result-tag i22_tile3d_p4_unet3d_seed$s --audit-seed $s
+  done
+  # the tile and a keyed mark together (the mark at half the energy: a key file with share 0.5), 2D and 3D UNet
+  mkdir -p benchmarks/runs/keys  # an existing key file is kept (new-key refuses to overwrite it)
+  [[ -f benchmarks/runs/keys/i22_tile_mark.json ]] || .venv/bin/umed verify new-key --out benchmarks/runs/keys/i22_tile_mark.json
+  $PY -c "import json,sys; p=sys.argv[1]; d=json.load(open(p)); d['share']=0.5; json.dump(d, open(p, 'w'))" \
+      benchmarks/runs/keys/i22_tile_mark.json
+  both="--task brats_core --defenses none --method tile --config umed/configs/methods/tile.yaml --target-psnr 50 \
+    --set eps_cap=24/255 --set mark=true --set key_out=benchmarks/runs/keys/i22_tile_mark.json --tag i22_tile_mark"
+  for s in 0 1 2; do
+    $PY benchmarks/efficacy.py $both --victims unet --epochs 10 --result-tag i22_tile_mark_seed$s --audit-seed $s
+    $PY benchmarks/efficacy.py $both --victims unet3d --epochs 30 --result-tag i22_tile_mark_unet3d_seed$s \
+        --audit-seed $s
+  done
   for v in attentionunet basicunet segresnet; do
     $PY benchmarks/efficacy.py --task brats_core --victims $v --defenses none --epochs 10 --method umed \
         --tag i22_mark_key0 --result-tag i22_mark_${v}_seed0 --audit-seed 0

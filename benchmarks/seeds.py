@@ -30,6 +30,7 @@ DESIGNS = {  # result name -> what it is
     "umed_i22_learn_nocdc": "the same without CDC (plain contour generator)",
     "em_i22_em_eot": "EM with EOT in every PGD step (REM-style)",
     "umed_i22_mark": "the shipped default: the keyed mark (a new key each seed)",
+    "tile_i22_tile_mark": "the learned 3D tile (4x4x2) and a keyed mark together, half the energy each (one key)",
 }
 RULES = ("best", "last", "nnunet")
 # The 3D UNet (30 epochs, batch 2): design -> (what, audit seed -> result name). The mark: one key per seed (seed 0
@@ -40,12 +41,16 @@ THREE_D = {
         {0: "umed_i22_mark_unet3d", 1: "umed_i22_mark_unet3d_seed1", 2: "umed_i22_mark_unet3d_seed2"},
     ),
     "tile3d": (
-        "3D UNet on the learned 3D tile (16x16x4, min-min against young 3D UNets; `--method tile`)",
+        "3D UNet on a learned 3D tile, 16x16x4 (min-min against young 3D UNets, 300 steps; the first settings)",
         {s: f"tile_i22_tile3d_unet3d_seed{s}" for s in SEEDS},
     ),
     "tile3d_p4": (
-        "3D UNet on the learned 3D tile 4x4x2 (600 steps, a fresh 3D UNet every 100)",
+        "3D UNet on the learned 3D tile, 4x4x2 (600 steps, a fresh 3D UNet every 100; `--method tile`)",
         {s: f"tile_i22_tile3d_p4_unet3d_seed{s}" for s in SEEDS},
+    ),
+    "tile_mark": (
+        "3D UNet on the learned 3D tile and a keyed mark together, half the energy each (one key)",
+        {s: f"tile_i22_tile_mark_unet3d_seed{s}" for s in SEEDS},
     ),
 }
 TARGET_3D = {"last": 0.3}

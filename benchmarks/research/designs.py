@@ -369,8 +369,9 @@ for _key in (1, 2, 3):
         )
     )
 
-_TILE = CONFIGS / "methods" / "tile.yaml"
-_TILE_2D = {"depth": 1, "surrogate_dims": 2, "batch_size": 8}
+_TILE = CONFIGS / "methods" / "tile.yaml"  # the shipped settings: the 4x4x2 tile (tile3d_p4)
+_TILE16 = {"period": 16, "depth": 4, "train_steps": 300, "reinit_every": 50, "pattern_lr": 0.05}  # the first settings
+_TILE_2D = {**_TILE16, "depth": 1, "surrogate_dims": 2, "batch_size": 8}
 _add(
     Design(
         "tile3d",
@@ -379,11 +380,17 @@ _add(
         "tile",
         _TILE,
         PSNR50,
+        settings=_TILE16,
     )
 )
 _add(
     Design(
-        "tile3d_flat", "tile3d with one tile for every slice (depth 1)", "tile", _TILE, PSNR50, settings={"depth": 1}
+        "tile3d_flat",
+        "tile3d with one tile for every slice (depth 1)",
+        "tile",
+        _TILE,
+        PSNR50,
+        settings={**_TILE16, "depth": 1},
     )
 )
 _add(
@@ -396,15 +403,13 @@ _add(
         settings=_TILE_2D,
     )
 )
-_TILE_P4 = {"period": 4, "depth": 2, "train_steps": 600, "reinit_every": 100, "pattern_lr": 0.1}
 _add(
     Design(
         "tile3d_p4",
-        "tile3d with a 4x4x2 tile, 600 steps, a fresh 3D UNet every 100 steps, tile lr 0.1",
+        "tile3d with a 4x4x2 tile, 600 steps, a fresh 3D UNet every 100 steps, tile lr 0.1 (the shipped tile settings)",
         "tile",
         _TILE,
         PSNR50,
-        settings=_TILE_P4,
     )
 )
 _add(
@@ -424,10 +429,14 @@ _add(
         "tile",
         _TILE,
         PSNR50,
-        settings={"trigger": True},
+        settings={**_TILE16, "trigger": True},
     )
 )
-for _name, _extra in (("tile3d", {}), ("tile3d_flat", {"depth": 1}), ("tile2d", _TILE_2D)):  # the first try
+for _name, _extra in (
+    ("tile3d", _TILE16),
+    ("tile3d_flat", {**_TILE16, "depth": 1}),
+    ("tile2d", _TILE_2D),
+):  # the first try
     _add(
         Design(
             f"{_name}_dc",

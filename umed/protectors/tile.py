@@ -96,7 +96,11 @@ class _Volumes:
 
 
 def _volumes(prepared: base.PreparedSlices, eps: float, crop: int, depth: int) -> _Volumes:
-    """Regroup slices by case (from their keys) and pad each case to ``crop x crop x depth`` at least."""
+    """Regroup slices by case (from their keys) and pad each case to ``crop x crop x depth`` at least.
+
+    A case's slices are stacked in slice order; the fit's slices are those holding structure, so a gap between two
+    runs of them is closed (the tile's phase still follows each slice's own number).
+    """
     groups: dict[str, list[int]] = defaultdict(list)
     for index, key in enumerate(prepared.keys):
         groups[key.rpartition("/")[0]].append(index)
