@@ -22,7 +22,16 @@ import numpy as np
 from umed import regions
 from umed.errors import ConfigError
 
-__all__ = ["Budget", "SliceBatch", "Protector", "ProgressCallback", "PreparedSlices", "prepare_slices", "finalize"]
+__all__ = [
+    "Budget",
+    "SliceBatch",
+    "Protector",
+    "ProgressCallback",
+    "PreparedSlices",
+    "prepare_slices",
+    "slice_scales",
+    "finalize",
+]
 
 ProgressCallback = Callable[[str, int, int], None]
 """``callback(task_description, completed, total)``; the CLI turns it into a rich progress bar."""
@@ -147,12 +156,23 @@ def prepare_slices(batch: SliceBatch, budget: Budget, eps: float | None = None) 
     images = np.asarray(batch.images, dtype=np.float32)
     fg = np.asarray(batch.structures, dtype=bool)
     allowed = regions.support(fg, budget.band_width, batch=True)
-    scale = np.asarray(batch.eps_scale, dtype=np.float32).reshape(-1)
-    if scale.shape[0] != images.shape[0] or not np.all(np.isfinite(scale)) or np.any(scale < 0):
-        raise ConfigError(f"eps_scale: expected {images.shape[0]} finite values >= 0 (got shape {scale.shape})")
+    scale = slice_scales(batch)
     per_slice = np.float32(budget.eps_max if eps is None else eps) * scale
     bound = np.where(allowed, per_slice[:, None, None], np.float32(0)).astype(np.float32)
     return PreparedSlices(images, fg, allowed, bound, scale, list(batch.keys))
+
+
+def slice_scales(batch: SliceBatch) -> np.ndarray:
+    """The batch's ``eps_scale``, ``(B,)`` float32, checked: one finite value >= 0 per slice.
+
+    Raises:
+        ConfigError: a wrong count, or a value that is not finite or is negative.
+    """
+    count = np.asarray(batch.images).shape[0]
+    scale = np.asarray(batch.eps_scale, dtype=np.float32).reshape(-1)
+    if scale.shape[0] != count or not np.all(np.isfinite(scale)) or np.any(scale < 0):
+        raise ConfigError(f"eps_scale: expected {count} finite values >= 0 (got shape {scale.shape})")
+    return scale
 
 
 def finalize(delta: np.ndarray, bound: np.ndarray) -> np.ndarray:

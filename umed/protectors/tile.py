@@ -86,31 +86,35 @@ def unit(logits: torch.Tensor, *, zero_mean: bool) -> torch.Tensor:
 class _Volumes:
     """The training slices regrouped per case, in slice order, padded to at least one patch.
 
-    Shape: images, fg: ``(H, W, Z)`` per case; bound: ``(Z,)`` the per-slice budget; z: ``(Z,)`` the slice numbers.
+    Shape: images, fg: ``(H, W, Z)`` per case; bound: ``(Z,)`` the per-slice budget; z: ``(Z,)`` the slice numbers;
+    hits: ``(K, 3)`` the structure voxels (where patches are centred), found once.
     """
 
     images: list[np.ndarray]
     fg: list[np.ndarray]
     bound: list[np.ndarray]
     z: list[np.ndarray]
+    hits: list[np.ndarray]
 
 
-def _volumes(prepared: base.PreparedSlices, eps: float, crop: int, depth: int) -> _Volumes:
+def _volumes(batch: SliceBatch, eps: float, crop: int, depth: int) -> _Volumes:
     """Regroup slices by case (from their keys) and pad each case to ``crop x crop x depth`` at least.
 
     A case's slices are stacked in slice order; the fit's slices are those holding structure, so a gap between two
     runs of them is closed (the tile's phase still follows each slice's own number).
     """
+    images, structures = np.asarray(batch.images, dtype=np.float32), np.asarray(batch.structures, dtype=bool)
+    scales = base.slice_scales(batch)
     groups: dict[str, list[int]] = defaultdict(list)
-    for index, key in enumerate(prepared.keys):
+    for index, key in enumerate(batch.keys):
         groups[key.rpartition("/")[0]].append(index)
-    out = _Volumes([], [], [], [])
+    out = _Volumes([], [], [], [], [])
     for case in sorted(groups):
-        order = sorted(groups[case], key=lambda i: slice_index(prepared.keys[i]))
-        image = np.moveaxis(prepared.images[order], 0, -1)
-        fg = np.moveaxis(prepared.fg[order], 0, -1)
-        z = np.array([slice_index(prepared.keys[i]) for i in order], dtype=np.int64)
-        bound = prepared.eps_scale[order] * np.float32(eps)
+        order = sorted(groups[case], key=lambda i: slice_index(batch.keys[i]))
+        image = np.moveaxis(images[order], 0, -1)
+        fg = np.moveaxis(structures[order], 0, -1)
+        z = np.array([slice_index(batch.keys[i]) for i in order], dtype=np.int64)
+        bound = scales[order] * np.float32(eps)
         pad = [max(0, crop - image.shape[0]), max(0, crop - image.shape[1]), max(0, depth - image.shape[2])]
         if any(pad):
             widths = [(0, p) for p in pad]
@@ -121,6 +125,7 @@ def _volumes(prepared: base.PreparedSlices, eps: float, crop: int, depth: int) -
         out.fg.append(fg)
         out.bound.append(bound.astype(np.float32))
         out.z.append(z)
+        out.hits.append(np.argwhere(fg))
     return out
 
 
@@ -179,14 +184,16 @@ class LearnedTileProtector(Protector):
         return unit(self.logits, zero_mean=self.settings["zero_mean"]).detach().numpy().astype(np.float32)
 
     def perturb(self, batch: SliceBatch) -> np.ndarray:
-        """The tile on each slice's structure at ``eps * eps_scale``; ``(B, H, W)`` float32."""
+        """The tile on each slice's structure at ``eps * eps_scale``; ``(B, H, W)`` float32.
+
+        Only the structure changes, so the contour band (the support's costly part) is never computed.
+        """
         tile = self.unit_tile()
-        prepared = base.prepare_slices(batch, self.budget)
-        height, width = prepared.images.shape[1:]
-        rows, cols = np.arange(height) % tile.shape[0], np.arange(width) % tile.shape[1]
-        planes = np.stack([tile[:, :, slice_index(key) % tile.shape[2]] for key in prepared.keys])
-        pattern = planes[:, rows][:, :, cols]
-        return base.finalize(pattern * prepared.bound * prepared.fg, prepared.bound)
+        fg = np.asarray(batch.structures, dtype=bool)
+        bound = np.float32(self.budget.eps_max) * base.slice_scales(batch)[:, None, None] * fg
+        rows, cols = np.arange(fg.shape[1]) % tile.shape[0], np.arange(fg.shape[2]) % tile.shape[1]
+        planes = np.stack([tile[:, :, slice_index(key) % tile.shape[2]] for key in batch.keys])
+        return base.finalize(planes[:, rows][:, :, cols] * bound, bound)
 
     # -- fit
     def fit(self, batch: SliceBatch, *, progress: base.ProgressCallback | None = None) -> dict[str, Any]:
@@ -194,7 +201,7 @@ class LearnedTileProtector(Protector):
         s = self.settings
         three_d = s["surrogate_dims"] == 3
         patch_depth = s["crop_depth"] if three_d else 1
-        volumes = _volumes(base.prepare_slices(batch, self.budget), self.budget.eps_max, s["crop"], patch_depth)
+        volumes = _volumes(batch, self.budget.eps_max, s["crop"], patch_depth)
         rng = key_rng(self.seed, self.name, "fit")
         with seeded_torch(derive_seed(self.seed, self.name, "tile")):
             logits = (0.5 * torch.randn(s["period"], s["period"], s["depth"])).requires_grad_(True)
@@ -301,8 +308,7 @@ def _patches(
     xs, ys, bounds, rows, cols, planes = [], [], [], [], [], []
     for _ in range(count):
         case = int(rng.integers(len(volumes.images)))
-        image, fg, z = volumes.images[case], volumes.fg[case], volumes.z[case]
-        hits = np.argwhere(fg)
+        image, fg, z, hits = volumes.images[case], volumes.fg[case], volumes.z[case], volumes.hits[case]
         centre = hits[rng.integers(len(hits))] if len(hits) else np.zeros(3, dtype=np.int64)
         start = [
             int(rng.integers(max(0, c - size + 1), min(c, n - size) + 1))
