@@ -184,6 +184,14 @@ if [[ $part == tile22 ]]; then
   for s in 0 1 2; do  # the shipped tile settings (4x4x2; tile3d_p4)
     $PY benchmarks/efficacy.py $t3 --tag i22_tile3d_p4 --result-tag i22_tile3d_p4_unet3d_seed$s --audit-seed $s
   done
+  for s in 0 1; do  # the shipped tile under the ordinary pipeline: 2D screen, and the 3D UNet (not yet run)
+    $PY benchmarks/research/screen.py --defenses downsample,gaussian,median --set seed=$s \
+        --tag i22_tile_p4_filters_s$s --designs tile3d_p4
+  done
+  for d in augment downsample gaussian median; do
+    $PY benchmarks/efficacy.py $t3 --tag i22_tile3d_p4 --result-tag i22_tile3d_p4_unet3d_seed2_$d --audit-seed 2 \
+        --defenses $d
+  done
   # the tile and a keyed mark together (the mark at half the energy: a key file with share 0.5), 2D and 3D UNet
   mkdir -p benchmarks/runs/keys  # an existing key file is kept (new-key refuses to overwrite it)
   [[ -f benchmarks/runs/keys/i22_tile_mark.json ]] || .venv/bin/umed verify new-key --out benchmarks/runs/keys/i22_tile_mark.json
